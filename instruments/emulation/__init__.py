@@ -1,0 +1,1 @@
+"""Emulated instruments: plant physics, protocol servers, instrument models, control channel."""

@@ -1,0 +1,1 @@
+"""Pure wire formats shared by drivers and emulators (frames, fixed-point scaling)."""

@@ -1,0 +1,1 @@
+"""Run records to PDF test reports (and plots)."""
