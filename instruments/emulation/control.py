@@ -1,0 +1,248 @@
+"""The emulator's control channel: JSON lines over TCP, for tests and people.
+
+One request per line, one reply per line. A request is an object with ``cmd`` and the
+command's fields; an optional ``id`` is echoed back. Replies are ``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``; a malformed request never closes the connection.
+
+The channel also owns the *watchdog*: a client that sends ``arm_watchdog {seconds}`` must
+keep talking (any request counts) at least that often and must not close its connection;
+otherwise the emulator makes every output safe, as an armed instrument would. The protocol
+is documented in ``docs/emulator-control.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+class ControlTarget(Protocol):
+    """What the control channel drives: the emulator process."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def time(self) -> float: ...
+
+    def advance(self, seconds: float) -> float: ...
+
+    def fault(self, instrument: str, kind: str, params: dict[str, Any]) -> None: ...
+
+    def clear(self, instrument: str | None) -> None: ...
+
+    def set_value(self, unit: str, field: str, value: Any) -> None: ...
+
+    def make_safe(self, reason: str) -> None: ...
+
+
+class RequestError(Exception):
+    """A control request is malformed or names something that does not exist."""
+
+
+@dataclass
+class _Watchdog:
+    """One armed watchdog: the connection that armed it and its period in wall seconds."""
+
+    owner: int
+    seconds: float
+    last_seen: float
+
+
+@dataclass
+class ControlServer:
+    """Serves the control channel for one :class:`ControlTarget` on an asyncio loop."""
+
+    target: ControlTarget
+    on_shutdown: Callable[[], Awaitable[None] | None]
+    host: str = "127.0.0.1"
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _watchdog: _Watchdog | None = None
+    _watch_task: asyncio.Task[None] | None = None
+    _next_client: int = 0
+    _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and start serving; returns the bound host and port."""
+        self._server = await asyncio.start_server(
+            self._serve_client, self.host, self.port, limit=MAX_REQUEST_BYTES
+        )
+        sock = self._server.sockets[0].getsockname()
+        self.port = int(sock[1])
+        self._watch_task = asyncio.create_task(self._watch())
+        return self.host, self.port
+
+    async def stop(self) -> None:
+        """Stop serving and close every client connection."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        for writer in list(self._writers.values()):
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def watchdog_state(self) -> dict[str, Any] | None:
+        """The armed watchdog, for ``status`` (None when disarmed)."""
+        if self._watchdog is None:
+            return None
+        return {"seconds": self._watchdog.seconds, "client": self._watchdog.owner}
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        client = self._next_client
+        self._next_client += 1
+        self._writers[client] = writer
+        peer = writer.get_extra_info("peername")
+        log.info("control client %d connected from %s", client, peer)
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (asyncio.LimitOverrunError, ValueError):
+                    await self._reply(writer, {"ok": False, "error": "request longer than 1 MiB"})
+                    break
+                except ConnectionError:
+                    break
+                if not line:
+                    break
+                self._touch(client)
+                if not line.strip():
+                    continue
+                reply = await self._handle_line(client, line)
+                await self._reply(writer, reply)
+                if reply.get("shutdown"):
+                    break
+        finally:
+            self._writers.pop(client, None)
+            writer.close()
+            log.info("control client %d disconnected", client)
+            self._client_gone(client)
+
+    async def _reply(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        try:
+            writer.write(json.dumps(reply, allow_nan=False).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, RuntimeError):
+            log.debug("control reply lost: client went away")
+
+    def _touch(self, client: int) -> None:
+        dog = self._watchdog
+        if dog is not None and dog.owner == client:
+            dog.last_seen = asyncio.get_running_loop().time()
+
+    def _client_gone(self, client: int) -> None:
+        dog = self._watchdog
+        if dog is not None and dog.owner == client:
+            self._watchdog = None
+            self.target.make_safe(f"watchdog: client {client} closed its control connection")
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            dog = self._watchdog
+            period = 0.05 if dog is None else min(0.05, dog.seconds / 4)
+            await asyncio.sleep(period)
+            dog = self._watchdog
+            if dog is not None and loop.time() - dog.last_seen > dog.seconds:
+                self._watchdog = None
+                self.target.make_safe(
+                    f"watchdog: client {dog.owner} silent for more than {dog.seconds:g} s"
+                )
+
+    async def _handle_line(self, client: int, line: bytes) -> dict[str, Any]:
+        request_id: Any = None
+        try:
+            try:
+                request = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise RequestError(f"not a JSON object: {exc}") from None
+            if not isinstance(request, dict):
+                raise RequestError("a request must be a JSON object with a 'cmd' field")
+            request_id = request.get("id")
+            reply = await self._dispatch(client, request)
+        except RequestError as exc:
+            reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # the channel must keep serving; the error goes back
+            log.exception("control request failed")
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if request_id is not None:
+            reply["id"] = request_id
+        return reply
+
+    async def _dispatch(self, client: int, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        target = self.target
+        if cmd == "status":
+            status = target.status()
+            status["watchdog"] = self.watchdog_state()
+            return {"ok": True, **status}
+        if cmd == "time":
+            return {"ok": True, "time": target.time()}
+        if cmd == "advance":
+            seconds = _number(request, "seconds", minimum=0.0)
+            return {"ok": True, "time": target.advance(seconds)}
+        if cmd == "fault":
+            instrument = _text(request, "instrument")
+            kind = _text(request, "kind")
+            params = {
+                k: v for k, v in request.items() if k not in {"cmd", "id", "instrument", "kind"}
+            }
+            target.fault(instrument, kind, params)
+            return {"ok": True}
+        if cmd == "clear":
+            which = request.get("instrument")
+            if which is not None and not isinstance(which, str):
+                raise RequestError("'instrument' must be a string when given")
+            target.clear(which)
+            return {"ok": True}
+        if cmd == "set":
+            unit = _text(request, "unit")
+            name = _text(request, "field")
+            if "value" not in request:
+                raise RequestError("'set' needs a 'value'")
+            target.set_value(unit, name, request["value"])
+            return {"ok": True}
+        if cmd == "arm_watchdog":
+            seconds = _number(request, "seconds", minimum=0.0)
+            if seconds == 0:
+                self._watchdog = None
+                return {"ok": True, "watchdog": None}
+            now = asyncio.get_running_loop().time()
+            self._watchdog = _Watchdog(owner=client, seconds=seconds, last_seen=now)
+            return {"ok": True, "watchdog": self.watchdog_state()}
+        if cmd == "shutdown":
+            result = self.on_shutdown()
+            if result is not None:
+                await result
+            return {"ok": True, "shutdown": True}
+        known = "status, time, advance, fault, clear, set, arm_watchdog, shutdown"
+        raise RequestError(f"unknown cmd {cmd!r}; known: {known}")
+
+
+def _text(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise RequestError(f"'{request.get('cmd')}' needs '{key}' as a non-empty string")
+    return value
+
+
+def _number(request: dict[str, Any], key: str, *, minimum: float) -> float:
+    value = request.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(f"'{request.get('cmd')}' needs '{key}' as a finite number")
+    if value < minimum:
+        raise RequestError(f"'{key}' must be at least {minimum:g}, got {value:g}")
+    return float(value)
