@@ -1,0 +1,161 @@
+"""The run record: ``runs/<run-id>/records.jsonl``, written as the run goes.
+
+One JSON object a line, each line flushed as soon as it is written, so that the file is
+valid up to its last complete line after any crash (even SIGKILL). Every line carries the
+schema name and version, its ``type`` and the wall time it was written. The schema is
+documented in ``docs/records.md``; readers refuse a record of a newer major version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from hil.errors import ConfigError
+
+SCHEMA = "pp2p-hil/records"
+SCHEMA_VERSION = 1
+RECORDS_FILE = "records.jsonl"
+
+#: Line types a version-1 record may contain.
+LINE_TYPES = frozenset(
+    {
+        "run_start",
+        "test_start",
+        "step",
+        "measurement",
+        "series",
+        "safety_event",
+        "shutdown",
+        "test_end",
+        "run_end",
+        "note",
+    }
+)
+
+#: Test outcomes. A run without a ``run_end`` line is ABORTED.
+OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIPPED", "SAFETY TRIP")
+ABORTED = "ABORTED"
+
+
+def _clean(value: Any) -> Any:
+    """Make a value JSON-safe: non-finite floats become None, tuples and sets lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _clean(value.tolist())
+    return str(value)
+
+
+class RecordWriter:
+    """Appends lines to a run's record; thread-safe, one flush per line."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / RECORDS_FILE
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, line_type: str, **fields: Any) -> None:
+        """Write one line of ``line_type`` with ``fields``; silently ignored once closed."""
+        if line_type not in LINE_TYPES:
+            raise ValueError(f"unknown record line type {line_type!r}")
+        line = {
+            "schema": SCHEMA,
+            "version": SCHEMA_VERSION,
+            "type": line_type,
+            "wall": time.time(),
+            **_clean(fields),
+        }
+        text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            if self._file is None:
+                return
+            self._file.write(text + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+@dataclass
+class RecordSet:
+    """A record read back: its lines in order, and what could not be read."""
+
+    path: Path
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    corrupt: list[tuple[int, str]] = field(default_factory=list)
+    truncated: bool = False
+
+    def of_type(self, line_type: str) -> Iterator[dict[str, Any]]:
+        return (line for line in self.lines if line.get("type") == line_type)
+
+    @property
+    def header(self) -> dict[str, Any] | None:
+        return next(self.of_type("run_start"), None)
+
+    @property
+    def end(self) -> dict[str, Any] | None:
+        return next(self.of_type("run_end"), None)
+
+    @property
+    def aborted(self) -> bool:
+        return self.end is None
+
+
+def read_records(path: Path) -> RecordSet:
+    """Read a record file (or the ``records.jsonl`` in a run directory).
+
+    Corrupt lines in the middle are skipped and listed; an incomplete last line marks the
+    record truncated. A missing file, an empty one, or a newer schema is a ``ConfigError``.
+    """
+    file = path / RECORDS_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ConfigError(f"{file}: no run record here (expected {RECORDS_FILE})")
+    raw = file.read_bytes()
+    if not raw.strip():
+        raise ConfigError(f"{file}: the run record is empty")
+    records = RecordSet(path=file)
+    chunks = raw.split(b"\n")
+    records.truncated = chunks[-1] != b""
+    for number, chunk in enumerate(chunks, start=1):
+        if not chunk.strip():
+            continue
+        try:
+            line = json.loads(chunk)
+            if not isinstance(line, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if number == len(chunks) and records.truncated:
+                records.corrupt.append((number, "incomplete last line (the run was cut off)"))
+            else:
+                records.corrupt.append((number, f"unreadable line: {exc}"))
+            continue
+        if line.get("schema") != SCHEMA:
+            records.corrupt.append((number, f"not a {SCHEMA} line"))
+            continue
+        version = line.get("version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{file}:{number}: record schema version {version!r} is newer than this "
+                f"toolkit reads ({SCHEMA_VERSION}); upgrade pp2p-hil"
+            )
+        records.lines.append(line)
+    if not records.lines:
+        raise ConfigError(f"{file}: no readable line in the run record")
+    return records
