@@ -1,0 +1,182 @@
+"""The emulated twin part of a bench file: the ``[emulation]`` table.
+
+Plant parameters per port (battery capacity and state of charge, converter losses, line
+resistance, sensor errors), line resistance per topology branch, the random seed and how
+serial instruments are exposed. The same file describes the real bench; this part is only
+read by the emulator (``hil emulate``). Every unit has a port, at defaults when the file
+gives none: an APIS battery of 4800 Wh at SoC 0.5 and apis-emulator's converter losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from hil.toml_source import Table
+
+if TYPE_CHECKING:
+    from hil.bench_config import Topology, UnitConfig
+
+Permission = Literal["none", "charge", "discharge", "both"]
+PERMISSIONS: tuple[Permission, ...] = ("none", "charge", "discharge", "both")
+
+
+@dataclass(frozen=True)
+class SensorErrors:
+    """Measurement errors of an emulated port: offsets (V, A), relative gain errors, noise
+    (standard deviation, V and A) and quantisation steps (V, A; 0 = none)."""
+
+    voltage_offset: float = 0.0
+    voltage_gain: float = 0.0
+    voltage_noise: float = 0.0
+    voltage_step: float = 0.0
+    current_offset: float = 0.0
+    current_gain: float = 0.0
+    current_noise: float = 0.0
+    current_step: float = 0.0
+
+
+@dataclass(frozen=True)
+class EmulatedPort:
+    """Plant parameters of one unit's port in the emulator.
+
+    Battery fields are set only for units with a battery; converter losses (W, standby /
+    charging / discharging, as apis-emulator uses) only for converter units.
+    """
+
+    unit_id: str
+    line_resistance: float = 0.0
+    sensor: SensorErrors = field(default_factory=SensorErrors)
+    battery_capacity: float | None = None
+    soc: float | None = None
+    battery_resistance: float | None = None
+    permission: Permission | None = None
+    loss_standby: float | None = None
+    loss_charge: float | None = None
+    loss_discharge: float | None = None
+
+
+@dataclass(frozen=True)
+class EmulationConfig:
+    """The emulated twin: random seed, how serial instruments are exposed (``"tcp"``: a
+    loopback socket, ``"pty"``: a pseudo-terminal), per-port plant parameters (every unit
+    has one, with defaults when the file gives none) and per-branch line resistance (Ω)."""
+
+    seed: int
+    serial_transport: Literal["tcp", "pty"]
+    ports: Mapping[str, EmulatedPort]
+    branch_line_resistance: Mapping[str, float]
+    declared: bool = True
+
+
+def read_emulation(
+    table: Table | None, units: tuple[UnitConfig, ...], topology: Topology | None
+) -> EmulationConfig:
+    """Read ``[emulation]`` (absent: every port at its defaults) for the loaded units."""
+    by_id = {u.id: u for u in units}
+    ports: dict[str, EmulatedPort] = {}
+    branch_r: dict[str, float] = {}
+    seed = 0
+    transport: Literal["tcp", "pty"] = "tcp"
+    if table is not None:
+        seed = table.integer("seed", 0, minimum=0, maximum=2**63 - 1)
+        transport = cast(
+            Literal["tcp", "pty"],
+            table.string("serial_transport", "tcp", choices=("tcp", "pty")),
+        )
+        for unit_id, port_table in table.named_tables("ports"):
+            unit = by_id.get(unit_id)
+            if unit is None:
+                raise port_table.error(None, f"no unit {unit_id!r} on this bench", ", ".join(by_id))
+            ports[unit_id] = _read_port(port_table, unit)
+        for branch_id, branch_table in table.named_tables("branches"):
+            if topology is None or branch_id not in topology.branches:
+                known = "" if topology is None else ", ".join(topology.branches)
+                raise branch_table.error(
+                    None,
+                    f"no branch {branch_id!r} in [topology]",
+                    known or "branches defined under [topology.branches]",
+                )
+            branch_r[branch_id] = branch_table.req_number(
+                "line_resistance", minimum=0.0, maximum=1e3
+            )
+            branch_table.finish()
+        table.finish()
+    for unit in units:
+        if unit.id not in ports:
+            ports[unit.id] = default_port(unit)
+    if topology is not None:
+        for branch_id in topology.branches:
+            branch_r.setdefault(branch_id, 0.0)
+    return EmulationConfig(
+        seed=seed,
+        serial_transport=transport,
+        ports=MappingProxyType({u.id: ports[u.id] for u in units}),
+        branch_line_resistance=MappingProxyType(branch_r),
+        declared=table is not None,
+    )
+
+
+def default_port(unit: UnitConfig) -> EmulatedPort:
+    """A port at the defaults: APIS battery (4800 Wh, SoC 0.5) and apis-emulator losses."""
+    battery = unit.has_battery
+    converter = unit.kind == "converter"
+    return EmulatedPort(
+        unit_id=unit.id,
+        battery_capacity=4800.0 if battery else None,
+        soc=0.5 if battery else None,
+        battery_resistance=0.05 if battery else None,
+        permission="both" if battery else None,
+        loss_standby=4.5 if converter else None,
+        loss_charge=71.0 if converter else None,
+        loss_discharge=55.0 if converter else None,
+    )
+
+
+def _read_port(table: Table, unit: UnitConfig) -> EmulatedPort:
+    default = default_port(unit)
+    line_r = table.opt_number("line_resistance", 0.0, minimum=0.0, maximum=1e3)
+    sensor = _read_sensor(table.table("sensor"))
+    battery_keys = ("battery_capacity", "soc", "battery_resistance", "permission")
+    loss_keys = ("loss_standby", "loss_charge", "loss_discharge")
+    values: dict[str, Any] = {}
+    if unit.has_battery:
+        values["battery_capacity"] = table.opt_number(
+            "battery_capacity", 4800.0, minimum=0.0, min_open=True, maximum=1e7
+        )
+        values["soc"] = table.opt_number("soc", 0.5, minimum=0.0, maximum=1.0)
+        values["battery_resistance"] = table.opt_number(
+            "battery_resistance", 0.05, minimum=0.0, maximum=100.0
+        )
+        values["permission"] = table.string("permission", "both", choices=PERMISSIONS)
+    else:
+        for key in battery_keys:
+            table.forbid(key, f"unit {unit.id} has no battery (no apis_bms)")
+    if unit.kind == "converter":
+        for key in loss_keys:
+            values[key] = table.opt_number(key, getattr(default, key), minimum=0.0, maximum=1e4)
+    else:
+        for key in loss_keys:
+            table.forbid(key, f"unit {unit.id} is not a converter (kind {unit.kind})")
+    table.finish()
+    return dataclasses.replace(default, line_resistance=line_r, sensor=sensor, **values)
+
+
+def _read_sensor(table: Table | None) -> SensorErrors:
+    if table is None:
+        return SensorErrors()
+    values = {
+        "voltage_offset": table.opt_number("voltage_offset", 0.0, minimum=-100.0, maximum=100.0),
+        "voltage_gain": table.opt_number("voltage_gain", 0.0, minimum=-0.5, maximum=0.5),
+        "voltage_noise": table.opt_number("voltage_noise", 0.0, minimum=0.0, maximum=100.0),
+        "voltage_step": table.opt_number("voltage_step", 0.0, minimum=0.0, maximum=100.0),
+        "current_offset": table.opt_number("current_offset", 0.0, minimum=-100.0, maximum=100.0),
+        "current_gain": table.opt_number("current_gain", 0.0, minimum=-0.5, maximum=0.5),
+        "current_noise": table.opt_number("current_noise", 0.0, minimum=0.0, maximum=100.0),
+        "current_step": table.opt_number("current_step", 0.0, minimum=0.0, maximum=100.0),
+    }
+    table.finish()
+    return SensorErrors(**values)
