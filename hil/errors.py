@@ -23,6 +23,10 @@ class CapabilityError(EnvelopeError):
     """A unit was asked for something its hardware cannot do (a load asked to source)."""
 
 
+class RatingError(EnvelopeError):
+    """A set-point lies outside the instrument's own rating (model table); nothing was sent."""
+
+
 class InstrumentError(HilError):
     """Something went wrong talking to, or inside, an instrument."""
 

@@ -1,0 +1,218 @@
+"""Chroma 63200A high-power DC electronic loads: sink only, SCPI (registry name
+``chroma63200a``).
+
+Why this family: its programming documentation is the one we could actually find (the
+ITECH IT8900 programming guide is not in the search index). Sources:
+
+- *Chroma 63200A Series User Manual*, chapter 4 "Remote Operation" (easymanua.ls): ``*RST``
+  forces ``ABOR``, ``*CLS`` and ``LOAD:PROT:CLE``; the POWER subsystem
+  (``POW:STAT:L1|L2|RISE|FALL``, slews in A/µs, ``MIN``/``MAX`` accepted) — confirmed.
+- *High Power DC Electronic Load 63200 Series Operation & Programming Manual*: ``*IDN?`` →
+  ``Chroma,63203,12345678,01.00``; ``*OPC?`` → ``1`` — confirmed.
+- *63600 Series Operation & Programming Manual* (same command language): ``LOAD ON|OFF``,
+  ``CURR:STAT:L1``, ``MEAS:VOLT?``/``MEAS:CURR?``; ``STAT:CHAN:COND?`` bits OTP=1, OVP=2,
+  OCP=4, OPP=8, REV=16 — confirmed for the 63600, *assumed* identical on the 63200A.
+- A third-party 63206A/63210A driver (PythonEquipmentDrivers) uses ``MODE CCH|CRH|CPH…``
+  (mode and range in one word), ``CURR:STAT:L1``, ``VOLT:STAT:L1``, ``VOLT:STAT:ILIM``,
+  ``LOAD:SHOR``, ``MEAS:POW?`` — *assumed* (secondary source).
+- ``CONF:VOLT:ON`` (turn-on voltage) is taken from the 63600 language — *assumed*.
+
+Models: the name encodes the rating, ``632PPA-<volts>-<amps>`` with PP the power in kW
+(``63206A-600-210``: 6 kW, 600 V, 210 A). For the 350 V bus use a 600 V model; for the 48 V
+battery node a 150 V model (every 63200A model carries well over 20 A). The exact model
+list was not confirmed; the bench file names the model (or gives the rating).
+
+Wire format: ``LOAD ON``, ``MODE CCH``, ``CURR:STAT:L1 2.5`` (no unit), ``MEAS:CURR?``. The
+load reports sunk current as a *positive* number; adapters turn it into bus convention.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum, IntFlag
+
+from hil.errors import ConfigError
+
+from .base import Rating, check_setpoint, rating_from_model_name
+from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
+from .scpi import ScpiChoice, ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+
+log = logging.getLogger(__name__)
+
+
+class LoadMode(Enum):
+    """``MODE``: regulation mode and range in one word (L/M/H = low/middle/high range)."""
+
+    CCL = "CCL"
+    CCM = "CCM"
+    CCH = "CCH"
+    CRL = "CRL"
+    CRM = "CRM"
+    CRH = "CRH"
+    CVL = "CVL"
+    CVM = "CVM"
+    CVH = "CVH"
+    CPL = "CPL"
+    CPM = "CPM"
+    CPH = "CPH"
+
+    @property
+    def regulation(self) -> str:
+        """``CC``, ``CR``, ``CV`` or ``CP``."""
+        return self.value[:2]
+
+
+class ChannelStatus(IntFlag):
+    """``STAT:CHAN:COND?`` bits."""
+
+    OTP = 1
+    OVP = 2
+    OCP = 4
+    OPP = 8
+    REV = 16
+
+
+@dataclass(frozen=True)
+class LoadReading:
+    """One read: input voltage, sunk current (positive) and power, input state, status."""
+
+    voltage: float
+    current: float
+    power: float
+    load_on: bool
+    status: ChannelStatus
+
+    @property
+    def tripped(self) -> bool:
+        return bool(self.status)
+
+
+def _amps(load: Chroma63200A) -> tuple[float, float]:
+    return (0.0, load.rating.current)
+
+
+def _volts(load: Chroma63200A) -> tuple[float, float]:
+    return (0.0, load.rating.voltage)
+
+
+def _watts(load: Chroma63200A) -> tuple[float, float]:
+    return (0.0, load.rating.power)
+
+
+def _slew(load: Chroma63200A) -> tuple[float, float]:
+    return (0.0, 1e3)
+
+
+class Chroma63200A(ScpiInstrument):
+    """Chroma 63200A load. Set-points are checked against ``rating`` before sending."""
+
+    load = ScpiSwitch("LOAD", doc="``LOAD ON|OFF``: the load input.")
+    short = ScpiSwitch("LOAD:SHOR", doc="``LOAD:SHOR ON|OFF``: short-circuit simulation.")
+    mode = ScpiChoice("MODE", LoadMode, doc="``MODE CCH|…``: regulation mode and range.")
+    current = ScpiNumber(
+        "CURR:STAT:L1", unit="A", limits=_amps, doc="``CURR:STAT:L1``: static CC level."
+    )
+    current_rise = ScpiNumber(
+        "CURR:STAT:RISE",
+        unit="A/us",
+        limits=_slew,
+        doc="``CURR:STAT:RISE``: rising slew rate in A/µs.",
+    )
+    current_fall = ScpiNumber(
+        "CURR:STAT:FALL",
+        unit="A/us",
+        limits=_slew,
+        doc="``CURR:STAT:FALL``: falling slew rate in A/µs.",
+    )
+    cv_voltage = ScpiNumber(
+        "VOLT:STAT:L1", unit="V", limits=_volts, doc="``VOLT:STAT:L1``: static CV level."
+    )
+    cv_current_limit = ScpiNumber(
+        "VOLT:STAT:ILIM",
+        unit="A",
+        limits=_amps,
+        doc="``VOLT:STAT:ILIM``: current limit in CV mode.",
+    )
+    power = ScpiNumber(
+        "POW:STAT:L1", unit="W", limits=_watts, doc="``POW:STAT:L1``: static CP level."
+    )
+    turn_on_voltage = ScpiNumber(
+        "CONF:VOLT:ON",
+        unit="V",
+        limits=_volts,
+        doc="``CONF:VOLT:ON``: input voltage above which it sinks.",
+    )
+    measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
+    measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
+    measured_power = ScpiMeasurement("MEAS:POW?", unit="W")
+
+    def __init__(
+        self,
+        connection: ScpiConnection,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        strict: bool = False,
+    ) -> None:
+        super().__init__(connection, name=name, strict=strict)
+        if rating is None:
+            if not model:
+                raise ConfigError(f"Chroma 63200A {self.name}: give a rating or a model")
+            rating = rating_from_model_name(model)
+        self.rating = rating
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        visa_library: str = "@py",
+        strict: bool = False,
+    ) -> Chroma63200A:
+        """Open ``resource`` (e.g. ``TCPIP0::10.0.0.7::2101::SOCKET``) and wrap it."""
+        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
+        return cls(connection, rating=rating, model=model, name=name, strict=strict)
+
+    def clear_protection(self) -> None:
+        """``LOAD:PROT:CLE``: clear latched protection."""
+        self.write_setting("LOAD:PROT:CLE")
+
+    def channel_status(self) -> ChannelStatus:
+        """``STAT:CHAN:COND?``: live protection status."""
+        return ChannelStatus(self.query_int("STAT:CHAN:COND?"))
+
+    def sink_current(self, amps: float) -> None:
+        """CC (high range) at ``amps``: ``MODE CCH`` then ``CURR:STAT:L1 <a>``."""
+        with self.locked():
+            check_setpoint(self.name, "current", amps, *_amps(self), "A")
+            self.mode = LoadMode.CCH
+            self.current = amps
+
+    def hold_voltage(self, volts: float, current_limit: float) -> None:
+        """CV (high range) at ``volts`` limited to ``current_limit``.
+
+        Sequence: ``MODE CVH``, ``VOLT:STAT:ILIM <a>``, ``VOLT:STAT:L1 <v>``.
+        """
+        with self.locked():
+            check_setpoint(self.name, "voltage", volts, *_volts(self), "V")
+            check_setpoint(self.name, "current limit", current_limit, *_amps(self), "A")
+            self.mode = LoadMode.CVH
+            self.cv_current_limit = current_limit
+            self.cv_voltage = volts
+
+    def read(self) -> LoadReading:
+        """Measured voltage, current, power, input state and channel status."""
+        with self.locked():
+            return LoadReading(
+                voltage=self.measured_voltage,
+                current=self.measured_current,
+                power=self.measured_power,
+                load_on=self.load,
+                status=self.channel_status(),
+            )

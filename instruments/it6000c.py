@@ -1,0 +1,311 @@
+"""ITECH IT6000C bidirectional (regenerative) DC supplies: source and sink, SCPI.
+
+Resources: ``ASRL/dev/ttyUSB0::INSTR`` (USB virtual COM, 115200 8N1),
+``ASRLsocket://127.0.0.1:PORT::INSTR`` (the emulator's serial-over-TCP), or
+``TCPIP0::<host>::30000::SOCKET`` on LAN; ``\\n`` terminated both ways.
+
+Sign convention here is the instrument's own: ``CURR`` and ``MEAS:CURR?`` are positive
+when the supply sources and negative when it sinks (the adapters map it to the bus).
+
+Commands used (from the project reference, corroborated by third-party IT6000C drivers;
+the ITECH IT6000C programming guide itself was not found in the search index, so treat
+them as *assumed*): ``SYST:REM``/``SYST:LOC``; ``OUTP ON|OFF``; ``OUTP:PROT:CLE``;
+``FUNC VOLT|CURR`` (CV or CC priority); ``FUNC:MODE FIXED``; ``VOLT``, ``CURR`` (signed in
+CC priority); limits ``CURR:LIM`` / ``CURR:LIM:NEG`` (negative), ``VOLT:LIM`` /
+``VOLT:LIM:NEG``, ``POW:LIM`` / ``POW:LIM:NEG`` (negative); slews ``VOLT:SLEW:POS|NEG`` and
+``CURR:SLEW:POS|NEG``; protections ``VOLT:PROT`` (``:STAT``, ``:DEL``), likewise ``CURR:``
+and ``POW:``; ``MEAS:VOLT?``, ``MEAS:CURR?``, ``MEAS:POW?``.
+
+The priority rule observed on hardware is enforced *before sending*: ``VOLT:LIM`` and
+``VOLT:LIM:NEG`` are writable only in CC priority, ``CURR:LIM`` and ``CURR:LIM:NEG`` only in
+CV priority (the driver reads ``FUNC?`` first). Ratings come from the model name
+(``IT6006C-500-40``: 6 kW, 500 V, ±40 A) or are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from hil.errors import CapabilityError, ConfigError
+
+from .base import Rating, check_setpoint, rating_from_model_name
+from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
+from .scpi import ScpiChoice, ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+
+log = logging.getLogger(__name__)
+
+USB_COM_BAUDRATE = 115200
+
+
+class Priority(Enum):
+    """``FUNC``: which loop has priority."""
+
+    VOLTAGE = "VOLT"
+    CURRENT = "CURR"
+
+
+class FunctionMode(Enum):
+    """``FUNC:MODE``: fixed output or one of the built-in sequencers."""
+
+    FIXED = "FIX"
+    LIST = "LIST"
+    BATTERY = "BATT"
+    SOLAR = "SOL"
+    CAR = "CARP"
+
+
+_PRIORITY_ALIASES = {"VOLTAGE": Priority.VOLTAGE, "CURRENT": Priority.CURRENT}
+_MODE_ALIASES = {
+    "FIXED": FunctionMode.FIXED,
+    "BATTERY": FunctionMode.BATTERY,
+    "SOLAR": FunctionMode.SOLAR,
+    "CARPROFILE": FunctionMode.CAR,
+}
+
+
+@dataclass(frozen=True)
+class BidirectionalReading:
+    """One read: voltage, signed current (+ source, - sink) and signed power."""
+
+    voltage: float
+    current: float
+    power: float
+    output_on: bool
+
+
+def _needs_priority(required: Priority, what: str) -> Callable[[IT6000C, float], None]:
+    def check(supply: IT6000C, value: float) -> None:
+        actual = supply.priority
+        if actual is not required:
+            raise CapabilityError(
+                f"{supply.name}: {what} is writable only in {required.name} priority "
+                f"(FUNC {required.value}), the supply is in {actual.name} priority; nothing sent"
+            )
+
+    return check
+
+
+def _volts(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, supply.rating.voltage)
+
+
+def _amps_signed(supply: IT6000C) -> tuple[float, float]:
+    return (-supply.rating.current, supply.rating.current)
+
+
+def _amps_positive(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, supply.rating.current)
+
+
+def _amps_negative(supply: IT6000C) -> tuple[float, float]:
+    return (-supply.rating.current, 0.0)
+
+
+def _watts_positive(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, supply.rating.power)
+
+
+def _watts_negative(supply: IT6000C) -> tuple[float, float]:
+    return (-supply.rating.power, 0.0)
+
+
+def _protection_volts(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, 1.1 * supply.rating.voltage)
+
+
+def _protection_amps(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, 1.1 * supply.rating.current)
+
+
+def _protection_watts(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, 1.1 * supply.rating.power)
+
+
+def _seconds(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, 60.0)
+
+
+def _slew(supply: IT6000C) -> tuple[float, float]:
+    return (0.0, 1e9)
+
+
+class IT6000C(ScpiInstrument):
+    """ITECH IT6000C. Set-points are checked against ``rating`` before sending."""
+
+    output = ScpiSwitch("OUTP", doc="``OUTP ON|OFF``: the DC output.")
+    priority = ScpiChoice(
+        "FUNC", Priority, aliases=_PRIORITY_ALIASES, doc="``FUNC VOLT|CURR``: CV or CC priority."
+    )
+    function_mode = ScpiChoice(
+        "FUNC:MODE",
+        FunctionMode,
+        aliases=_MODE_ALIASES,
+        doc="``FUNC:MODE``: FIXed output or a sequencer.",
+    )
+    voltage = ScpiNumber("VOLT", unit="V", limits=_volts, doc="``VOLT``: voltage set-point.")
+    current = ScpiNumber(
+        "CURR",
+        unit="A",
+        limits=_amps_signed,
+        doc="``CURR``: current set-point (signed; negative sinks, in CC priority).",
+    )
+    current_limit = ScpiNumber(
+        "CURR:LIM",
+        unit="A",
+        limits=_amps_positive,
+        validate=_needs_priority(Priority.VOLTAGE, "CURR:LIM"),
+        doc="``CURR:LIM``: positive (source) current limit, CV priority only.",
+    )
+    current_limit_negative = ScpiNumber(
+        "CURR:LIM:NEG",
+        unit="A",
+        limits=_amps_negative,
+        validate=_needs_priority(Priority.VOLTAGE, "CURR:LIM:NEG"),
+        doc="``CURR:LIM:NEG``: negative (sink) current limit, CV priority only.",
+    )
+    voltage_limit = ScpiNumber(
+        "VOLT:LIM",
+        unit="V",
+        limits=_volts,
+        validate=_needs_priority(Priority.CURRENT, "VOLT:LIM"),
+        doc="``VOLT:LIM``: upper voltage limit, CC priority only.",
+    )
+    voltage_limit_negative = ScpiNumber(
+        "VOLT:LIM:NEG",
+        unit="V",
+        limits=_volts,
+        validate=_needs_priority(Priority.CURRENT, "VOLT:LIM:NEG"),
+        doc="``VOLT:LIM:NEG``: lower voltage limit, CC priority only.",
+    )
+    power_limit = ScpiNumber(
+        "POW:LIM", unit="W", limits=_watts_positive, doc="``POW:LIM``: source power limit."
+    )
+    power_limit_negative = ScpiNumber(
+        "POW:LIM:NEG",
+        unit="W",
+        limits=_watts_negative,
+        doc="``POW:LIM:NEG``: sink power limit (negative).",
+    )
+    voltage_slew_positive = ScpiNumber("VOLT:SLEW:POS", unit="s", limits=_slew)
+    voltage_slew_negative = ScpiNumber("VOLT:SLEW:NEG", unit="s", limits=_slew)
+    current_slew_positive = ScpiNumber("CURR:SLEW:POS", unit="s", limits=_slew)
+    current_slew_negative = ScpiNumber("CURR:SLEW:NEG", unit="s", limits=_slew)
+    ovp = ScpiNumber(
+        "VOLT:PROT",
+        unit="V",
+        limits=_protection_volts,
+        doc="``VOLT:PROT``: over-voltage protection level.",
+    )
+    ovp_enabled = ScpiSwitch("VOLT:PROT:STAT")
+    ovp_delay = ScpiNumber("VOLT:PROT:DEL", unit="s", limits=_seconds)
+    ocp = ScpiNumber(
+        "CURR:PROT",
+        unit="A",
+        limits=_protection_amps,
+        doc="``CURR:PROT``: over-current protection level.",
+    )
+    ocp_enabled = ScpiSwitch("CURR:PROT:STAT")
+    ocp_delay = ScpiNumber("CURR:PROT:DEL", unit="s", limits=_seconds)
+    opp = ScpiNumber(
+        "POW:PROT",
+        unit="W",
+        limits=_protection_watts,
+        doc="``POW:PROT``: over-power protection level.",
+    )
+    opp_enabled = ScpiSwitch("POW:PROT:STAT")
+    opp_delay = ScpiNumber("POW:PROT:DEL", unit="s", limits=_seconds)
+    measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
+    measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
+    measured_power = ScpiMeasurement("MEAS:POW?", unit="W")
+
+    def __init__(
+        self,
+        connection: ScpiConnection,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        strict: bool = False,
+    ) -> None:
+        super().__init__(connection, name=name, strict=strict)
+        if rating is None:
+            if not model:
+                raise ConfigError(f"IT6000C {self.name}: give a rating or a model")
+            rating = rating_from_model_name(model)
+        self.rating = rating
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        visa_library: str = "@py",
+        baudrate: int = USB_COM_BAUDRATE,
+        strict: bool = False,
+    ) -> IT6000C:
+        """Open ``resource`` (serial resources at ``baudrate`` 8N1) and wrap it."""
+        connection = ScpiConnection(
+            resource,
+            timeout=timeout,
+            visa_library=visa_library,
+            serial=SerialSettings(baudrate=baudrate),
+        )
+        return cls(connection, rating=rating, model=model, name=name, strict=strict)
+
+    def remote(self) -> None:
+        """``SYST:REM``: take remote control (needed over the serial port)."""
+        self.write_setting("SYST:REM")
+
+    def local(self) -> None:
+        """``SYST:LOC``: give the front panel back."""
+        self.write_setting("SYST:LOC")
+
+    def clear_protection(self) -> None:
+        """``OUTP:PROT:CLE``: clear a latched protection."""
+        self.write_setting("OUTP:PROT:CLE")
+
+    def source_current(self, amps: float, voltage_limit: float) -> None:
+        """CC priority at ``amps`` (signed), voltage clamped at ``voltage_limit``.
+
+        Both values are checked before anything is sent; the sequence is ``FUNC CURR``,
+        ``VOLT:LIM <v>``, ``CURR <a>``.
+        """
+        with self.locked():
+            check_setpoint(self.name, "current", amps, *_amps_signed(self), "A")
+            check_setpoint(self.name, "voltage limit", voltage_limit, *_volts(self), "V")
+            self.priority = Priority.CURRENT
+            self.voltage_limit = voltage_limit
+            self.current = amps
+
+    def hold_voltage(self, volts: float, source_limit: float, sink_limit: float) -> None:
+        """CV priority at ``volts``; current limited to ``+source_limit``/``-sink_limit``.
+
+        Sequence: ``FUNC VOLT``, ``CURR:LIM <a>``, ``CURR:LIM:NEG -<a>``, ``VOLT <v>``.
+        """
+        with self.locked():
+            check_setpoint(self.name, "voltage", volts, *_volts(self), "V")
+            check_setpoint(
+                self.name, "source current limit", source_limit, *_amps_positive(self), "A"
+            )
+            check_setpoint(self.name, "sink current limit", sink_limit, *_amps_positive(self), "A")
+            self.priority = Priority.VOLTAGE
+            self.current_limit = source_limit
+            self.current_limit_negative = -sink_limit
+            self.voltage = volts
+
+    def read(self) -> BidirectionalReading:
+        """Measured voltage, signed current and power, and the output state."""
+        with self.locked():
+            return BidirectionalReading(
+                voltage=self.measured_voltage,
+                current=self.measured_current,
+                power=self.measured_power,
+                output_on=self.output,
+            )

@@ -1,0 +1,269 @@
+"""Keysight (Agilent) N5700 / N8700 system DC power supplies: source only, SCPI over LAN.
+
+Resource: ``TCPIP0::<host>::5025::SOCKET`` (raw socket, ``\\n`` terminated).
+
+Wire format (pinned by ``tests/test_driver_n5700.py``): short headers without a leading
+colon and values without units — ``VOLT 12.5``, ``CURR 2``, ``OUTP ON``, ``VOLT?``,
+``MEAS:VOLT?``.
+
+Confirmed in the *Series N5700 User's Guide* (Language Reference, as published on
+easymanua.ls / manualsbrain) and the *Series N8700 User's Guide*:
+
+- ``[SOUR:]VOLT:PROT:LEV``: minimum is the larger of the table minimum and 1.05 x the
+  voltage setting; maximum from the table; a trip disables the output and sets OV in the
+  questionable register; ``OUTP:PROT:CLE`` clears it. Table (rating → min/max):
+  6 V 0.5/7.5, 8 V 0.5/10, 12.5 V 1/15, 20 V 1/24, 30 V 2/36, 40 V 2/44, 60 V 5/66,
+  80 V 5/88, 100 V 5/110, 150 V 5/165, 300 V 5/330, 600 V 5/660.
+- ``[SOUR:]VOLT:LIM:LOW``: at most the smaller of the table value (0.95 x rating) and
+  0.95 x the voltage setting.
+- Questionable bits OV=1, OC=2, PF=4, OT=16, INH=512, UNR=1024; operation bits CV=256,
+  CC=1024 (WTG=32).
+- ``CURR:PROT:STAT ON|OFF`` (foldback: trip the output when it enters CC).
+
+Assumed (from Keysight's public model list, not re-checked here): the model table below
+(N5741A-N5752A are 750 W, N5761A-N5772A 1500 W). A rating passed in overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import IntFlag
+
+from hil.errors import ConfigError, RatingError
+
+from .base import Rating, check_setpoint
+from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
+from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+
+log = logging.getLogger(__name__)
+
+#: OVP range per voltage rating (User's Guide table): rating -> (minimum, maximum).
+OVP_TABLE: dict[float, tuple[float, float]] = {
+    6.0: (0.5, 7.5),
+    8.0: (0.5, 10.0),
+    12.5: (1.0, 15.0),
+    20.0: (1.0, 24.0),
+    30.0: (2.0, 36.0),
+    40.0: (2.0, 44.0),
+    60.0: (5.0, 66.0),
+    80.0: (5.0, 88.0),
+    100.0: (5.0, 110.0),
+    150.0: (5.0, 165.0),
+    300.0: (5.0, 330.0),
+    600.0: (5.0, 660.0),
+}
+
+OVP_FACTOR = 1.05
+UV_LIMIT_FACTOR = 0.95
+
+#: Model -> (volts, amps); power is 750 W (N574x/N575x) or 1500 W (N576x/N577x).
+MODELS: dict[str, tuple[float, float]] = {
+    "N5741A": (6.0, 100.0),
+    "N5742A": (8.0, 90.0),
+    "N5743A": (12.5, 60.0),
+    "N5744A": (20.0, 38.0),
+    "N5745A": (30.0, 25.0),
+    "N5746A": (40.0, 19.0),
+    "N5747A": (60.0, 12.5),
+    "N5748A": (80.0, 9.5),
+    "N5749A": (100.0, 7.5),
+    "N5750A": (150.0, 5.0),
+    "N5751A": (300.0, 2.5),
+    "N5752A": (600.0, 1.3),
+    "N5761A": (6.0, 180.0),
+    "N5762A": (8.0, 165.0),
+    "N5763A": (12.5, 120.0),
+    "N5764A": (20.0, 76.0),
+    "N5765A": (30.0, 50.0),
+    "N5766A": (40.0, 38.0),
+    "N5767A": (60.0, 25.0),
+    "N5768A": (80.0, 19.0),
+    "N5769A": (100.0, 15.0),
+    "N5770A": (150.0, 10.0),
+    "N5771A": (300.0, 5.0),
+    "N5772A": (600.0, 2.6),
+}
+
+
+def model_rating(model: str) -> Rating:
+    """Rating of an N5700 model from the model table (``ConfigError`` if unknown)."""
+    key = model.strip().upper()
+    if key not in MODELS:
+        raise ConfigError(
+            f"unknown N5700 model {model!r}; known: {', '.join(sorted(MODELS))} "
+            "(or give the rating explicitly)"
+        )
+    volts, amps = MODELS[key]
+    power = 1500.0 if key[:4] in ("N576", "N577") else 750.0
+    return Rating(voltage=volts, current=amps, power=power)
+
+
+def ovp_range(rating_voltage: float) -> tuple[float, float]:
+    """The OVP table row for a voltage rating (nearest row at or above it)."""
+    for volts in sorted(OVP_TABLE):
+        if rating_voltage <= volts:
+            return OVP_TABLE[volts]
+    raise ConfigError(f"no N5700 OVP table row for a {rating_voltage:g} V rating")
+
+
+class Questionable(IntFlag):
+    """``STAT:QUES:COND?`` bits."""
+
+    OV = 1
+    OC = 2
+    PF = 4
+    OT = 16
+    INH = 512
+    UNR = 1024
+
+
+class Operation(IntFlag):
+    """``STAT:OPER:COND?`` bits."""
+
+    WTG = 32
+    CV = 256
+    CC = 1024
+
+
+@dataclass(frozen=True)
+class SupplyReading:
+    """One read of the supply's output."""
+
+    voltage: float
+    current: float
+    output_on: bool
+    operation: Operation
+    questionable: Questionable
+
+    @property
+    def in_cv(self) -> bool:
+        return Operation.CV in self.operation
+
+    @property
+    def in_cc(self) -> bool:
+        return Operation.CC in self.operation
+
+    @property
+    def tripped(self) -> bool:
+        """A protection (OV, OC, PF, OT, INH) has switched the output off."""
+        trips = Questionable.OV | Questionable.OC | Questionable.PF | Questionable.OT
+        return bool(self.questionable & (trips | Questionable.INH))
+
+
+def _check_ovp(psu: N5700, value: float) -> None:
+    minimum = OVP_FACTOR * psu.voltage
+    if value < minimum:
+        raise RatingError(
+            f"{psu.name}: OVP {value:g} V is below 1.05 x the voltage setting "
+            f"({minimum:g} V); the N5700 would refuse it; nothing sent"
+        )
+
+
+def _check_uv_limit(psu: N5700, value: float) -> None:
+    maximum = UV_LIMIT_FACTOR * psu.voltage
+    if value > maximum:
+        raise RatingError(
+            f"{psu.name}: under-voltage limit {value:g} V is above 0.95 x the voltage setting "
+            f"({maximum:g} V); the N5700 would refuse it; nothing sent"
+        )
+
+
+class N5700(ScpiInstrument):
+    """Keysight N5700 supply. Set-points are checked against ``rating`` before sending."""
+
+    output = ScpiSwitch("OUTP", doc="``OUTP ON|OFF``: the DC output.")
+    voltage = ScpiNumber(
+        "VOLT",
+        unit="V",
+        limits=lambda psu: (0.0, psu.rating.voltage),
+        doc="``VOLT``: programmed output voltage (CV level).",
+    )
+    current = ScpiNumber(
+        "CURR",
+        unit="A",
+        limits=lambda psu: (0.0, psu.rating.current),
+        doc="``CURR``: programmed output current (CC level).",
+    )
+    ovp = ScpiNumber(
+        "VOLT:PROT:LEV",
+        unit="V",
+        limits=lambda psu: ovp_range(psu.rating.voltage),
+        validate=_check_ovp,
+        doc="``VOLT:PROT:LEV``: over-voltage trip level (>= 1.05 x the voltage setting).",
+    )
+    undervoltage_limit = ScpiNumber(
+        "VOLT:LIM:LOW",
+        unit="V",
+        limits=lambda psu: (0.0, UV_LIMIT_FACTOR * psu.rating.voltage),
+        validate=_check_uv_limit,
+        doc="``VOLT:LIM:LOW``: lowest voltage the supply accepts as a setting.",
+    )
+    foldback = ScpiSwitch(
+        "CURR:PROT:STAT", doc="``CURR:PROT:STAT``: trip the output when it enters CC."
+    )
+    measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
+    measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
+
+    def __init__(
+        self,
+        connection: ScpiConnection,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        strict: bool = False,
+    ) -> None:
+        super().__init__(connection, name=name, strict=strict)
+        if rating is None:
+            if not model:
+                raise ConfigError(f"N5700 {self.name}: give a rating or a model")
+            rating = model_rating(model)
+        self.rating = rating
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        visa_library: str = "@py",
+        strict: bool = False,
+    ) -> N5700:
+        """Open ``resource`` (e.g. ``TCPIP0::10.0.0.5::5025::SOCKET``) and wrap it."""
+        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
+        return cls(connection, rating=rating, model=model, name=name, strict=strict)
+
+    def clear_protection(self) -> None:
+        """``OUTP:PROT:CLE``: clear a latched OV/OC trip (after its cause is gone)."""
+        self.write_setting("OUTP:PROT:CLE")
+
+    def operation_condition(self) -> Operation:
+        """``STAT:OPER:COND?`` (CV, CC, waiting for trigger)."""
+        return Operation(self.query_int("STAT:OPER:COND?"))
+
+    def questionable_condition(self) -> Questionable:
+        """``STAT:QUES:COND?`` (OV, OC, PF, OT, INH, UNR)."""
+        return Questionable(self.query_int("STAT:QUES:COND?"))
+
+    def program(self, voltage: float, current: float) -> None:
+        """Set voltage and current together; both are checked before either is sent."""
+        with self.locked():
+            volts = check_setpoint(self.name, "voltage", voltage, 0.0, self.rating.voltage, "V")
+            amps = check_setpoint(self.name, "current", current, 0.0, self.rating.current, "A")
+            self.voltage = volts
+            self.current = amps
+
+    def read(self) -> SupplyReading:
+        """Measured voltage and current, output state and status conditions."""
+        with self.locked():
+            return SupplyReading(
+                voltage=self.measured_voltage,
+                current=self.measured_current,
+                output_on=self.output,
+                operation=self.operation_condition(),
+                questionable=self.questionable_condition(),
+            )

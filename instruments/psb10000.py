@@ -1,0 +1,423 @@
+"""EA Elektro-Automatik PSB 10000 bidirectional supplies: ModBus TCP (primary) or SCPI.
+
+ModBus resource: ``modbus-tcp://<host>:502`` (device id 0 or 1, configurable on the unit).
+SCPI resource: ``TCPIP0::<host>::5025::SOCKET``.
+
+ModBus map used (the project reference, corroborated by an independent third-party PSB 10000
+library; EA's own "Programming ModBus & SCPI" guide was not found in the search index, so
+the map is *assumed*):
+
+- coils 402 remote control, 405 DC output, 409 U/I/P (OFF) or U/I/R (ON) mode; ON is
+  written as 0xFF00;
+- holding registers 500 U set, 501 I set, 502 P set (source), 499 sink I, 498 sink P;
+  505-506 device state (u32, high word first); 507/508/509 actual U/I/P; 550 OVP, 553 OCP,
+  556 OPP levels; nominal U/I/P at 121/123/125 as IEEE float32 (high word first);
+- scaling: 0xCCCC (52428) is 100 % of nominal; set values cap at 0xD0E5 (102 %),
+  protection levels at 0xE147 (110 %). This driver refuses set values above 100 % and
+  protection levels above 110 % of the rating *before sending*;
+- device state bits: 7 output on, 9-10 regulation (0 CV, 1 CR, 2 CC, 3 CP), 11 remote,
+  12 sink mode, 15 alarm, 16 OVP, 17 OCP, 18 OPP, 19 OT.
+
+Sign convention of :class:`PsbReading`: the instrument's own magnitude, signed negative
+while the unit is in sink mode (state bit 12) — positive sources, negative sinks.
+
+SCPI (:class:`Psb10000Scpi`): ``SYST:LOCK ON`` before any setting; ``OUTP``, ``VOLT``,
+``CURR``, ``POW``, ``SINK:CURR``, ``SINK:POW``; replies carry units (``5.00 A``) and
+``MEAS:ARR?`` returns ``V, A, W`` each with its unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import threading
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+from hil.errors import MalformedReply
+
+from .base import Identity, Rating, check_setpoint
+from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, ScpiConnection
+from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch, parse_number
+
+log = logging.getLogger(__name__)
+
+VENDOR = "Elektro-Automatik"
+
+COIL_REMOTE = 402
+COIL_OUTPUT = 405
+COIL_UIR_MODE = 409
+REG_SINK_POWER = 498
+REG_SINK_CURRENT = 499
+REG_VOLTAGE = 500
+REG_CURRENT = 501
+REG_POWER = 502
+REG_STATE = 505
+REG_ACTUAL = 507
+REG_OVP = 550
+REG_OCP = 553
+REG_OPP = 556
+REG_NOMINAL_VOLTAGE = 121
+REG_NOMINAL_CURRENT = 123
+REG_NOMINAL_POWER = 125
+
+FULL_SCALE = 0xCCCC
+SET_CAP = 0xD0E5
+PROTECTION_CAP = 0xE147
+PROTECTION_FACTOR = 1.1
+
+
+class Regulation(IntEnum):
+    """Device state bits 9-10."""
+
+    CV = 0
+    CR = 1
+    CC = 2
+    CP = 3
+
+
+class PsbState(IntFlag):
+    """Device state (registers 505-506 as one u32)."""
+
+    OUTPUT_ON = 1 << 7
+    REMOTE = 1 << 11
+    SINK = 1 << 12
+    ALARM = 1 << 15
+    OVP = 1 << 16
+    OCP = 1 << 17
+    OPP = 1 << 18
+    OT = 1 << 19
+
+    @property
+    def regulation(self) -> Regulation:
+        return Regulation((int(self) >> 9) & 0b11)
+
+
+TRIPS = PsbState.OVP | PsbState.OCP | PsbState.OPP | PsbState.OT
+
+
+@dataclass(frozen=True)
+class PsbReading:
+    """Actual values (current and power negative in sink mode) and the device state."""
+
+    voltage: float
+    current: float
+    power: float
+    state: PsbState
+
+    @property
+    def output_on(self) -> bool:
+        return PsbState.OUTPUT_ON in self.state
+
+    @property
+    def sinking(self) -> bool:
+        return PsbState.SINK in self.state
+
+    @property
+    def tripped(self) -> bool:
+        return bool(self.state & TRIPS)
+
+
+def to_raw(value: float, nominal: float, cap: int) -> int:
+    """Physical value → register word (0xCCCC = nominal), capped at ``cap``."""
+    raw = round(value / nominal * FULL_SCALE)
+    return max(0, min(raw, cap))
+
+
+def from_raw(raw: int, nominal: float) -> float:
+    """Register word → physical value."""
+    return raw * nominal / FULL_SCALE
+
+
+class Psb10000:
+    """PSB 10000 over ModBus. Every public call holds the driver's lock.
+
+    ``rating`` is the nominal U/I/P used for scaling and range checks; when omitted it is
+    read once from registers 121/123/125.
+    """
+
+    def __init__(
+        self,
+        connection: ModbusConnection,
+        *,
+        device_id: int = 1,
+        rating: Rating | None = None,
+        model: str = "",
+        serial: str = "",
+        name: str = "",
+    ) -> None:
+        self.connection = connection
+        self.device_id = device_id
+        self.name = name or connection.resource
+        self.model = model
+        self.serial = serial
+        self._rating = rating
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        device_id: int = 1,
+        rating: Rating | None = None,
+        model: str = "",
+        serial: str = "",
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> Psb10000:
+        """Open ``resource`` (``modbus-tcp://host:502``) and wrap it."""
+        connection = ModbusConnection(resource, timeout=timeout)
+        return cls(
+            connection, device_id=device_id, rating=rating, model=model, serial=serial, name=name
+        )
+
+    @property
+    def resource(self) -> str:
+        return self.connection.resource
+
+    def __repr__(self) -> str:
+        return f"Psb10000({self.name!r}, resource={self.resource!r})"
+
+    # registers --------------------------------------------------------------------------
+
+    def _read(self, address: int, count: int) -> list[int]:
+        return self.connection.read_holding_registers(address, count, device_id=self.device_id)
+
+    def _write(self, address: int, value: int) -> None:
+        self.connection.write_register(address, value, device_id=self.device_id)
+
+    def _coil(self, address: int, value: bool) -> None:
+        self.connection.write_coil(address, value, device_id=self.device_id)
+
+    def _float(self, address: int) -> float:
+        words = self._read(address, 2)
+        value: float = struct.unpack(">f", struct.pack(">HH", *words))[0]
+        if not (math.isfinite(value) and value > 0):
+            raise MalformedReply(
+                f"nominal value {value!r} is not a positive number",
+                resource=self.resource,
+                command=f"read float {address}",
+            )
+        return value
+
+    # identity and rating ----------------------------------------------------------------
+
+    def read_nominal(self) -> Rating:
+        """Nominal voltage, current and power from registers 121/123/125."""
+        with self._lock:
+            return Rating(
+                voltage=self._float(REG_NOMINAL_VOLTAGE),
+                current=self._float(REG_NOMINAL_CURRENT),
+                power=self._float(REG_NOMINAL_POWER),
+            )
+
+    @property
+    def rating(self) -> Rating:
+        """The nominal values used for scaling (read once from the unit if not given)."""
+        with self._lock:
+            if self._rating is None:
+                self._rating = self.read_nominal()
+            return self._rating
+
+    def identify(self) -> Identity:
+        """Vendor and model; the model is the configured one or derived from the nominals.
+
+        (EA's ModBus identity registers were not confirmed, so serial and firmware are the
+        configured values.)
+        """
+        nominal = self.read_nominal()
+        model = self.model or (
+            f"PSB 10000 ({nominal.voltage:g} V / {nominal.current:g} A / {nominal.power:g} W)"
+        )
+        return Identity(VENDOR, model, self.serial, "")
+
+    # control ----------------------------------------------------------------------------
+
+    def set_remote(self, on: bool = True) -> None:
+        """Coil 402: take (or give back) remote control; needed before any setting."""
+        with self._lock:
+            self._coil(COIL_REMOTE, on)
+
+    def set_output(self, on: bool) -> None:
+        """Coil 405: DC output on or off."""
+        with self._lock:
+            self._coil(COIL_OUTPUT, on)
+
+    def set_resistance_mode(self, on: bool) -> None:
+        """Coil 409: U/I/R (resistance) mode on, or plain U/I/P (off)."""
+        with self._lock:
+            self._coil(COIL_UIR_MODE, on)
+
+    def _set(self, address: int, quantity: str, value: float, nominal: float, unit: str) -> None:
+        number = check_setpoint(self.name, quantity, value, 0.0, nominal, unit)
+        with self._lock:
+            self._write(address, to_raw(number, nominal, SET_CAP))
+
+    def set_voltage(self, volts: float) -> None:
+        """Register 500: voltage set value."""
+        self._set(REG_VOLTAGE, "voltage", volts, self.rating.voltage, "V")
+
+    def set_current(self, amps: float) -> None:
+        """Register 501: source current set value."""
+        self._set(REG_CURRENT, "current", amps, self.rating.current, "A")
+
+    def set_power(self, watts: float) -> None:
+        """Register 502: source power set value."""
+        self._set(REG_POWER, "power", watts, self.rating.power, "W")
+
+    def set_sink_current(self, amps: float) -> None:
+        """Register 499: sink current set value (a magnitude)."""
+        self._set(REG_SINK_CURRENT, "sink current", amps, self.rating.current, "A")
+
+    def set_sink_power(self, watts: float) -> None:
+        """Register 498: sink power set value (a magnitude)."""
+        self._set(REG_SINK_POWER, "sink power", watts, self.rating.power, "W")
+
+    def _protect(
+        self, address: int, quantity: str, value: float, nominal: float, unit: str
+    ) -> None:
+        number = check_setpoint(self.name, quantity, value, 0.0, PROTECTION_FACTOR * nominal, unit)
+        with self._lock:
+            self._write(address, to_raw(number, nominal, PROTECTION_CAP))
+
+    def set_ovp(self, volts: float) -> None:
+        """Register 550: over-voltage protection level (up to 110 % of nominal)."""
+        self._protect(REG_OVP, "OVP", volts, self.rating.voltage, "V")
+
+    def set_ocp(self, amps: float) -> None:
+        """Register 553: over-current protection level."""
+        self._protect(REG_OCP, "OCP", amps, self.rating.current, "A")
+
+    def set_opp(self, watts: float) -> None:
+        """Register 556: over-power protection level."""
+        self._protect(REG_OPP, "OPP", watts, self.rating.power, "W")
+
+    def program(
+        self,
+        *,
+        voltage: float,
+        current: float,
+        power: float,
+        sink_current: float,
+        sink_power: float,
+    ) -> None:
+        """All five set values, every one checked before the first is written."""
+        rating = self.rating
+        checks = (
+            (REG_VOLTAGE, "voltage", voltage, rating.voltage, "V"),
+            (REG_CURRENT, "current", current, rating.current, "A"),
+            (REG_POWER, "power", power, rating.power, "W"),
+            (REG_SINK_CURRENT, "sink current", sink_current, rating.current, "A"),
+            (REG_SINK_POWER, "sink power", sink_power, rating.power, "W"),
+        )
+        for _, quantity, value, nominal, unit in checks:
+            check_setpoint(self.name, quantity, value, 0.0, nominal, unit)
+        with self._lock:
+            for address, _, value, nominal, _ in checks:
+                self._write(address, to_raw(value, nominal, SET_CAP))
+
+    # status -----------------------------------------------------------------------------
+
+    def state(self) -> PsbState:
+        """Registers 505-506: the device state word."""
+        with self._lock:
+            high, low = self._read(REG_STATE, 2)
+        return PsbState((high << 16) | low)
+
+    def read(self) -> PsbReading:
+        """State and actual values (one read of 505-509)."""
+        rating = self.rating
+        with self._lock:
+            high, low, volts, amps, watts = self._read(REG_STATE, 5)
+        state = PsbState((high << 16) | low)
+        sign = -1.0 if PsbState.SINK in state else 1.0
+        return PsbReading(
+            voltage=from_raw(volts, rating.voltage),
+            current=sign * from_raw(amps, rating.current),
+            power=sign * from_raw(watts, rating.power),
+            state=state,
+        )
+
+    # connection -------------------------------------------------------------------------
+
+    def reconnect(self) -> None:
+        with self._lock:
+            self.connection.reopen()
+
+    def close(self) -> None:
+        with self._lock:
+            self.connection.close()
+
+
+def _psb_volts(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, psb.rating.voltage)
+
+
+def _psb_amps(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, psb.rating.current)
+
+
+def _psb_watts(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, psb.rating.power)
+
+
+@dataclass(frozen=True)
+class ScpiArray:
+    """``MEAS:ARR?``: voltage, current, power as the unit reports them."""
+
+    voltage: float
+    current: float
+    power: float
+
+
+class Psb10000Scpi(ScpiInstrument):
+    """PSB 10000 over SCPI (optional path). Replies carry units."""
+
+    output = ScpiSwitch("OUTP")
+    voltage = ScpiNumber("VOLT", unit="V", limits=_psb_volts, reply_unit="V")
+    current = ScpiNumber("CURR", unit="A", limits=_psb_amps, reply_unit="A")
+    power = ScpiNumber("POW", unit="W", limits=_psb_watts, reply_unit="W")
+    sink_current = ScpiNumber("SINK:CURR", unit="A", limits=_psb_amps, reply_unit="A")
+    sink_power = ScpiNumber("SINK:POW", unit="W", limits=_psb_watts, reply_unit="W")
+    measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V", reply_unit="V")
+    measured_current = ScpiMeasurement("MEAS:CURR?", unit="A", reply_unit="A")
+
+    def __init__(
+        self, connection: ScpiConnection, *, rating: Rating, name: str = "", strict: bool = False
+    ) -> None:
+        super().__init__(connection, name=name, strict=strict)
+        self.rating = rating
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        rating: Rating,
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        visa_library: str = "@py",
+        strict: bool = False,
+    ) -> Psb10000Scpi:
+        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
+        return cls(connection, rating=rating, name=name, strict=strict)
+
+    def lock(self, on: bool = True) -> None:
+        """``SYST:LOCK ON``: remote control; required before any setting is accepted."""
+        self.write_setting(f"SYST:LOCK {'ON' if on else 'OFF'}")
+
+    def measure_array(self) -> ScpiArray:
+        """``MEAS:ARR?`` → ``350.00 V, 2.00 A, 700.00 W``."""
+        command = "MEAS:ARR?"
+        parts = [part.strip() for part in self.query(command).split(",")]
+        if len(parts) != 3:
+            raise MalformedReply(
+                f"expected three values, got {parts!r}", resource=self.resource, command=command
+            )
+        values = [
+            parse_number(part, resource=self.resource, command=command, unit=unit)
+            for part, unit in zip(parts, ("V", "A", "W"), strict=True)
+        ]
+        return ScpiArray(*values)
