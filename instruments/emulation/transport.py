@@ -33,10 +33,14 @@ Fault semantics (:class:`Faults`), per instrument, shared by all its servers:
   drop before a pending garbage).
 
 A pty has no connection: the server notices a client opening the slave (``/dev/pts/N``)
-by polling the master for hang-up, and a client closing it by the hang-up itself; a new
-session starts for each opening, and bytes left unread by a departed client are discarded,
-as on a real serial line. Mutate :class:`Faults` from the event loop's thread (the control
-channel runs there); callbacks from another thread are handed to the loop safely.
+by polling the master for hang-up every ``poll_seconds`` (20 ms), and a client closing it
+by the hang-up itself; a new session starts for each opening. As on a real serial line,
+replies produced while nobody holds the slave are lost, and replies a departed client never
+read are flushed (2 ms after it left, and again when the next client is seen). A client
+that opens, writes and closes within one poll period is never seen as a client, but its
+bytes are still read, by the next session. Mutate :class:`Faults` from the event loop's
+thread (the control channel runs there); callbacks from another thread are handed to the
+loop safely. :class:`BackgroundLoop` hosts servers for blocking code (tests, tools).
 """
 
 from __future__ import annotations

@@ -1,0 +1,98 @@
+"""The SCPI line protocol: one :class:`ScpiSession` per connection, over TCP or a pty.
+
+The session splits the byte stream into program messages at ``\\n`` (an optional ``\\r``
+before it is dropped), has the shared :class:`~instruments.emulation.scpi_device.ScpiDevice`
+execute each one, and returns one reply line per message that contained queries. Bad input
+never raises: a message with bytes outside printable ASCII queues -101 "Invalid character";
+a message longer than ``max_message`` bytes queues -223 "Too much data" and is discarded up
+to its terminator. The same session serves LAN sockets and serial lines (pty or
+``ASRLsocket://``), so the serial variant of an instrument is just another server::
+
+    device = MyModel()
+    factory = scpi_session_factory(device)
+    port = await group.serve_tcp(factory, instrument="PS1", faults=f, terminator=b"\\n")
+    path = await group.serve_pty(factory, instrument="PS1", faults=f, terminator=b"\\n")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from instruments.emulation.scpi_device import ScpiDevice
+from instruments.emulation.scpi_parser import INVALID_CHARACTER, TOO_MUCH_DATA
+
+MAX_MESSAGE = 64 * 1024
+_BAD_BYTES = re.compile(rb"[^\x20-\x7e\t]")
+
+
+class ScpiSession:
+    """Line framing for one connection to a SCPI device (implements the transport Session)."""
+
+    def __init__(
+        self,
+        device: ScpiDevice,
+        *,
+        max_message: int = MAX_MESSAGE,
+        terminator: bytes = b"\n",
+    ) -> None:
+        self.device = device
+        self.max_message = max_message
+        self.terminator = terminator
+        self._buffer = bytearray()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume bytes; execute every complete message; return the reply lines."""
+        if not self._buffer and not self._discarding and data.find(b"\n") == len(data) - 1:
+            reply = self._message(data[:-1])
+            return [reply] if reply is not None else []
+        replies: list[bytes] = []
+        self._buffer += data
+        start = 0
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if self._discarding:
+                self._discarding = False
+            else:
+                reply = self._message(bytes(buffer[start:end]))
+                if reply is not None:
+                    replies.append(reply)
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > self.max_message:
+            if not self._discarding:
+                self.device.push_error(TOO_MUCH_DATA, f"message over {self.max_message} bytes")
+            self._discarding = True
+            buffer.clear()
+        return replies
+
+    def _message(self, raw: bytes) -> bytes | None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if len(raw) > self.max_message:
+            self.device.push_error(TOO_MUCH_DATA, f"message over {self.max_message} bytes")
+            return None
+        if _BAD_BYTES.search(raw) is not None:
+            self.device.push_error(INVALID_CHARACTER, "byte outside printable ASCII")
+            return None
+        if not raw.strip():
+            return None
+        reply = self.device.execute(raw.decode("ascii"))
+        if reply is None:
+            return None
+        return reply.encode("ascii", "replace") + self.terminator
+
+
+def scpi_session_factory(
+    device: ScpiDevice, *, max_message: int = MAX_MESSAGE, terminator: bytes = b"\n"
+) -> Callable[[], ScpiSession]:
+    """A zero-argument factory of sessions on ``device``, for the transport servers."""
+
+    def make() -> ScpiSession:
+        return ScpiSession(device, max_message=max_message, terminator=terminator)
+
+    return make
