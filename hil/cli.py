@@ -16,7 +16,10 @@ from hil import __version__
 
 # subcommand name -> (module, one-line help). The module defines
 # ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "emulate": ("hil.emulate", "serve every instrument of a bench on loopback"),
+    "identify": ("hil.identify", "print every instrument's vendor, model, serial and firmware"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,363 @@
+"""The bench: the units of one bus as controllers, their envelopes, the clock.
+
+``Bench.open(config)`` turns a loaded bench file into open controllers, in an order that
+touches nothing until everything is known to be there:
+
+1. every instrument is checked without I/O (a driver without an adapter, a resource that is
+   still the ``"emulated"`` placeholder) — all problems are reported in one ``ConfigError``;
+2. every transport is opened and every instrument asked who it is (``*IDN?``, or a read
+   for the EZA-2500 and the BMS), concurrently — the wait is one timeout, not one per
+   instrument, and an answer is the only proof of life (a VISA socket to a closed port
+   "opens" fine). All that fail are reported in one ``CommunicationError`` naming each
+   instrument and resource, and the others are closed again;
+3. the adapters are built.
+No setting has been sent when ``open`` returns; ``arm_all()`` programmes the protections.
+
+``snapshot()`` reads every unit at once on a thread pool owned by the bench: each driver
+serialises its own I/O with its lock, so units on separate lines never wait for each
+other, and one unit that fails leaves its error in the snapshot, not an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, Self, TypeVar
+
+from hil.bench_config import BenchConfig, InstrumentConfig
+from hil.clock import Clock, WallClock
+from hil.controller import CurrentController, InstrumentIdentity, Mode, Reading
+from hil.envelope import Envelope
+from hil.errors import CommunicationError, ConfigError, HilError
+from hil.units import (
+    SAFE_OFF_TIMEOUT_S,
+    UnitBase,
+    build_unit,
+    instrument_problem,
+    probe_identity,
+)
+from hil.units import open_instrument as _open_instrument
+from instruments.base import Instrument
+
+log = logging.getLogger(__name__)
+
+#: Opens one bench-file instrument (the real one, or a scripted stand-in in tests).
+InstrumentOpener = Callable[[InstrumentConfig], Instrument]
+
+MAX_OPEN_WORKERS = 32
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every unit read at (about) the same time ``t`` (bench clock, start of the reads).
+
+    ``readings`` holds the units that answered, ``errors`` the others (unit → message).
+    """
+
+    t: float
+    readings: Mapping[str, Reading]
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when every unit answered."""
+        return not self.errors
+
+
+def _describe(inst: InstrumentConfig) -> str:
+    return f"{inst.key} ({inst.driver} at {inst.resource})"
+
+
+def _run_all(
+    pool: ThreadPoolExecutor, jobs: Mapping[str, Callable[[], T]]
+) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """Run every job on ``pool``; results and exceptions, each keyed like ``jobs``."""
+    futures: dict[str, Future[T]] = {key: pool.submit(job) for key, job in jobs.items()}
+    results: dict[str, T] = {}
+    failures: dict[str, BaseException] = {}
+    for key, future in futures.items():
+        try:
+            results[key] = future.result()
+        except Exception as exc:
+            failures[key] = exc
+    return results, failures
+
+
+@dataclass(frozen=True)
+class OpenedInstruments:
+    """The outcome of :func:`open_instruments`, each keyed ``<unit>.<instrument>``: the open
+    drivers, the identities of those that were asked, and why the others failed."""
+
+    drivers: dict[str, Instrument]
+    identities: dict[str, InstrumentIdentity]
+    failures: dict[str, str]
+
+    def close(self) -> None:
+        """Close every open driver; never raises."""
+        for key, driver in self.drivers.items():
+            try:
+                driver.close()
+            except Exception as exc:
+                log.warning("closing %s failed: %s", key, exc)
+
+
+def _open_one(
+    inst: InstrumentConfig, opener: InstrumentOpener, identify: bool
+) -> tuple[Instrument, InstrumentIdentity | None]:
+    driver = opener(inst)
+    if not identify:
+        return driver, None
+    try:
+        ident = probe_identity(driver)
+    except BaseException:
+        driver.close()
+        raise
+    return driver, InstrumentIdentity(
+        unit=inst.unit_id,
+        instrument=inst.name,
+        driver=inst.driver,
+        resource=inst.resource,
+        vendor=ident.vendor,
+        model=ident.model,
+        serial=ident.serial,
+        firmware=ident.firmware,
+    )
+
+
+def open_instruments(
+    config: BenchConfig, opener: InstrumentOpener, *, identify: bool = True
+) -> OpenedInstruments:
+    """Open every instrument of ``config`` concurrently and, with ``identify``, ask each
+    who it is — the only proof that it answers (a VISA socket to a closed port opens
+    without complaint). Queries only: no setting is sent. Never raises for an instrument:
+    its failure is in ``failures``, in bench-file order.
+    """
+    instruments = {inst.key: inst for inst in config.instruments()}
+    if not instruments:
+        return OpenedInstruments({}, {}, {})
+    workers = min(MAX_OPEN_WORKERS, len(instruments))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-open") as pool:
+        jobs = {
+            key: functools.partial(_open_one, inst, opener, identify)
+            for key, inst in instruments.items()
+        }
+        opened, failed = _run_all(pool, jobs)
+    return OpenedInstruments(
+        drivers={key: driver for key, (driver, _) in opened.items()},
+        identities={key: ident for key, (_, ident) in opened.items() if ident is not None},
+        failures={
+            key: f"{type(failed[key]).__name__}: {failed[key]}"
+            for key in instruments
+            if key in failed
+        },
+    )
+
+
+def _safe_off_one(unit_id: str, unit: CurrentController) -> list[str]:
+    """``unit.safe_off()``, turning even an unexpected exception into a failure message."""
+    try:
+        return unit.safe_off()
+    except Exception as exc:
+        message = f"{unit_id}: safe_off raised {type(exc).__name__}: {exc}"
+        log.error(message)
+        return [message]
+
+
+class Bench:
+    """The units of one bus (controllers keyed by unit id), the envelope and the clock."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        units: Mapping[str, CurrentController],
+        clock: Clock,
+        identities: tuple[InstrumentIdentity, ...] = (),
+    ) -> None:
+        self.config = config
+        self.units: Mapping[str, CurrentController] = MappingProxyType(dict(units))
+        self.clock = clock
+        self.identities = identities
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(self.units)), thread_name_prefix="bench-unit"
+        )
+        self._closed = False
+
+    # -- building --------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        config: BenchConfig,
+        *,
+        resources: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        timeout_s: float | None = None,
+        identify: bool = True,
+        driver_options: Mapping[str, Mapping[str, Any]] | None = None,
+        opener: InstrumentOpener | None = None,
+        safe_off_timeout: float = SAFE_OFF_TIMEOUT_S,
+    ) -> Bench:
+        """Open every instrument of ``config`` and wrap each unit in its adapter.
+
+        ``resources`` (``<unit>.<instrument>`` → resource) replaces the file's resources,
+        e.g. with the emulator's; ``timeout_s`` replaces every instrument's timeout;
+        ``driver_options`` adds keyword options per driver name (against the emulator:
+        :data:`hil.units.EMULATOR_DRIVER_OPTIONS`); ``opener`` replaces how an instrument
+        is opened (tests); ``identify=False`` skips asking the instruments who they are
+        (then a silent instrument is only found at its first command). Raises
+        ``ConfigError`` or ``CommunicationError`` naming every instrument that is wrong or
+        does not answer, before any setting is sent.
+        """
+        if resources:
+            config = config.with_resources(resources)
+        clock = clock or WallClock()
+        where = f"bench {config.name} ({config.path})"
+        if opener is None:
+            problems = {
+                _describe(inst): problem
+                for inst in config.instruments()
+                if (problem := instrument_problem(inst)) is not None
+            }
+            if problems:
+                raise ConfigError(
+                    f"{where}: {len(problems)} instrument(s) cannot be opened; nothing was "
+                    "touched:\n" + "\n".join(f"  {key}: {why}" for key, why in problems.items())
+                )
+            opener = functools.partial(_open_instrument, timeout=timeout_s, extra=driver_options)
+        opened = open_instruments(config, opener, identify=identify)
+        if opened.failures:
+            opened.close()
+            described = {inst.key: _describe(inst) for inst in config.instruments()}
+            raise CommunicationError(
+                f"{where}: {len(opened.failures)} of {len(described)} instrument(s) did not "
+                "answer; nothing was sent:\n"
+                + "\n".join(f"  {described[key]}: {why}" for key, why in opened.failures.items())
+            )
+        units: dict[str, CurrentController] = {}
+        try:
+            for unit in config.units:
+                unit_drivers = {inst.name: opened.drivers[inst.key] for inst in unit.instruments}
+                units[unit.id] = build_unit(
+                    unit, unit_drivers, clock, safe_off_timeout=safe_off_timeout
+                )
+        except BaseException:
+            opened.close()
+            raise
+        identities = tuple(
+            opened.identities[inst.key]
+            for inst in config.instruments()
+            if inst.key in opened.identities
+        )
+        log.info("%s: opened %d units, %d instruments", where, len(units), len(opened.drivers))
+        return cls(config, units, clock, identities)
+
+    # -- access ----------------------------------------------------------------------
+    @property
+    def envelope(self) -> Envelope:
+        return self.config.envelope
+
+    def unit(self, unit_id: str) -> CurrentController:
+        """The controller of ``unit_id``; ``ConfigError`` naming the known units otherwise."""
+        try:
+            return self.units[unit_id]
+        except KeyError:
+            known = ", ".join(self.units) or "none"
+            raise ConfigError(
+                f"bench {self.config.name}: no unit {unit_id!r}; units: {known}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    # -- all units at once -----------------------------------------------------------------
+    def _on_all(
+        self, action: Callable[[CurrentController], T], units: Mapping[str, CurrentController]
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        if self._closed:
+            raise ConfigError(f"bench {self.config.name} is closed")
+        jobs = {uid: functools.partial(action, unit) for uid, unit in units.items()}
+        return _run_all(self._pool, jobs)
+
+    def snapshot(self) -> Snapshot:
+        """Read every unit concurrently; one timestamped record (errors per unit)."""
+        t = self.clock.now()
+        readings, failures = self._on_all(lambda unit: unit.read(), self.units)
+        errors = {uid: f"{type(exc).__name__}: {exc}" for uid, exc in failures.items()}
+        for uid, message in errors.items():
+            log.warning("snapshot: unit %s did not read: %s", uid, message)
+        return Snapshot(t=t, readings=MappingProxyType(readings), errors=MappingProxyType(errors))
+
+    def identify(self) -> list[InstrumentIdentity]:
+        """Every instrument's identity (each is asked), concurrently per unit.
+
+        Raises one ``CommunicationError`` naming every unit whose instruments did not answer.
+        """
+        results, failures = self._on_all(lambda unit: unit.identify(), self.units)
+        if failures:
+            raise CommunicationError(
+                f"bench {self.config.name}: {len(failures)} unit(s) did not identify:\n"
+                + "\n".join(f"  {uid}: {exc}" for uid, exc in sorted(failures.items()))
+            )
+        return [ident for uid in self.units for ident in results[uid]]
+
+    def arm_all(self) -> None:
+        """Arm every unit (protections from the envelopes), concurrently; every unit is
+        tried, then one ``HilError`` names each that failed."""
+        _, failures = self._on_all(lambda unit: unit.arm(), self.units)
+        if failures:
+            raise HilError(
+                f"bench {self.config.name}: {len(failures)} unit(s) could not be armed:\n"
+                + "\n".join(f"  {uid}: {exc}" for uid, exc in sorted(failures.items()))
+            )
+
+    def safe_off_all(self) -> dict[str, list[str]]:
+        """``safe_off`` on every unit; never raises. Current-controlled units go first and
+        concurrently, then the voltage references. Returns what failed, per unit."""
+        first = {
+            uid: unit
+            for uid, unit in self.units.items()
+            if not (isinstance(unit, UnitBase) and unit.commanded_mode is Mode.VOLTAGE_REFERENCE)
+        }
+        last = {uid: unit for uid, unit in self.units.items() if uid not in first}
+        outcome: dict[str, list[str]] = {}
+        for group in (first, last):
+            futures: dict[str, Future[list[str]]] = {}
+            for uid, unit in group.items():
+                try:
+                    futures[uid] = self._pool.submit(_safe_off_one, uid, unit)
+                except RuntimeError:  # the pool is shut down: do it here
+                    outcome[uid] = _safe_off_one(uid, unit)
+            for uid, future in futures.items():
+                outcome[uid] = future.result()
+        return outcome
+
+    # -- closing ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every connection (outputs unchanged); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for uid, unit in self.units.items():
+            try:
+                unit.close()
+            except Exception as exc:
+                log.warning("closing unit %s failed: %s", uid, exc)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

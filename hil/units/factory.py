@@ -1,0 +1,270 @@
+"""From the bench file to adapters: open each instrument, then wrap a unit's instruments.
+
+:func:`open_instrument` turns one ``InstrumentConfig`` into an open driver (its rating,
+addresses and timeout from the bench file); :func:`build_unit` turns a ``UnitConfig`` and
+its open drivers into the adapter for its kind:
+
+- ``supply``: ``n5700`` → :class:`~hil.units.supply.SupplyUnit`;
+- ``load``: ``chroma63200a`` → :class:`~hil.units.load.LoadUnit`;
+- ``bidirectional``: ``it6000c`` → :class:`~hil.units.bidirectional.It6000cUnit`,
+  ``psb10000`` → :class:`~hil.units.bidirectional.Psb10000Unit`;
+- ``converter``: ``eza2500`` with an ``apis_bms`` and/or a battery emulator (``n5700`` +
+  ``chroma63200a``, or one ``it6000c`` / ``psb10000``) →
+  :class:`~hil.units.converter.ConverterUnit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from hil.bench_config import InstrumentConfig, UnitConfig
+from hil.clock import Clock
+from hil.errors import ConfigError
+from hil.instrument_models import EMULATED
+from instruments.apis_bms import ApisBms
+from instruments.base import Instrument, Rating
+from instruments.chroma63200a import Chroma63200A
+from instruments.eza2500 import Eza2500
+from instruments.it6000c import IT6000C
+from instruments.n5700 import N5700
+from instruments.psb10000 import Psb10000
+from instruments.registry import driver_info
+
+from .base import SAFE_OFF_TIMEOUT_S, Part, UnitBase
+from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
+from .bidirectional import It6000cUnit, Psb10000Unit
+from .converter import ConverterUnit
+from .load import LoadUnit
+from .supply import SupplyUnit
+
+#: Driver name → what the instrument does for its unit, for every driver an adapter uses.
+ADAPTED_DRIVERS: Mapping[str, str] = {
+    "n5700": "supply",
+    "chroma63200a": "load",
+    "it6000c": "bidirectional",
+    "psb10000": "bidirectional",
+    "eza2500": "converter",
+    "apis_bms": "bms",
+}
+
+#: Per-driver options for benches whose instruments are emulated: the emulator needs no
+#: pause between EZA-2500 frames (APIS's 62 ms is for the real RS-485 line).
+EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {"eza2500": {"pacing": 0.0}}
+
+D = TypeVar("D")
+
+
+def instrument_problem(inst: InstrumentConfig) -> str | None:
+    """Why ``inst`` cannot be opened by the adapters, or None (no I/O)."""
+    if inst.driver not in ADAPTED_DRIVERS:
+        return f"driver {inst.driver!r} has no unit adapter; adapted drivers: " + ", ".join(
+            sorted(ADAPTED_DRIVERS)
+        )
+    if inst.resource == EMULATED:
+        return (
+            "resource 'emulated' is a placeholder: start the emulator (hil emulate, or "
+            "--emulate) and use its resources"
+        )
+    return None
+
+
+def instrument_rating(inst: InstrumentConfig) -> Rating:
+    """The driver's rating from the model table: voltage, largest current, power."""
+    rating = inst.rating
+    current = max(rating.current_source_max, rating.current_sink_max)
+    return Rating(voltage=rating.voltage_max, current=current, power=rating.power_max)
+
+
+def driver_options(
+    inst: InstrumentConfig,
+    *,
+    timeout: float | None = None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for the driver's ``open`` from the bench file's instrument entry."""
+    if inst.driver not in ADAPTED_DRIVERS:
+        raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
+    settings = inst.settings
+    options: dict[str, Any] = {"name": inst.key, "timeout": timeout or inst.timeout}
+    if inst.driver in ("n5700", "chroma63200a", "it6000c"):
+        options["rating"] = instrument_rating(inst)
+    elif inst.driver == "psb10000":
+        options.update(
+            rating=instrument_rating(inst),
+            model=inst.model,
+            device_id=int(settings.get("device_id", 1)),
+        )
+    elif inst.driver == "eza2500":
+        options.update(
+            rating=instrument_rating(inst),
+            ad1=int(settings.get("ad1", 0)),
+            ad2=int(settings.get("ad2", 16)),
+            baudrate=int(settings.get("baudrate", 19200)),
+            retries=max(1, inst.retries),
+        )
+    elif inst.driver == "apis_bms":
+        options.update(
+            device_id=int(settings.get("device_id", 1)),
+            baudrate=int(settings.get("baudrate", 9600)),
+        )
+    options.update((extra or {}).get(inst.driver, {}))
+    return options
+
+
+def open_instrument(
+    inst: InstrumentConfig,
+    *,
+    timeout: float | None = None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Instrument:
+    """Open one instrument of the bench file (``ConfigError`` / ``CommunicationError``)."""
+    problem = instrument_problem(inst)
+    if problem is not None:
+        raise ConfigError(f"{inst.key} ({inst.driver}): {problem}")
+    # ``registry.open_driver`` takes the driver name as ``name``, which is also the drivers'
+    # option for the instrument's label, so call the class's opener directly.
+    opener = driver_info(inst.driver).opener
+    return opener(inst.resource, **driver_options(inst, timeout=timeout, extra=extra))
+
+
+def _driver(drivers: Mapping[str, Instrument], inst: InstrumentConfig, cls: type[D]) -> D:
+    driver = _part(inst, drivers).driver
+    if not isinstance(driver, cls):
+        raise ConfigError(
+            f"{inst.key}: driver {inst.driver} gave a {type(driver).__name__}, "
+            f"expected a {cls.__name__}"
+        )
+    return driver
+
+
+def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
+    try:
+        driver = drivers[inst.name]
+    except KeyError:
+        raise ConfigError(f"{inst.key}: no open driver was given for it") from None
+    return Part(inst.unit_id, inst.name, inst.driver, driver)
+
+
+def build_unit(
+    config: UnitConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    *,
+    safe_off_timeout: float = SAFE_OFF_TIMEOUT_S,
+) -> UnitBase:
+    """The adapter for one unit, given its open drivers keyed by instrument name."""
+    for inst in config.instruments:
+        if inst.driver not in ADAPTED_DRIVERS:
+            raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
+    env = config.envelope
+    bus = [i for i in config.instruments if i.node == "bus"]
+    if len(bus) != 1:
+        raise ConfigError(f"unit {config.id}: needs exactly one instrument on the bus")
+    main = bus[0]
+    function = ADAPTED_DRIVERS[main.driver]
+    name, driver_name, timeout = main.name, main.driver, safe_off_timeout
+    if config.kind == "supply" and function == "supply":
+        psu = _driver(drivers, main, N5700)
+        return SupplyUnit(
+            config.id,
+            psu,
+            env,
+            clock,
+            name=name,
+            driver_name=driver_name,
+            safe_off_timeout=timeout,
+        )
+    if config.kind == "load" and function == "load":
+        load = _driver(drivers, main, Chroma63200A)
+        return LoadUnit(
+            config.id,
+            load,
+            env,
+            clock,
+            name=name,
+            driver_name=driver_name,
+            safe_off_timeout=timeout,
+        )
+    if config.kind == "bidirectional" and main.driver == "it6000c":
+        supply = _driver(drivers, main, IT6000C)
+        return It6000cUnit(
+            config.id,
+            supply,
+            env,
+            clock,
+            name=name,
+            driver_name=driver_name,
+            safe_off_timeout=timeout,
+        )
+    if config.kind == "bidirectional" and main.driver == "psb10000":
+        psb = _driver(drivers, main, Psb10000)
+        return Psb10000Unit(
+            config.id,
+            psb,
+            env,
+            clock,
+            name=name,
+            driver_name=driver_name,
+            safe_off_timeout=timeout,
+        )
+    if config.kind == "converter" and function == "converter":
+        return _converter(config, main, drivers, clock, timeout)
+    raise ConfigError(
+        f"unit {config.id}: kind {config.kind} cannot be built from {main.key} ({main.driver})"
+    )
+
+
+def _converter(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    safe_off_timeout: float,
+) -> ConverterUnit:
+    env = config.envelope
+    side: dict[str, list[InstrumentConfig]] = {}
+    for inst in config.battery_side:
+        side.setdefault(ADAPTED_DRIVERS[inst.driver], []).append(inst)
+    bms_configs = side.pop("bms", [])
+    if len(bms_configs) > 1:
+        raise ConfigError(f"unit {config.id}: at most one apis_bms on the battery side")
+    bms = _driver(drivers, bms_configs[0], ApisBms) if bms_configs else None
+    battery: BatteryEmulator | None = None
+    supplies, loads = side.pop("supply", []), side.pop("load", [])
+    bidirectional = side.pop("bidirectional", [])
+    if side or len(supplies) > 1 or len(loads) > 1 or len(bidirectional) > 1:
+        raise ConfigError(f"unit {config.id}: unsupported battery side {sorted(side)}")
+    if supplies and loads:
+        supply, load = supplies[0], loads[0]
+        levels = node_levels(
+            env,
+            supply.settings,
+            supply.rating.current_source_max,
+            load_settings=load.settings,
+            load_current_rating=load.rating.current_sink_max,
+        )
+        battery = SupplyLoadBattery(env, _part(supply, drivers), _part(load, drivers), levels)
+    elif bidirectional and not supplies and not loads:
+        inst = bidirectional[0]
+        levels = node_levels(env, inst.settings, inst.rating.current_source_max)
+        battery = BidirectionalBattery(env, _part(inst, drivers), levels)
+    elif supplies or loads:
+        raise ConfigError(
+            f"unit {config.id}: a battery emulator needs a supply and a load together"
+        )
+    if bms is None and battery is None:
+        raise ConfigError(f"unit {config.id}: a converter needs a BMS or a battery emulator")
+    return ConverterUnit(
+        config.id,
+        _driver(drivers, main, Eza2500),
+        env,
+        clock,
+        bms=bms,
+        battery=battery,
+        name=main.name,
+        driver_name=main.driver,
+        bms_name=bms_configs[0].name if bms_configs else "battery",
+        battery_current_max=main.rating.battery_current_max,
+        safe_off_timeout=safe_off_timeout,
+    )
