@@ -1,0 +1,306 @@
+"""The emulator: every instrument of a bench on one plant, served on loopback.
+
+``Emulator(bench)`` builds the plant from each instrument model's ports, then ``start()``
+serves every instrument on its real protocol (SCPI over TCP or a serial line, Modbus TCP or
+RTU, EZA-2500 binary frames) and the control channel. It is the
+:class:`~instruments.emulation.control.ControlTarget`: ``status`` reports the true state of
+every port, ``fault``/``clear`` inject faults, ``make_safe`` turns every output off.
+
+With ``clock="sim"`` time moves only on ``advance``; with ``clock="wall"`` a ticker advances
+the plant with real time scaled by ``speed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hil.bench_config import BenchConfig
+from hil.errors import ConfigError
+from instruments.emulation.control import ControlServer, RequestError
+from instruments.emulation.models import MODELS, InstrumentModel, ModelContext, Wire
+from instruments.emulation.models.base import BUS_NODE
+from instruments.emulation.plant import NodeSpec, Plant
+from instruments.emulation.plant_specs import AnyPortSpec
+from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
+
+log = logging.getLogger(__name__)
+
+ClockMode = Literal["sim", "wall"]
+SerialMode = Literal["tcp", "pty"]
+
+#: A port is safe when its output is off (or converter WAIT) and |current| is below this.
+SAFE_CURRENT_A = 0.010
+#: Bus capacitance and bleed: a bus nobody holds decays with a 20 s time constant.
+BUS_CAPACITANCE_F = 2e-3
+BUS_BLEED_OHM = 10_000.0
+WALL_TICK_S = 0.02
+
+
+@dataclass(frozen=True)
+class EmulatedInstrument:
+    """One served instrument, as ``hil emulate`` prints it."""
+
+    unit: str
+    id: str
+    driver: str
+    resource: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"unit": self.unit, "id": self.id, "driver": self.driver, "resource": self.resource}
+
+
+@dataclass
+class EmulatorInfo:
+    """Where the emulator serves: the control channel and every instrument's resource."""
+
+    control: str
+    instruments: list[EmulatedInstrument] = field(default_factory=list)
+
+    @property
+    def resources(self) -> dict[str, str]:
+        """Instrument key → resource, the form ``BenchConfig.with_resources`` takes."""
+        return {i.id: i.resource for i in self.instruments}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"control": self.control, "instruments": [i.as_dict() for i in self.instruments]}
+
+
+def build_plant(bench: BenchConfig) -> tuple[Plant, list[tuple[ModelContext, list[str]]]]:
+    """The plant of a bench, and the plant ports each instrument's model owns.
+
+    Nodes: the bus, and a battery-side node for every converter unit.
+    """
+    owned: list[tuple[ModelContext, list[str]]] = []
+    specs: list[AnyPortSpec] = []
+    nodes = [NodeSpec(name=BUS_NODE, capacitance_f=BUS_CAPACITANCE_F, bleed_ohm=BUS_BLEED_OHM)]
+    for unit in bench.units:
+        if unit.kind == "converter":
+            nodes.append(NodeSpec(name=f"{unit.id}.battery"))
+        for instrument in unit.instruments:
+            model = MODELS.get(instrument.driver)
+            if model is None:
+                known = ", ".join(sorted(MODELS)) or "none"
+                raise ConfigError(
+                    f"{bench.path}: unit {unit.id}: no emulation for driver "
+                    f"{instrument.driver!r}; emulated drivers: {known}"
+                )
+            ctx = ModelContext(bench=bench, unit=unit, instrument=instrument)
+            ports = model.port_specs(ctx)
+            owned.append((ctx, [spec.name for spec in ports]))
+            specs.extend(ports)
+    return Plant(nodes, specs, seed=bench.emulation.seed), owned
+
+
+class Emulator:
+    """All instruments of one bench, their plant, servers and control channel."""
+
+    def __init__(
+        self,
+        bench: BenchConfig,
+        *,
+        clock: ClockMode = "sim",
+        speed: float = 1.0,
+        host: str = "127.0.0.1",
+        control_port: int = 0,
+        serial: SerialMode | None = None,
+    ) -> None:
+        if clock not in ("sim", "wall"):
+            raise ConfigError(f"clock must be 'sim' or 'wall', got {clock!r}")
+        if not (math.isfinite(speed) and speed > 0):
+            raise ConfigError(f"speed must be a positive number, got {speed!r}")
+        self.bench = bench
+        self.clock: ClockMode = clock
+        self.speed = speed
+        self.host = host
+        self.serial: SerialMode = serial or bench.emulation.serial_transport
+        self.plant, owned = build_plant(bench)
+        self.models: dict[str, InstrumentModel] = {
+            ctx.key: MODELS[ctx.instrument.driver](ctx, self.plant) for ctx, _ in owned
+        }
+        self._owner = {port: self.models[ctx.key] for ctx, ports in owned for port in ports}
+        self.faults = {key: Faults(key) for key in self.models}
+        self.safe_reason = ""
+        self.info: EmulatorInfo | None = None
+        self.stopped = asyncio.Event()
+        self._group = ServerGroup()
+        self._control = ControlServer(
+            self, on_shutdown=self._request_shutdown, host=host, port=control_port
+        )
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- serving ---------------------------------------------------------------------
+    async def start(self) -> EmulatorInfo:
+        """Serve every instrument and the control channel; returns where."""
+        served = []
+        for key, model in self.models.items():
+            resource = await self._serve(key, model)
+            served.append(EmulatedInstrument(model.ctx.unit.id, key, model.driver, resource))
+        host, port = await self._control.start()
+        if self.clock == "wall":
+            self._ticker = asyncio.create_task(self._tick())
+        self.info = EmulatorInfo(control=f"{host}:{port}", instruments=served)
+        return self.info
+
+    async def _serve(self, key: str, model: InstrumentModel) -> str:
+        factory = model.session_factory()
+        faults = self.faults[key]
+        line = model.wire in (Wire.SCPI_LAN, Wire.SCPI_SERIAL)
+        terminator = b"\n" if line else None
+        serial_line = model.wire is not Wire.SCPI_LAN and model.wire is not Wire.MODBUS_TCP
+        if serial_line and self.serial == "pty":
+            path = await self._group.serve_pty(
+                factory, instrument=key, faults=faults, terminator=terminator
+            )
+            return _pty_resource(model.wire, path)
+        port = await self._group.serve_tcp(
+            factory, instrument=key, faults=faults, host=self.host, terminator=terminator
+        )
+        return _tcp_resource(model.wire, self.host, port)
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(WALL_TICK_S)
+            now = loop.time()
+            self.plant.advance((now - last) * self.speed)
+            last = now
+
+    def _request_shutdown(self) -> None:
+        self.make_safe("shutdown requested on the control channel")
+        self.stopped.set()
+
+    async def stop(self) -> None:
+        """Make every output safe, stop serving."""
+        if not self.safe_reason:
+            self.make_safe("emulator stopped")
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self._control.stop()
+        await self._group.close()
+
+    # -- control target ------------------------------------------------------------------
+    def time(self) -> float:
+        return self.plant.time
+
+    def advance(self, seconds: float) -> float:
+        if self.clock != "sim":
+            raise RequestError("'advance' needs --clock sim; this emulator runs on wall time")
+        return self.plant.advance(seconds)
+
+    def _model(self, instrument: str) -> InstrumentModel:
+        model = self.models.get(instrument)
+        if model is None:
+            raise RequestError(
+                f"no instrument {instrument!r}; instruments: {', '.join(self.models)}"
+            )
+        return model
+
+    def fault(self, instrument: str, kind: str, params: dict[str, Any]) -> None:
+        model = self._model(instrument)
+        try:
+            if kind in FAULT_KINDS:
+                self.faults[instrument].apply(kind, params)
+            else:
+                model.fault(kind, params)
+        except (ConfigError, ValueError) as exc:
+            raise RequestError(str(exc)) from None
+        log.info("fault %s on %s: %s", kind, instrument, params)
+
+    def clear(self, instrument: str | None) -> None:
+        keys = list(self.models) if instrument is None else [self._model(instrument).key]
+        for key in keys:
+            self.faults[key].clear()
+            self.models[key].clear_faults()
+        if instrument is None:
+            self.plant.clear_trips()
+            self.safe_reason = ""
+
+    def set_value(self, unit: str, field: str, value: Any) -> None:
+        models = [m for m in self.models.values() if m.ctx.unit.id == unit]
+        if not models:
+            units = ", ".join(u.id for u in self.bench.units)
+            raise RequestError(f"no unit {unit!r}; units: {units}")
+        try:
+            if not any(m.set_value(field, value) for m in models):
+                raise RequestError(f"unit {unit} has no settable field {field!r}")
+        except (ConfigError, ValueError) as exc:
+            raise RequestError(f"unit {unit}: {exc}") from None
+
+    def make_safe(self, reason: str) -> None:
+        log.warning("making every output safe: %s", reason)
+        self.plant.make_safe()
+        for model in self.models.values():
+            model.after_make_safe()
+        self.safe_reason = reason
+
+    def status(self) -> dict[str, Any]:
+        snapshot = self.plant.snapshot()
+        ports = [
+            _port_status(name, state, self._owner.get(name))
+            for name, state in snapshot["ports"].items()
+        ]
+        return {
+            "time": snapshot["time"],
+            "clock": self.clock,
+            "speed": self.speed,
+            "nodes": snapshot["nodes"],
+            "ports": ports,
+            "instruments": {
+                key: {**m.status(), "faults": self.faults[key].describe()}
+                for key, m in self.models.items()
+            },
+            "all_safe": all(p["safe"] for p in ports),
+            "safe_reason": self.safe_reason,
+        }
+
+
+def _port_status(
+    name: str, state: Mapping[str, Any], model: InstrumentModel | None
+) -> dict[str, Any]:
+    """One port's line in ``status``: the plant's true state plus who owns it and ``safe``."""
+    kind = state["kind"]
+    current = float(state["current"])
+    if kind == "battery":
+        safe = True  # a battery is not an output; its converter decides
+    elif kind == "converter":
+        safe = state["mode"] == "WAIT" and abs(current) < SAFE_CURRENT_A
+    else:
+        safe = not state["output_on"] and abs(current) < SAFE_CURRENT_A
+    unit = model.ctx.unit.id if model is not None else name.split(".", 1)[0]
+    return {
+        "port": name,
+        "unit": unit,
+        "instrument": model.key if model is not None else None,
+        "driver": model.driver if model is not None else None,
+        **state,
+        "safe": safe,
+    }
+
+
+def _tcp_resource(wire: Wire, host: str, port: int) -> str:
+    if wire is Wire.SCPI_LAN:
+        return f"TCPIP0::{host}::{port}::SOCKET"
+    if wire is Wire.SCPI_SERIAL:
+        return f"ASRLsocket://{host}:{port}::INSTR"
+    if wire is Wire.MODBUS_TCP:
+        return f"modbus-tcp://{host}:{port}"
+    if wire is Wire.MODBUS_RTU:
+        return f"modbus-rtu-tcp://{host}:{port}"
+    return f"socket://{host}:{port}"
+
+
+def _pty_resource(wire: Wire, path: str) -> str:
+    if wire is Wire.SCPI_SERIAL:
+        return f"ASRL{path}::INSTR"
+    if wire is Wire.MODBUS_RTU:
+        return f"modbus-rtu:{path}"
+    return path
