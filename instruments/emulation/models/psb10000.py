@@ -1,0 +1,450 @@
+"""Emulated EA Elektro-Automatik PSB 10000 bidirectional supply: shared physics and ModBus TCP.
+
+:class:`PsbPhysics` is the PSB's settings and their mapping onto one plant bidirectional port;
+:class:`Psb10000Model` (driver ``psb10000``) serves it on ModBus TCP, and
+:class:`~instruments.emulation.models.psb10000_scpi.Psb10000ScpiModel` (driver
+``psb10000-scpi``) on SCPI.
+
+Physics: the PSB holds its voltage set value (CV), sources up to its current set value and
+sinks up to its sink current set value: a plant :class:`BidirectionalSpec` port in CV mode.
+The plant has no constant-power regulation, so the power set values act as current limits at
+the voltage set value (``P / U``); the regulation state is CC (or CP when that limit is the
+power one) while the current sits at its limit, CV otherwise.
+
+ModBus map (the project reference; EA's own "Programming ModBus & SCPI" guide was not found in
+the search index, so everything below is *assumed*, corroborated where noted by independent
+third-party PSB 10000 libraries found with the search tool):
+
+- coils 402 remote, 405 DC output, 409 U/I/R mode (stored, no physical effect: the plant has
+  no resistance mode), 411 acknowledge alarms (assumed; clears latched trips, reads 0);
+- holding registers 498 sink P, 499 sink I, 500 U, 501 I, 502 P: 0xCCCC = 100 % of nominal,
+  above 0xD0E5 (102 %) exception 3; 550 OVP, 553 OCP, 556 OPP: up to 0xE147 (110 %), default
+  110 %; OVP and OCP are plant trips (OCP on the current in either direction), OPP is stored
+  only (the plant has no power trip); 505-506 device state (u32, high word first: bit 7 output
+  on, bits 9-10 regulation CV/CR/CC/CP, 11 remote, 12 sink, 15 alarm, 16 OVP, 17 OCP, 18 OPP,
+  19 OT); 507/508/509 actual U, |I|, |P| (sinking shown by bit 12); 121/123/125 nominal U/I/P
+  as float32; 1-20 device type and 151-170 serial number as ASCII, two characters a register,
+  the first in the high byte (third-party libraries);
+- any other address answers exception 2, and so does a write to a read-only register;
+- a setting (set values, protections, coils 405/409/411) while remote (coil 402) is off
+  answers exception 1: EA's guide was not available, and exception 1 is the Modbus
+  specification's answer for "the server is in the wrong state to process a request".
+  Leaving remote switches the DC output off ("DC output after remote: OFF", assumed default).
+
+Communication watchdog: EA's "interface monitoring" exists (SCPI ``SYST:COMM:MON``, see the
+SCPI model), but its ModBus register is not known, so this model has none.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from instruments.emulation.modbus import (
+    ILLEGAL_FUNCTION,
+    Encoding,
+    ModbusBus,
+    ModbusDevice,
+    ModbusError,
+)
+from instruments.emulation.models.base import InstrumentModel, ModelContext, Wire
+from instruments.emulation.plant import BidirectionalHandle, Measurement, Plant
+from instruments.emulation.plant_specs import (
+    AnyPortSpec,
+    BidirectionalMode,
+    BidirectionalSpec,
+    Protection,
+    TripKind,
+)
+from instruments.emulation.transport import SessionFactory
+
+log = logging.getLogger(__name__)
+
+FULL_SCALE = 0xCCCC
+SET_CAP = 0xD0E5
+PROTECTION_CAP = 0xE147
+SET_FACTOR = SET_CAP / FULL_SCALE
+PROTECTION_FACTOR = PROTECTION_CAP / FULL_SCALE
+
+COIL_REMOTE = 402
+COIL_OUTPUT = 405
+COIL_UIR_MODE = 409
+COIL_ACK_ALARMS = 411
+REG_DEVICE_TYPE = 1
+REG_NOMINAL = {"voltage": 121, "current": 123, "power": 125}
+REG_SERIAL = 151
+STRING_REGISTERS = 20
+REG_SETPOINTS = {
+    "sink_power": 498,
+    "sink_current": 499,
+    "voltage": 500,
+    "current": 501,
+    "power": 502,
+}
+REG_STATE = 505
+REG_ACTUAL = {"voltage": 507, "current": 508, "power": 509}
+REG_PROTECTIONS = {"ovp": 550, "ocp": 553, "opp": 556}
+
+BIT_OUTPUT = 1 << 7
+REGULATION_SHIFT = 9
+BIT_REMOTE = 1 << 11
+BIT_SINK = 1 << 12
+BIT_ALARM = 1 << 15
+TRIP_BITS = {TripKind.OVP: 1 << 16, TripKind.OCP: 1 << 17, TripKind.OTP: 1 << 19}
+CV, CR, CC, CP = 0, 1, 2, 3
+
+SETPOINTS = ("voltage", "current", "power", "sink_current", "sink_power")
+PROTECTIONS = ("ovp", "ocp", "opp")
+UNITS = {
+    "voltage": "V",
+    "current": "A",
+    "power": "W",
+    "sink_current": "A",
+    "sink_power": "W",
+    "ovp": "V",
+    "ocp": "A",
+    "opp": "W",
+}
+#: Relative tolerance for "the current sits at its limit" (regulation CC/CP).
+AT_LIMIT = 1e-3
+#: |current| below this fraction of nominal counts as neither sourcing nor sinking.
+SINK_THRESHOLD = 1e-4
+
+
+class NotInRemote(Exception):
+    """A setting arrived while the instrument is not under remote control."""
+
+
+@dataclass(frozen=True)
+class Nominal:
+    """Nominal values: 100 % of every set value (sink current may differ from source)."""
+
+    voltage: float
+    current: float
+    sink_current: float
+    power: float
+
+    @classmethod
+    def of(cls, ctx: ModelContext) -> Nominal:
+        """From the instrument's rating (``hil/data/instrument_models.toml``)."""
+        rating = ctx.instrument.rating
+        return cls(
+            voltage=rating.voltage_max,
+            current=rating.current_source_max,
+            sink_current=rating.current_sink_max or rating.current_source_max,
+            power=rating.power_max,
+        )
+
+    def of_quantity(self, name: str) -> float:
+        """The nominal value behind a set value or protection name."""
+        if name in ("voltage", "ovp"):
+            return self.voltage
+        if name in ("current", "ocp"):
+            return self.current
+        if name == "sink_current":
+            return self.sink_current
+        return self.power
+
+
+def psb_port_spec(ctx: ModelContext) -> BidirectionalSpec:
+    """The PSB's plant port: CV with source/sink limits, off, protections at 110 %."""
+    nominal = Nominal.of(ctx)
+    return BidirectionalSpec(
+        name=ctx.key,
+        node=ctx.node,
+        line_ohm=ctx.line_ohm,
+        sensors=ctx.sensors(),
+        protection=Protection(
+            ovp_v=nominal.voltage * PROTECTION_FACTOR, ocp_a=nominal.current * PROTECTION_FACTOR
+        ),
+        max_voltage_v=nominal.voltage * SET_FACTOR,
+        max_source_a=nominal.current * SET_FACTOR,
+        max_sink_a=nominal.sink_current * SET_FACTOR,
+        mode=BidirectionalMode.CV,
+    )
+
+
+class PsbPhysics:
+    """The PSB's settings and their mapping onto its plant port (shared by both protocols).
+
+    Every setting but remote itself raises :class:`NotInRemote` unless remote is on; a value
+    outside 0..102 % (set values) or 0..110 % (protections) raises ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        handle: BidirectionalHandle,
+        nominal: Nominal,
+        measure: Callable[[], Measurement],
+        name: str,
+    ) -> None:
+        self.handle = handle
+        self.nominal = nominal
+        self.name = name
+        self._measure = measure
+        self.remote = False
+        self.resistance_mode = False
+        self.levels: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Output off, set values 0, protections at 110 % (the state after ``*RST``)."""
+        self.handle.set_output(False)
+        self.levels = {name: 0.0 for name in SETPOINTS}
+        for name in PROTECTIONS:
+            self.levels[name] = self.maximum(name)
+        self._apply_setpoints()
+        for name in ("ovp", "ocp"):
+            self._apply_protection(name)
+
+    # ---- limits --------------------------------------------------------------------
+    def maximum(self, name: str) -> float:
+        """Largest value a set value (102 %) or protection (110 %) accepts."""
+        factor = PROTECTION_FACTOR if name in PROTECTIONS else SET_FACTOR
+        return self.nominal.of_quantity(name) * factor
+
+    def require_remote(self, what: str) -> None:
+        """Raise :class:`NotInRemote` naming the setting unless remote control is on."""
+        if not self.remote:
+            raise NotInRemote(f"{self.name}: {what} refused, the instrument is not in remote")
+
+    # ---- settings ------------------------------------------------------------------
+    def set_remote(self, on: bool) -> None:
+        """Take or leave remote control; leaving it switches the DC output off."""
+        if self.remote and not on:
+            self.handle.set_output(False)
+        self.remote = bool(on)
+
+    def leave_remote(self, reason: str) -> None:
+        """Drop remote control (interface monitoring timed out): output off."""
+        if self.remote or self.handle.output_on:
+            log.warning("%s: leaving remote control, DC output off: %s", self.name, reason)
+        self.remote = False
+        self.handle.set_output(False)
+
+    def set_output(self, on: bool) -> None:
+        self.require_remote("DC output")
+        self.handle.set_output(bool(on))
+
+    def set_resistance_mode(self, on: bool) -> None:
+        self.require_remote("U/I/R mode")
+        self.resistance_mode = bool(on)
+
+    def set_level(self, name: str, value: float) -> None:
+        """A set value or protection level in physical units."""
+        self.require_remote(name)
+        top = self.maximum(name)
+        if not (math.isfinite(value) and 0.0 <= value <= top * (1 + 1e-12)):
+            raise ValueError(f"{self.name}: {name} {value!r} outside 0 … {top:g} {UNITS[name]}")
+        self.levels[name] = min(float(value), top)
+        if name in PROTECTIONS:
+            self._apply_protection(name)
+        else:
+            self._apply_setpoints()
+
+    def clear_alarms(self) -> None:
+        """Acknowledge alarms: clear latched trips (the output stays off)."""
+        self.handle.clear_trips()
+
+    # ---- mapping onto the plant ----------------------------------------------------
+    def _power_limit(self, power: float) -> float:
+        volts = self.levels["voltage"]
+        return power / volts if volts > 0 else math.inf
+
+    @property
+    def source_limit(self) -> tuple[float, bool]:
+        """Source current limit (A) and whether the power set value is what limits it."""
+        amps = self.levels["current"]
+        by_power = self._power_limit(self.levels["power"])
+        return (by_power, True) if by_power < amps else (amps, False)
+
+    @property
+    def sink_limit(self) -> tuple[float, bool]:
+        """Sink current limit (A, a magnitude) and whether the sink power limits it."""
+        amps = self.levels["sink_current"]
+        by_power = self._power_limit(self.levels["sink_power"])
+        return (by_power, True) if by_power < amps else (amps, False)
+
+    def _apply_setpoints(self) -> None:
+        handle = self.handle
+        handle.set_voltage(min(self.levels["voltage"], handle.spec.max_voltage_v))
+        handle.set_current_limits(
+            min(self.source_limit[0], handle.spec.max_source_a),
+            min(self.sink_limit[0], handle.spec.max_sink_a),
+        )
+
+    def _apply_protection(self, name: str) -> None:
+        if name == "ovp":
+            self.handle.set_protection(TripKind.OVP, self.levels["ovp"])
+        elif name == "ocp":
+            self.handle.set_protection(TripKind.OCP, self.levels["ocp"])
+
+    # ---- reading -------------------------------------------------------------------
+    @property
+    def sinking(self) -> bool:
+        """True while the port draws current from its node."""
+        return self.handle.state().current < -SINK_THRESHOLD * self.nominal.current
+
+    def regulation(self) -> int:
+        """CV, CC or CP from where the current sits relative to its limits."""
+        if not self.handle.output_on:
+            return CV
+        amps = self.handle.state().current
+        limit, by_power = self.sink_limit if amps < 0 else self.source_limit
+        if limit > 0 and abs(amps) >= limit * (1 - AT_LIMIT):
+            return CP if by_power else CC
+        return CV
+
+    def state_word(self) -> int:
+        """The device state (registers 505-506)."""
+        word = self.regulation() << REGULATION_SHIFT
+        if self.handle.output_on:
+            word |= BIT_OUTPUT
+        if self.remote:
+            word |= BIT_REMOTE
+        if self.sinking:
+            word |= BIT_SINK
+        trips = self.handle.trips
+        if trips:
+            word |= BIT_ALARM
+        for kind in trips:
+            word |= TRIP_BITS.get(kind, 0)
+        return word
+
+    def actual(self) -> tuple[float, float, float]:
+        """Measured voltage, current and power (plant sign: negative while sinking)."""
+        m = self._measure()
+        return m.voltage, m.current, m.voltage * m.current
+
+    def describe(self) -> dict[str, Any]:
+        """Protocol-level state for the control channel's ``status``."""
+        return {
+            "remote": self.remote,
+            "output": self.handle.output_on,
+            "resistance_mode": self.resistance_mode,
+            "levels": dict(self.levels),
+        }
+
+
+def _ascii_words(text: str, count: int) -> list[int]:
+    """``text`` as ``count`` registers, two ASCII characters each, first in the high byte."""
+    raw = text.encode("ascii", "replace")[: 2 * count].ljust(2 * count, b"\0")
+    return list(struct.unpack(f">{count}H", raw))
+
+
+def _constant(value: float) -> Callable[[], float]:
+    """A read function that always answers ``value`` (identity and nominal registers)."""
+    return lambda: value
+
+
+def _to_raw(value: float, nominal: float) -> int:
+    """A physical value as a register word (0xCCCC = nominal), clamped to 16 bits."""
+    if not math.isfinite(value):
+        return 0
+    return max(0, min(0xFFFF, round(abs(value) / nominal * FULL_SCALE)))
+
+
+class Psb10000Model(InstrumentModel):
+    """EA PSB 10000 on ModBus TCP (driver ``psb10000``); unit id from setting ``device_id``."""
+
+    driver: ClassVar[str] = "psb10000"
+    wire: ClassVar[Wire] = Wire.MODBUS_TCP
+
+    def __init__(self, ctx: ModelContext, plant: Plant) -> None:
+        super().__init__(ctx, plant)
+        self.physics = PsbPhysics(
+            plant.bidirectional(ctx.key), Nominal.of(ctx), self.measure, ctx.key
+        )
+        self.device = ModbusDevice(int(ctx.setting("device_id", 0)), name=ctx.key)
+        self._declare(self.device)
+        self.bus = ModbusBus([self.device], name=ctx.key)
+
+    @classmethod
+    def port_specs(cls, ctx: ModelContext) -> list[AnyPortSpec]:
+        return [psb_port_spec(ctx)]
+
+    def session_factory(self) -> SessionFactory:
+        return self.bus.tcp_session
+
+    # ---- the register map ----------------------------------------------------------
+    def _declare(self, device: ModbusDevice) -> None:
+        physics = self.physics
+        nominal = physics.nominal
+        device.coil(COIL_REMOTE, "remote", lambda: physics.remote, physics.set_remote)
+        device.coil(
+            COIL_OUTPUT,
+            "DC output",
+            lambda: physics.handle.output_on,
+            self._guard(physics.set_output),
+        )
+        device.coil(
+            COIL_UIR_MODE,
+            "U/I/R mode",
+            lambda: physics.resistance_mode,
+            self._guard(physics.set_resistance_mode),
+        )
+        device.coil(COIL_ACK_ALARMS, "acknowledge alarms", lambda: False, self._guard(self._ack))
+        self._strings(device, REG_DEVICE_TYPE, "device type", self.ctx.instrument.model)
+        self._strings(device, REG_SERIAL, "serial number", self.ctx.serial_number())
+        for name, address in REG_NOMINAL.items():
+            value = nominal.of_quantity(name)
+            device.holding(address, f"nominal {name}", _constant(value), encoding=Encoding.F32)
+        for name, address in {**REG_SETPOINTS, **REG_PROTECTIONS}.items():
+            cap = PROTECTION_CAP if name in PROTECTIONS else SET_CAP
+            device.holding(
+                address,
+                name,
+                self._level_reader(name),
+                self._level_writer(name),
+                minimum=0,
+                maximum=cap,
+            )
+        device.holding(REG_STATE, "device state", physics.state_word, encoding=Encoding.U32)
+        for index, (name, address) in enumerate(REG_ACTUAL.items()):
+            device.holding(address, f"actual {name}", self._actual_reader(index, name))
+
+    @staticmethod
+    def _strings(device: ModbusDevice, address: int, name: str, text: str) -> None:
+        for offset, word in enumerate(_ascii_words(text, STRING_REGISTERS)):
+            device.holding(address + offset, f"{name} [{offset}]", _constant(word))
+
+    def _guard(self, action: Callable[[bool], None]) -> Callable[[bool], None]:
+        """A coil write that answers exception 1 while remote is off."""
+
+        def write(value: bool) -> None:
+            try:
+                action(value)
+            except NotInRemote as refusal:
+                raise ModbusError(ILLEGAL_FUNCTION, str(refusal)) from refusal
+
+        return write
+
+    def _ack(self, on: bool) -> None:
+        if on:
+            self.physics.clear_alarms()
+
+    def _level_reader(self, name: str) -> Callable[[], int]:
+        nominal = self.physics.nominal.of_quantity(name)
+        return lambda: _to_raw(self.physics.levels[name], nominal)
+
+    def _level_writer(self, name: str) -> Callable[[float], None]:
+        nominal = self.physics.nominal.of_quantity(name)
+
+        def write(raw: float) -> None:
+            try:
+                self.physics.set_level(name, raw * nominal / FULL_SCALE)
+            except NotInRemote as refusal:
+                raise ModbusError(ILLEGAL_FUNCTION, str(refusal)) from refusal
+
+        return write
+
+    def _actual_reader(self, index: int, name: str) -> Callable[[], int]:
+        nominal = self.physics.nominal.of_quantity(name)
+        return lambda: _to_raw(self.physics.actual()[index], nominal)
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), **self.physics.describe()}
