@@ -169,7 +169,7 @@ class Emulator:
         while True:
             await asyncio.sleep(WALL_TICK_S)
             now = loop.time()
-            self.plant.advance((now - last) * self.speed)
+            self._advance_plant((now - last) * self.speed)
             last = now
 
     def _request_shutdown(self) -> None:
@@ -194,7 +194,26 @@ class Emulator:
     def advance(self, seconds: float) -> float:
         if self.clock != "sim":
             raise RequestError("'advance' needs --clock sim; this emulator runs on wall time")
-        return self.plant.advance(seconds)
+        return self._advance_plant(seconds)
+
+    def _advance_plant(self, seconds: float) -> float:
+        """Advance the plant, stopping at every model deadline (e.g. an instrument's own
+        communication watchdog) to run its time-driven behaviour when it is due."""
+        plant = self.plant
+        end = plant.time + seconds
+        while True:
+            now = plant.time
+            upcoming = []
+            for model in self.models.values():
+                due = model.next_deadline()
+                if due is not None and due <= now:
+                    model.on_time(now)
+                    due = model.next_deadline()
+                if due is not None and due > now:
+                    upcoming.append(due)
+            if now >= end:
+                return now
+            plant.advance(min([end, *upcoming]) - now)
 
     def _model(self, instrument: str) -> InstrumentModel:
         model = self.models.get(instrument)
