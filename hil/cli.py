@@ -19,6 +19,7 @@ from hil import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("hil.emulate", "serve every instrument of a bench on loopback"),
     "identify": ("hil.identify", "print every instrument's vendor, model, serial and firmware"),
+    "report": ("hil.report", "rebuild the PDF report of a run"),
 }
 
 
