@@ -135,7 +135,7 @@ def test_malformed_requests_get_an_error_and_the_connection_stays(
 
 
 @settings(max_examples=40, deadline=None)
-@given(junk=st.binary(min_size=1, max_size=200).filter(lambda b: b"\n" not in b))
+@given(junk=st.binary(min_size=1, max_size=200).filter(lambda b: b"\n" not in b and b.strip()))
 def test_random_bytes_never_stop_the_channel(junk: bytes) -> None:
     ch = Channel()
     try:
@@ -169,6 +169,12 @@ def test_watchdog_disarmed_with_zero_does_not_trip(channel: Channel) -> None:
     with channel.connect() as sock:
         assert ask(sock, {"cmd": "status"})["safe_reason"] == ""
     assert not channel.target.safe.is_set()
+
+
+def test_blank_lines_are_ignored(channel: Channel) -> None:
+    with channel.connect() as sock:
+        sock.sendall(b"  \t\n\n")
+        assert ask(sock, {"cmd": "time", "id": "after-blanks"})["id"] == "after-blanks"
 
 
 def test_shutdown_calls_back(channel: Channel) -> None:

@@ -26,6 +26,7 @@ from hil.bench_config import BenchConfig, InstrumentConfig, UnitConfig
 from hil.bench_emulation import EmulatedPort
 from hil.errors import ConfigError
 from instruments.emulation.plant import Measurement, Plant, PortHandle, Sensors, SensorSpec
+from instruments.emulation.sensors import QUANTITIES
 from instruments.emulation.transport import SessionFactory
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class InstrumentModel(ABC):
         """Undo model-level faults (``stale``, sensor offsets); latched trips stay latched."""
         self.stale = False
         self._frozen.clear()
-        for quantity in ("voltage", "current"):
+        for quantity in QUANTITIES:
             self.main_port.set_sensor_offset(quantity, 0.0)
 
     def set_value(self, field: str, value: Any) -> bool:
