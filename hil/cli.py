@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("hil.emulate", "serve every instrument of a bench on loopback"),
     "identify": ("hil.identify", "print every instrument's vendor, model, serial and firmware"),
     "report": ("hil.report", "rebuild the PDF report of a run"),
+    "run": ("hil.run", "run the benches, write the run record and the PDF report"),
+    "scenario": ("hil.scenario_cli", "validate an APIS scenario file"),
 }
 
 

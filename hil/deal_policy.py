@@ -1,0 +1,299 @@
+"""The policy numbers of APIS's deal making (``policy.json``'s mediator and user parts).
+
+:class:`DealPolicy` holds what the agents and the negotiation need beyond the exchange
+engine's :class:`~hil.apis_policy.ApisPolicy`: the deal current (``mediator.deal.
+gridCurrentA``), deal amounts (``amountMinWh``, ``amountMaxWh``, ``amountUnitWh``), the
+negotiation timeout, the house-keeping period, the capacity interlock
+(``gridCurrentCapacityA`` / deal current), the SoC force-stop limits, the operation mode,
+the members and each battery's nominal capacity. Times in seconds, SoC as fractions.
+
+- :func:`read_policy_json` extracts these numbers from APIS's own ``policy.json`` (read
+  unchanged, ``//`` comments included); everything else in the file is left to APIS.
+- :meth:`DealPolicy.for_bench` takes the unit capacity and force-stop limits from a bench
+  file's ``[apis]`` table and each unit's battery capacity from its ``[emulation]`` port,
+  so the negotiation and the engine agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, cast
+
+from hil.apis_json import KeyPath, json_key_path, read_apis_json
+from hil.bench_config import BenchConfig
+from hil.errors import ConfigError
+
+OperationMode = Literal["autonomous", "heteronomous", "stop", "manual"]
+OPERATION_MODES: tuple[OperationMode, ...] = ("autonomous", "heteronomous", "stop", "manual")
+
+#: APIS hwConfig ``batteryNominalCapacityWh``.
+DEFAULT_BATTERY_WH = 4800.0
+
+
+@dataclass(frozen=True)
+class DealPolicy:
+    """APIS's deal-making numbers (units: A, Wh, s, fractions)."""
+
+    deal_current: float = 1.0  # mediator.deal.gridCurrentA
+    amount_min_wh: int = 50  # mediator.deal.amountMinWh
+    amount_max_wh: int = 50  # mediator.deal.amountMaxWh
+    amount_unit_wh: int = 50  # mediator.deal.amountUnitWh
+    negotiation_timeout: float = 2.0  # mediator.negotiationTimeoutMsec
+    house_keeping_period: float = 60.0  # user.houseKeepingPeriodMsec
+    data_acquisition_period: float = 5.0  # controller.dataAcquisitionPeriodMsec
+    unit_current_capacity: float = 2.3  # hwConfig gridCurrentCapacityA
+    soc_force_stop_discharge: float = 0.20  # gridMaster.deal.forceStopCondition…LowerLimitRsoc
+    soc_force_stop_charge: float = 0.95  # …chargeUnitUpperLimitRsoc
+    operation_mode: OperationMode = "autonomous"  # operationMode
+    member_unit_ids: tuple[str, ...] = ()  # memberUnitIds (empty: every battery unit)
+    battery_capacity_wh: float = DEFAULT_BATTERY_WH  # hwConfig batteryNominalCapacityWh
+    unit_battery_wh: Mapping[str, float] = field(default_factory=dict)  # per-unit override
+
+    #: Field → APIS key, for reports and messages.
+    APIS_KEYS = MappingProxyType(
+        {
+            "deal_current": "mediator.deal.gridCurrentA",
+            "amount_min_wh": "mediator.deal.amountMinWh",
+            "amount_max_wh": "mediator.deal.amountMaxWh",
+            "amount_unit_wh": "mediator.deal.amountUnitWh",
+            "negotiation_timeout": "mediator.negotiationTimeoutMsec",
+            "house_keeping_period": "user.houseKeepingPeriodMsec",
+            "data_acquisition_period": "controller.dataAcquisitionPeriodMsec",
+            "unit_current_capacity": "gridCurrentCapacityA",
+            "soc_force_stop_discharge": "gridMaster.deal.forceStopCondition."
+            "dischargeUnitLowerLimitRsoc",
+            "soc_force_stop_charge": "gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc",
+            "operation_mode": "operationMode",
+            "member_unit_ids": "memberUnitIds",
+            "battery_capacity_wh": "batteryNominalCapacityWh",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            key, text = problem
+            raise ConfigError(f"deal policy: {key} ({self.APIS_KEYS.get(key, key)}): {text}")
+
+    def problem(self) -> tuple[str, str] | None:
+        """The first broken rule as (field, why), or None."""
+        for name in (
+            "deal_current",
+            "negotiation_timeout",
+            "house_keeping_period",
+            "data_acquisition_period",
+            "unit_current_capacity",
+            "battery_capacity_wh",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                return name, f"{value!r} must be a number > 0"
+        for name in ("amount_min_wh", "amount_max_wh", "amount_unit_wh"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                return name, f"{value!r} must be a whole number of Wh > 0"
+        if self.amount_min_wh > self.amount_max_wh:
+            return "amount_min_wh", (
+                f"{self.amount_min_wh} Wh is above amount_max_wh {self.amount_max_wh} Wh"
+            )
+        if self.amount_unit_wh > self.amount_max_wh:
+            return "amount_unit_wh", (
+                f"{self.amount_unit_wh} Wh is above amount_max_wh {self.amount_max_wh} Wh, "
+                "so every deal would floor to 0 Wh"
+            )
+        if self.deal_current > self.unit_current_capacity:
+            return "deal_current", (
+                f"{self.deal_current:g} A is above the unit capacity "
+                f"{self.unit_current_capacity:g} A, so no unit could make a deal"
+            )
+        if not 0 <= self.soc_force_stop_discharge < self.soc_force_stop_charge <= 1:
+            return "soc_force_stop_discharge", (
+                f"need 0 ≤ {self.soc_force_stop_discharge:g} < "
+                f"soc_force_stop_charge {self.soc_force_stop_charge:g} ≤ 1"
+            )
+        if self.operation_mode not in OPERATION_MODES:
+            return "operation_mode", (
+                f"{self.operation_mode!r} is not one of {', '.join(OPERATION_MODES)}"
+            )
+        for uid, wh in self.unit_battery_wh.items():
+            if not (math.isfinite(wh) and wh > 0):
+                return "battery_capacity_wh", f"unit {uid}: {wh!r} must be > 0"
+        return None
+
+    @property
+    def deal_interlock_capacity(self) -> int:
+        """How many deals a unit may be in at once: ⌊gridCurrentCapacityA / deal current⌋."""
+        return math.floor(self.unit_current_capacity / self.deal_current + 1e-9)
+
+    def battery_wh(self, unit_id: str) -> float:
+        """The nominal battery capacity of ``unit_id`` (Wh)."""
+        return self.unit_battery_wh.get(unit_id, self.battery_capacity_wh)
+
+    def replace(self, **changes: Any) -> DealPolicy:
+        return dataclasses.replace(self, **changes)
+
+    def for_bench(self, config: BenchConfig) -> DealPolicy:
+        """This policy with the bench's unit capacity, force-stop limits and batteries."""
+        batteries = {
+            uid: float(port.battery_capacity)
+            for uid, port in config.emulation.ports.items()
+            if port.battery_capacity is not None and config.unit(uid).has_battery
+        }
+        return dataclasses.replace(
+            self,
+            unit_current_capacity=config.apis.unit_current_capacity,
+            soc_force_stop_discharge=config.apis.soc_force_stop_discharge,
+            soc_force_stop_charge=config.apis.soc_force_stop_charge,
+            unit_battery_wh=MappingProxyType({**batteries, **self.unit_battery_wh}),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["unit_battery_wh"] = dict(self.unit_battery_wh)
+        out["member_unit_ids"] = list(self.member_unit_ids)
+        out["deal_interlock_capacity"] = self.deal_interlock_capacity
+        return out
+
+
+# =========================================================================================
+# policy.json
+# =========================================================================================
+
+
+class _PolicyJson:
+    """Pulls typed numbers out of a parsed ``policy.json``; errors name the key path."""
+
+    def __init__(self, data: Any, source: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a policy must be a JSON object")
+        self.data = data
+        self.source = source
+
+    def get(self, path: KeyPath) -> Any:
+        node: Any = self.data
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def fail(self, path: KeyPath, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {json_key_path(path)}: {problem}")
+
+    def number(self, path: KeyPath, default: float, scale: float = 1.0) -> float:
+        value = self.get(path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number, not {value!r}")
+        if not value > 0:
+            raise self.fail(path, f"{value!r} must be > 0")
+        return float(value) * scale
+
+    def whole(self, path: KeyPath, default: int) -> int:
+        value = self.get(path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a whole number of Wh, not {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise self.fail(path, f"{value!r} is not a whole number of Wh")
+        if value <= 0:
+            raise self.fail(path, f"{value!r} must be > 0")
+        return int(value)
+
+    def percent(self, path: KeyPath, default: float) -> float:
+        value = self.get(path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise self.fail(path, f"{value!r} must be a percentage 0-100")
+        return float(value) / 100.0
+
+    def mode(self, path: KeyPath, default: OperationMode) -> OperationMode:
+        value = self.get(path)
+        if value is None:
+            return default
+        if value not in OPERATION_MODES:
+            raise self.fail(path, f"{value!r} is not one of {', '.join(OPERATION_MODES)}")
+        return cast(OperationMode, value)
+
+    def members(self, path: KeyPath) -> tuple[str, ...]:
+        value = self.get(path)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(path, "must be an array of unit ids")
+        if len(set(value)) != len(value):
+            raise self.fail(path, "names a unit more than once")
+        return tuple(value)
+
+
+def parse_policy_json(
+    data: Any, source: str = "<policy>", base: DealPolicy | None = None
+) -> DealPolicy:
+    """The deal-making numbers of a parsed APIS ``policy.json``; absent keys keep ``base``'s
+    (APIS's defaults). ``ConfigError`` names the key path of a bad value."""
+    base = base or DealPolicy()
+    p = _PolicyJson(data, source)
+    deal = ("mediator", "deal")
+    force = ("gridMaster", "deal", "forceStopCondition")
+    values: dict[str, Any] = {
+        "deal_current": p.number((*deal, "gridCurrentA"), base.deal_current),
+        "amount_min_wh": p.whole((*deal, "amountMinWh"), base.amount_min_wh),
+        "amount_max_wh": p.whole((*deal, "amountMaxWh"), base.amount_max_wh),
+        "amount_unit_wh": p.whole((*deal, "amountUnitWh"), base.amount_unit_wh),
+        "negotiation_timeout": p.number(
+            ("mediator", "negotiationTimeoutMsec"), base.negotiation_timeout, 1e-3
+        ),
+        "house_keeping_period": p.number(
+            ("user", "houseKeepingPeriodMsec"), base.house_keeping_period, 1e-3
+        ),
+        "data_acquisition_period": p.number(
+            ("controller", "dataAcquisitionPeriodMsec"), base.data_acquisition_period, 1e-3
+        ),
+        "soc_force_stop_discharge": p.percent(
+            (*force, "dischargeUnitLowerLimitRsoc"), base.soc_force_stop_discharge
+        ),
+        "soc_force_stop_charge": p.percent(
+            (*force, "chargeUnitUpperLimitRsoc"), base.soc_force_stop_charge
+        ),
+        "operation_mode": p.mode(("operationMode",), base.operation_mode),
+        "member_unit_ids": p.members(("memberUnitIds",)) or base.member_unit_ids,
+    }
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_policy_json(path: str | Path, base: DealPolicy | None = None) -> DealPolicy:
+    """Read APIS's ``policy.json`` (comments allowed) into a :class:`DealPolicy`."""
+    return parse_policy_json(read_apis_json(path), str(path), base)
+
+
+def parse_hw_config_json(
+    data: Any, source: str = "<hwConfig>", base: DealPolicy | None = None
+) -> DealPolicy:
+    """``base`` with the unit capacity (``gridCurrentCapacityA``) and battery capacity
+    (``batteryNominalCapacityWh``) of a parsed APIS ``hwConfig.json``."""
+    base = base or DealPolicy()
+    p = _PolicyJson(data, source)
+    values: dict[str, Any] = {
+        "unit_current_capacity": p.number(("gridCurrentCapacityA",), base.unit_current_capacity),
+        "battery_capacity_wh": p.number(("batteryNominalCapacityWh",), base.battery_capacity_wh),
+    }
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_hw_config_json(path: str | Path, base: DealPolicy | None = None) -> DealPolicy:
+    """Read APIS's ``hwConfig.json`` (comments allowed) into ``base``."""
+    return parse_hw_config_json(read_apis_json(path), str(path), base)
