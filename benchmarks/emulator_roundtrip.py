@@ -1,4 +1,4 @@
-"""Emulator round trip: a pyvisa-py query to an emulated SCPI supply against a floor server.
+"""Emulator round trip: pyvisa-py to an emulated N5700 against a floor server; Modbus too.
 
 One child process (like ``hil emulate``) serves, in one asyncio loop:
 
@@ -25,58 +25,38 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pyvisa
 from pyvisa.resources import MessageBasedResource
 
-from instruments.emulation.scpi import (
-    KEYSIGHT_ERRORS,
-    Boolean,
-    Nr3Format,
-    Number,
-    ScpiDevice,
-    query,
-    scpi_session_factory,
-    setting,
-    status_commands,
-)
+from hil.benchfile import load_bench_file
+from instruments.emulation.models import ModelContext
+from instruments.emulation.models.base import BUS_NODE
+from instruments.emulation.models.n5700 import N5700Model
+from instruments.emulation.plant import NodeSpec, Plant
+from instruments.emulation.scpi import ScpiDevice, scpi_session_factory
 from instruments.emulation.transport import Faults, ServerGroup
 
 
-class BenchSupply(ScpiDevice):
-    """A supply shaped like the N5700 subset the drivers use (until the real model lands)."""
-
-    identity = "ACME,BENCH-60,0001,1.0"
-    number_format = Nr3Format()
-    error_format = KEYSIGHT_ERRORS
-    voltage: float
-    current: float
-    output: bool
-    commands = (
-        setting(
-            "[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]",
-            "voltage",
-            Number("V", min=0, max=61.2, default=12.5),
-        ),
-        setting(
-            "[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]",
-            "current",
-            Number("A", min=0, max=10.2, default=0),
-        ),
-        setting("OUTPut[:STATe]", "output", Boolean(default=False)),
-        query("MEASure[:SCALar]:VOLTage[:DC]?", lambda dev: dev.voltage, unit="V"),
-        query("MEASure[:SCALar]:CURRent[:DC]?", lambda dev: dev.current, unit="A"),
-        *status_commands(),
-    )
+def n5700_model() -> ScpiDevice:
+    """A real emulated Keysight N5772A (the default bench's SUP1) on a plant of its own."""
+    bench = load_bench_file(BENCH)
+    unit = bench.unit("SUP1")
+    ctx = ModelContext(bench=bench, unit=unit, instrument=unit.bus_instrument)
+    plant = Plant([NodeSpec(name=BUS_NODE)], N5700Model.port_specs(ctx))
+    return N5700Model(ctx, plant)
 
 
-# The emulated instrument and the query under test: one line to switch to a real model,
-# e.g. ``from instruments.emulation.models.n5700 import N5700 as DEVICE``.
-DEVICE: Callable[[], ScpiDevice] = BenchSupply
+# The emulated instrument and the query under test.
+BENCH = Path(__file__).resolve().parents[1] / "fixtures" / "benches" / "emulated.toml"
+DEVICE: Callable[[], ScpiDevice] = n5700_model
 QUERY = "MEAS:VOLT?"
 FLEET = 100
 FLOOR_REPLY = b"+1.250000E+01\n"
@@ -187,8 +167,21 @@ def measure_scpi(setup: Setup) -> list[Line]:
     return lines
 
 
-MEASUREMENTS: list[Callable[[Setup], list[Line]]] = [measure_scpi]
-"""Each returns ``(name, value, unit)`` lines; append more (e.g. Modbus) here."""
+def measure_modbus(setup: Setup) -> list[Line]:
+    """The Modbus lines, from ``modbus_roundtrip.py`` run in its own process."""
+    script = Path(__file__).with_name("modbus_roundtrip.py")
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    lines: list[Line] = []
+    for row in out.splitlines():
+        name, value, unit = row.split()
+        lines.append((name, float(value), unit))
+    return lines
+
+
+MEASUREMENTS: list[Callable[[Setup], list[Line]]] = [measure_scpi, measure_modbus]
+"""Each returns ``(name, value, unit)`` lines."""
 
 
 def main() -> None:

@@ -249,10 +249,11 @@ class PortHandle:
             net.tgt[LO, t] = 0.0
             net.tgt[HI, t] = 0.0
         else:
+            # "+ 0.0" turns -0.0 into 0.0: the slew's done-test compares bytes.
             if ch.emf is not None:
-                net.tgt[EMF, t] = ch.emf
-            net.tgt[LO, t] = ch.lo
-            net.tgt[HI, t] = ch.hi
+                net.tgt[EMF, t] = ch.emf + 0.0
+            net.tgt[LO, t] = ch.lo + 0.0
+            net.tgt[HI, t] = ch.hi + 0.0
         regime: Hashable = (True, self._regime_key()) if on else (False,)
         if regime != self._regime or instant:
             i0 = float(net.i[t])
@@ -347,12 +348,16 @@ class PortHandle:
         return spec.apply(true_value, self._ctx.rng, self._offsets.get(quantity, 0.0))
 
     def measure(self) -> Measurement:
-        """Measured voltage, current and temperature (plant sign convention)."""
-        s = self.state()
+        """Measured voltage, current and temperature (plant sign convention).
+
+        Reads the plant's arrays directly rather than through :meth:`state`: instruments
+        measure on every query, so this is the emulator's hot path.
+        """
+        net, t = self._ctx.network, self._t
         return Measurement(
-            voltage=self._read("voltage", s.voltage),
-            current=self._read("current", s.current),
-            temperature=self._read("temperature", s.temperature),
+            voltage=self._read("voltage", float(net.vt[t])),
+            current=self._read("current", float(net.i[t])),
+            temperature=self._read("temperature", float(self._ctx.temperature[self.index])),
         )
 
     # -- state ----------------------------------------------------------------------------
