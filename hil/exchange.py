@@ -220,6 +220,11 @@ def reference_problem(bench: Bench, uid: str, leg: float) -> str | None:
         return f"unit {uid} discharges in this exchange but cannot source as the reference"
     if leg == 0 and not (sink and source):
         return f"unit {uid} is not in the exchange, so as its reference it must source and sink"
+    if not (sink and source):
+        return (
+            f"unit {uid} can only {'source' if source else 'sink'}, but a voltage reference must "
+            "pull the bus down as well as up (authorization moves, deactivation)"
+        )
     nominal = bench.config.apis.operation_voltage
     if not env.voltage_min <= nominal <= env.voltage_max:
         return (

@@ -321,8 +321,11 @@ def make_rig(
 
 
 def test_rig_energizes_the_battery_node_before_the_converter_leaves_wait() -> None:
+    # the converter reads its battery node up (48 V) before it leaves WAIT
+    node_up = {"vg": 350.0, "ig": 0, "vb": 48.0, "ib": 0, "wg": 0, "wb": 0, "ic": 0, "tmp": 25.0}
     unit, port, supply, load = make_rig(
         [
+            read_step(Command.METERS, node_up),
             mode_read(EzaMode.WAIT),
             read_step(Command.LIMITS, LIMITS),
             write_step(Command.LIMITS, {**LIMITS, "dig": 1.0}),

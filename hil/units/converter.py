@@ -15,7 +15,10 @@ How it maps the controller onto the converter (APIS's modes and order of command
 - Before anything is sent: the envelope and the unit's capabilities, the converter's own
   ranges, and — with a BMS — the battery's permission (a direction it does not allow is a
   ``CapabilityError`` naming the permission) and its SoC window (``EnvelopeError``).
-- The battery emulator, if any, is switched on before the converter first leaves WAIT.
+- The battery emulator, if any, is switched on before the converter first leaves WAIT, and
+  the converter waits (bench clock, at most ``NODE_RISE_TIMEOUT_S``) until its own meter
+  reads the battery node inside the battery window: a converter started on a node that is
+  still rising trips on battery under-voltage.
 - ``idle()``: WAIT (the battery emulator stays on, as a battery would).
 - ``arm()``: WAIT, the battery emulator armed (off), then the limits word 0x1C from the
   envelope: ``ugv``/``ogv`` the bus window widened by 5 %, ``ubv``/``obv`` the battery window,
@@ -35,7 +38,7 @@ import logging
 from hil.clock import Clock
 from hil.controller import Capabilities, Mode, Reading
 from hil.envelope import UnitEnvelope
-from hil.errors import CapabilityError, ConfigError
+from hil.errors import CapabilityError, ConfigError, InstrumentError
 from instruments.apis_bms import ApisBms, Permission
 from instruments.base import check_setpoint
 from instruments.eza2500 import Alarm, Eza2500, Limits
@@ -55,6 +58,9 @@ from .battery import BatteryEmulator
 log = logging.getLogger(__name__)
 
 _REFUSED = "refused before anything was sent to the converter"
+#: Bench seconds a battery emulator may take to bring the battery node up, and the poll.
+NODE_RISE_TIMEOUT_S = 2.0
+NODE_POLL_S = 0.02
 
 _MODES = {
     EzaMode.WAIT: Mode.IDLE,
@@ -186,9 +192,25 @@ class ConverterUnit(UnitBase):
     # -- set-points ----------------------------------------------------------------------
     def _energize(self, generation: int, what: str) -> None:
         if self.battery is not None:
+            rising = not self.battery.energized
             self.battery.energize(
                 lambda doing: self._still_allowed(generation, f"{what} ({doing})")
             )
+            if rising:
+                self._await_battery_node(what)
+
+    def _await_battery_node(self, what: str) -> None:
+        """Wait until the converter reads the battery node inside the battery window."""
+        low = self._envelope.battery_voltage_min or 0.0
+        deadline = self._clock.now() + NODE_RISE_TIMEOUT_S
+        while (vb := self.converter.meters().vb) < low:
+            if self._clock.now() >= deadline:
+                raise InstrumentError(
+                    f"{self._scope()}: the battery node reads {vb:.4g} V "
+                    f"{NODE_RISE_TIMEOUT_S:g} s after its battery emulator was switched on, "
+                    f"below {low:g} V; {what} was not sent"
+                )
+            self._clock.sleep(NODE_POLL_S)
 
     def set_current(self, amps: float) -> None:
         amps = self._check_current(amps)

@@ -279,6 +279,7 @@ class Emulator:
             },
             "all_safe": all(p["safe"] for p in ports),
             "safe_reason": self.safe_reason,
+            "resources": self.info.resources if self.info is not None else {},
         }
 
 
