@@ -238,11 +238,17 @@ class ExchangeEngine:
         return bool(self._runs or self.reference or self._cc)
 
     def bus_load(self) -> BusLoad:
-        """What runs on the bus, as the exchange rules see it."""
+        """What runs on the bus, as the exchange rules see it.
+
+        A constant-current unit counts with its actual set-point, compensation included,
+        so a joining exchange cannot push it past its envelope by that small rest.
+        """
         legs: dict[str, float] = {}
         for run in self._runs.values():
             for uid, leg in run.plan.legs.items():
                 legs[uid] = legs.get(uid, 0.0) + leg
+        for uid in legs.keys() & self._cc.keys():
+            legs[uid] = self._cc[uid]
         return BusLoad(
             legs=legs,
             reference=self.reference,

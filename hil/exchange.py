@@ -53,6 +53,7 @@ class Rule(StrEnum):
     BRANCH_CAPACITY = "branch-capacity"  # branchCurrentCapacityA
     ONE_REFERENCE = "one-reference"  # one voltage reference per bus
     REFERENCE = "reference-capability"  # the reference can hold the bus
+    REFERENCE_HEADROOM = "reference-headroom"  # the reference keeps room to regulate
     GLOBAL_STOP = "global-stop"  # errorSustainingMsec after an error
 
 
@@ -417,6 +418,7 @@ class _Planner:
 
     # -- the bus ------------------------------------------------------------------------
     def _check_bus(self, legs: Mapping[str, float], reference: str) -> None:
+        self._check_headroom(legs, reference)
         bus = self.bench.config.envelope.bus
         limit = min(bus.exchange_current_sum_max, self.policy.deal_current_sum_max)
         total = self.load.current_sum + self.ex.current
@@ -441,6 +443,26 @@ class _Planner:
                     f"branch {branch.id} would carry {abs(amps):g} A, above its capacity "
                     f"{branch.capacity:g} A (branchCurrentCapacityA)",
                 )
+
+    def _check_headroom(self, legs: Mapping[str, float], reference: str) -> None:
+        """The reference absorbs the bus's imbalance (bleed, losses, meter errors) on top of
+        its own legs, so those may use its capacity only up to one current allowance below."""
+        carried = self.load.legs.get(reference, 0.0) + legs.get(reference, 0.0)
+        if carried == 0:
+            return
+        env = self.bench.units[reference].envelope
+        cap = min(
+            env.current_source_max if carried > 0 else env.current_sink_max,
+            self.policy.unit_current_capacity,
+        )
+        room = cap - self.policy.current_allowance
+        if abs(carried) > room + 1e-9:
+            raise self.fail(
+                Rule.REFERENCE_HEADROOM,
+                f"the voltage reference {reference} would carry {abs(carried):g} A of exchanges, "
+                f"above {room:g} A: its capacity {cap:g} A less one current allowance "
+                f"{self.policy.current_allowance:g} A (gridCurrentAllowanceA) to regulate the bus",
+            )
 
 
 def plan_exchange(

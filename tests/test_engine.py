@@ -74,10 +74,10 @@ def test_one_to_one_runs_every_apis_step_with_exact_energy_and_ends_safe(rig: Ri
 
 
 def test_warm_up_steps_by_current_step_and_checks_each(engine: ExchangeEngine) -> None:
-    (run,) = engine.run(Exchange.between("E002", "E004", 2.3, duration=10.0))
+    (run,) = engine.run(Exchange.between("E002", "E004", 2.1, duration=10.0))
     warm = run.step("warmUp")
     assert warm is not None
-    assert [t["setpoint"] for t in warm["trace"]] == pytest.approx([1.0, 2.0, 2.3])
+    assert [t["setpoint"] for t in warm["trace"]] == pytest.approx([1.0, 2.0, 2.1])
     for entry in warm["trace"]:
         assert abs(entry["read_current"] - entry["setpoint"]) <= 0.125
     stop = run.step("stop")
@@ -135,16 +135,16 @@ def test_joining_exchange_leaves_the_running_one_alone(rig: Rig) -> None:
     engine.wait(10.0)
     setpoint_a = engine.setpoints["E001"]
     before = truth.rig.bus_ports()
-    second = engine.start(Exchange.between("E002", "E003", 1.2, duration=20.0, name="b"))
+    second = engine.start(Exchange.between("E002", "E003", 1.1, duration=20.0, name="b"))
     # the first exchange's unit was not touched; the reference's target is before + leg
     assert engine.setpoints["E001"] == setpoint_a
     join = second.step("activate")
     assert join is not None and join["joined"] is True
-    assert second.vr_target == pytest.approx(join["reference_current_before"] - 1.2)
+    assert second.vr_target == pytest.approx(join["reference_current_before"] - 1.1)
     after = truth.bus("b", "start")
     assert abs(after["E001"]["current"] - before["E001"]["current"]) <= 0.01
     assert (
-        abs(after["E003"]["current"] - (before["E003"]["current"] - 1.2)) <= 0.03 + SENSOR_MARGIN_A
+        abs(after["E003"]["current"] - (before["E003"]["current"] - 1.1)) <= 0.03 + SENSOR_MARGIN_A
     )
     # a unit in two exchanges of the same direction carries their sum
     third = engine.start(Exchange.between("E001", "E004", 0.5, duration=5.0, name="c"))

@@ -144,6 +144,7 @@ def test_rules_that_depend_on_the_running_exchanges() -> None:
         (Exchange.between("E003", "E002", 1.0, amount_wh=5), Rule.SAME_DIRECTION),
         (Exchange.between("E001", "E002", 0.5, amount_wh=5), Rule.ENVELOPE),
         (Exchange.between("E002", "E004", 1.0, amount_wh=5, reference="E004"), Rule.ONE_REFERENCE),
+        (Exchange.between("E002", "E003", 0.25, amount_wh=5), Rule.REFERENCE_HEADROOM),
     ]
     for exchange, rule in cases:
         with pytest.raises(ExchangeError, match=rf"\[rule {rule.value}\]"):
