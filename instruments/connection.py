@@ -190,6 +190,11 @@ def resource_manager(visa_library: str = DEFAULT_VISA_LIBRARY) -> Any:
 
     with _rm_lock:
         manager = _resource_managers.get(visa_library)
+        if manager is not None:
+            try:
+                manager.session  # noqa: B018 - raises once someone closed the shared manager
+            except pyvisa.errors.InvalidSession:
+                manager = None  # pyvisa hands out one manager per library; open a new one
         if manager is None:
             try:
                 manager = pyvisa.ResourceManager(visa_library)

@@ -173,6 +173,7 @@ def _energy_is_comparable(run: ExchangeRun, runs: list[ExchangeRun]) -> bool:
 @settings(
     max_examples=10,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(schedule=st.lists(exchanges(), min_size=1, max_size=3))
