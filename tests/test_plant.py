@@ -722,3 +722,31 @@ def test_fixed_stepping_mode() -> None:
     plant.advance(1.0)
     assert plant.steps_taken == 100
     assert plant.time == 1.0
+
+
+def test_a_drifting_voltage_trips_on_time_under_adaptive_stepping() -> None:
+    def trip_time(stepping: Stepping) -> float:
+        conv = ConverterSpec(
+            name="E1",
+            node="bus",
+            battery_node="b1",
+            mode=ConverterMode.DISCHARGE,
+            grid_current_a=1.0,
+            battery_protection=Protection(uvlo_v=43.0),
+        )
+        batt = BatterySpec(
+            name="B1",
+            node="b1",
+            capacity_wh=10.0,
+            soc=0.5,
+            ocv=OcvCurve(((0.0, 40.0), (1.0, 50.0))),
+        )
+        plant = Plant([BUS, *battery_nodes(1)], [vr(), conv, batt], stepping=stepping)
+        plant.advance(20.0)
+        (event,) = plant.trip_events
+        assert (event.port, event.kind) == ("E1", TripKind.UVLO)
+        return event.time
+
+    reference = trip_time(Stepping(fixed_step_s=1e-3))
+    assert 5.0 < reference < 30.0
+    assert trip_time(Stepping()) == pytest.approx(reference, abs=0.01)

@@ -461,7 +461,7 @@ def chaos_plant(draw: st.DrawFn) -> Plant:
         voltage=SensorSpec(offset=0.1, noise_sd=0.01, resolution=0.001),
         current=SensorSpec(gain_error=0.002, noise_sd=0.001),
     )
-    slew = draw(st.sampled_from([math.inf, 1.0, 100.0]))
+    slew = draw(st.sampled_from([math.inf, 10.0, 1000.0]))
     nodes = [
         NodeSpec(
             name="bus",

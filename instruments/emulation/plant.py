@@ -122,6 +122,7 @@ _INJECTION_RTOL = 1e-5
 _SOC_BAND = 1e-7
 _SETTLE_DT = 1e6
 _OCV_REFRESH = 16
+_OCV_DSOC = 1e-6
 _TINY = 1e-200
 
 
@@ -287,6 +288,7 @@ class Plant:
         self._steps = 0
         self._resistive: BoolArray | None = None
         self._ocv_age = 0
+        self._ocv_every = 1
         self._watch_v = self._watch_i = self._watch_t = True
         self._inj_now = self._inj_prev = self._inj_prev2 = net.i[self._cpt]
         self._inj_hist = 0
@@ -575,7 +577,9 @@ class Plant:
         """Time until a drifting voltage, current or temperature would reach its trip level.
 
         Rates come from the last step; the step is held to half the time left, so a trip is
-        approached in ever smaller steps rather than jumped over.
+        approached in ever smaller steps rather than jumped over. A solved state stands for
+        the middle of its step (midpoint battery EMFs), so half the last change is taken off
+        each margin first.
         """
         ctx, net = self._ctx, self._net
         if ctx.levels_changed:
@@ -586,6 +590,7 @@ class Plant:
             d = vt - self._vt_prev
             margin = np.where(d > 0, ctx.ovp - vt, vt - ctx.uvlo)
             np.abs(d, out=d)
+            margin -= 0.5 * d
             d += _TINY
             margin /= d
             steps = float(margin.min())
@@ -594,6 +599,7 @@ class Plant:
             d = a - np.abs(self._i_prev)
             margin = np.where(d > 0, ctx.ocp - a, np.inf)
             np.maximum(d, 0.0, out=d)
+            margin -= 0.5 * d
             d += _TINY
             margin /= d
             steps = min(steps, float(margin.min()))
@@ -614,7 +620,7 @@ class Plant:
             self._slewing = net.slew(dt)
         if self._n_bat:
             self._ocv_age += 1
-            if changed or self._ocv_age >= _OCV_REFRESH or dt > self.stepping.fine_step_s:
+            if changed or self._ocv_age >= self._ocv_every or dt > self.stepping.fine_step_s:
                 self._set_ocv(dt)
         n_conv = self._n_conv
         if n_conv:
@@ -646,12 +652,17 @@ class Plant:
     def _set_ocv(self, dt: float) -> None:
         """Battery EMFs at the SoC expected half-way through the coming step (midpoint rule).
 
-        During runs of fine steps the EMFs are refreshed every few steps only (the SoC moves
-        by well under a millionth in between); the energy bookkeeping always uses the EMF the
-        solve used, so it stays exact.
+        During runs of fine steps the EMFs are refreshed only every few steps, as long as no
+        SoC moves by more than a millionth in between; the energy bookkeeping always uses the
+        EMF the solve used, so it stays exact.
         """
         ctx, net = self._ctx, self._net
         self._ocv_age = 0
+        speed = float(np.max(np.abs(ctx.bat_soc_rate) / ctx.bat_capacity_j, initial=0.0))
+        per_step = speed * self.stepping.fine_step_s
+        self._ocv_every = (
+            max(1, min(_OCV_REFRESH, int(_OCV_DSOC / per_step))) if per_step else _OCV_REFRESH
+        )
         soc = ctx.bat_energy_j + (0.5 * dt) * ctx.bat_soc_rate
         soc /= ctx.bat_capacity_j
         if len(self._bat_groups) == 1:
