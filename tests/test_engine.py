@@ -235,14 +235,14 @@ def test_readings_after_the_run_show_every_unit_idle(rig: Rig) -> None:
     assert all(r.mode is Mode.IDLE for r in snapshot.readings.values())
 
 
-@pytest.mark.xfail(
-    reason="Sony rig unit E005: the converter leaves WAIT in the same instant its supply-held "
-    "battery node is switched on, so with simulated time the node is still at 0 V and the "
-    "converter trips UVLO (hil.units battery emulator; reported)",
-    strict=False,
-)
 def test_sony_rig_unit_takes_part(rig: Rig) -> None:
     engine = rig.engine()
     (run,) = engine.run(Exchange.between("E005", "E002", 1.0, duration=10.0))
     assert run.state is State.DONE
+    bus = [p for p in rig.status()["ports"] if p["node"] == "bus"]
+    assert all(p["safe"] for p in bus), [p["port"] for p in bus if not p["safe"]]
+    # its battery emulator stays energised through idle(), as a battery stays connected,
+    # until the unit is switched off
+    assert rig.bench.safe_off_all() == {uid: [] for uid in rig.bench.units}
+    rig.control.advance(0.1)
     assert rig.status()["all_safe"]
