@@ -32,11 +32,14 @@ import logging
 from dataclasses import dataclass
 from enum import Enum, IntFlag
 
-from hil.errors import ConfigError
-
-from .base import Rating, check_setpoint, rating_from_model_name
-from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
-from .scpi import ScpiChoice, ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .base import check_setpoint
+from .scpi import (
+    RatedScpiInstrument,
+    ScpiChoice,
+    ScpiMeasurement,
+    ScpiNumber,
+    ScpiSwitch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +107,10 @@ def _slew(load: Chroma63200A) -> tuple[float, float]:
     return (0.0, 1e3)
 
 
-class Chroma63200A(ScpiInstrument):
+class Chroma63200A(RatedScpiInstrument):
     """Chroma 63200A load. Set-points are checked against ``rating`` before sending."""
+
+    family = "Chroma 63200A"
 
     load = ScpiSwitch("LOAD", doc="``LOAD ON|OFF``: the load input.")
     short = ScpiSwitch("LOAD:SHOR", doc="``LOAD:SHOR ON|OFF``: short-circuit simulation.")
@@ -146,38 +151,6 @@ class Chroma63200A(ScpiInstrument):
     measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
     measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
     measured_power = ScpiMeasurement("MEAS:POW?", unit="W")
-
-    def __init__(
-        self,
-        connection: ScpiConnection,
-        *,
-        rating: Rating | None = None,
-        model: str = "",
-        name: str = "",
-        strict: bool = False,
-    ) -> None:
-        super().__init__(connection, name=name, strict=strict)
-        if rating is None:
-            if not model:
-                raise ConfigError(f"Chroma 63200A {self.name}: give a rating or a model")
-            rating = rating_from_model_name(model)
-        self.rating = rating
-
-    @classmethod
-    def open(
-        cls,
-        resource: str,
-        *,
-        rating: Rating | None = None,
-        model: str = "",
-        name: str = "",
-        timeout: float = DEFAULT_TIMEOUT_S,
-        visa_library: str = "@py",
-        strict: bool = False,
-    ) -> Chroma63200A:
-        """Open ``resource`` (e.g. ``TCPIP0::10.0.0.7::2101::SOCKET``) and wrap it."""
-        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
-        return cls(connection, rating=rating, model=model, name=name, strict=strict)
 
     def clear_protection(self) -> None:
         """``LOAD:PROT:CLE``: clear latched protection."""

@@ -29,11 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from hil.errors import CapabilityError, ConfigError
+from hil.errors import CapabilityError
 
-from .base import Rating, check_setpoint, rating_from_model_name
+from .base import Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
-from .scpi import ScpiChoice, ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .scpi import (
+    RatedScpiInstrument,
+    ScpiChoice,
+    ScpiMeasurement,
+    ScpiNumber,
+    ScpiSwitch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +138,10 @@ def _slew(supply: IT6000C) -> tuple[float, float]:
     return (0.0, 1e9)
 
 
-class IT6000C(ScpiInstrument):
+class IT6000C(RatedScpiInstrument):
     """ITECH IT6000C. Set-points are checked against ``rating`` before sending."""
+
+    family = "IT6000C"
 
     output = ScpiSwitch("OUTP", doc="``OUTP ON|OFF``: the DC output.")
     priority = ScpiChoice(
@@ -220,22 +228,6 @@ class IT6000C(ScpiInstrument):
     measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
     measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
     measured_power = ScpiMeasurement("MEAS:POW?", unit="W")
-
-    def __init__(
-        self,
-        connection: ScpiConnection,
-        *,
-        rating: Rating | None = None,
-        model: str = "",
-        name: str = "",
-        strict: bool = False,
-    ) -> None:
-        super().__init__(connection, name=name, strict=strict)
-        if rating is None:
-            if not model:
-                raise ConfigError(f"IT6000C {self.name}: give a rating or a model")
-            rating = rating_from_model_name(model)
-        self.rating = rating
 
     @classmethod
     def open(

@@ -33,8 +33,7 @@ from enum import IntFlag
 from hil.errors import ConfigError, RatingError
 
 from .base import Rating, check_setpoint
-from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
-from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .scpi import RatedScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +168,11 @@ def _check_uv_limit(psu: N5700, value: float) -> None:
         )
 
 
-class N5700(ScpiInstrument):
+class N5700(RatedScpiInstrument):
     """Keysight N5700 supply. Set-points are checked against ``rating`` before sending."""
+
+    family = "N5700"
+    model_rating = staticmethod(model_rating)
 
     output = ScpiSwitch("OUTP", doc="``OUTP ON|OFF``: the DC output.")
     voltage = ScpiNumber(
@@ -204,38 +206,6 @@ class N5700(ScpiInstrument):
     )
     measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
     measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
-
-    def __init__(
-        self,
-        connection: ScpiConnection,
-        *,
-        rating: Rating | None = None,
-        model: str = "",
-        name: str = "",
-        strict: bool = False,
-    ) -> None:
-        super().__init__(connection, name=name, strict=strict)
-        if rating is None:
-            if not model:
-                raise ConfigError(f"N5700 {self.name}: give a rating or a model")
-            rating = model_rating(model)
-        self.rating = rating
-
-    @classmethod
-    def open(
-        cls,
-        resource: str,
-        *,
-        rating: Rating | None = None,
-        model: str = "",
-        name: str = "",
-        timeout: float = DEFAULT_TIMEOUT_S,
-        visa_library: str = "@py",
-        strict: bool = False,
-    ) -> N5700:
-        """Open ``resource`` (e.g. ``TCPIP0::10.0.0.5::5025::SOCKET``) and wrap it."""
-        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
-        return cls(connection, rating=rating, model=model, name=name, strict=strict)
 
     def clear_protection(self) -> None:
         """``OUTP:PROT:CLE``: clear a latched OV/OC trip (after its cause is gone)."""

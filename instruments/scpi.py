@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Generic, Self, TypeVar, overload
+from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
-from hil.errors import InstrumentReportedError, MalformedReply
+from hil.errors import ConfigError, InstrumentReportedError, MalformedReply
 
-from .base import Identity, check_setpoint, format_number
-from .connection import ScpiConnection
+from .base import Identity, Rating, check_setpoint, format_number, rating_from_model_name
+from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
 
 log = logging.getLogger(__name__)
 
@@ -412,3 +412,50 @@ class ScpiInstrument:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RatedScpiInstrument(ScpiInstrument):
+    """A SCPI instrument with a rating: given, or looked up from its model name.
+
+    ``family`` names the instrument family in messages; a family whose model names do not
+    encode the rating overrides :meth:`model_rating` with its own table.
+    """
+
+    family: ClassVar[str] = "SCPI instrument"
+
+    def __init__(
+        self,
+        connection: ScpiConnection,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        strict: bool = False,
+    ) -> None:
+        super().__init__(connection, name=name, strict=strict)
+        if rating is None:
+            if not model:
+                raise ConfigError(f"{self.family} {self.name}: give a rating or a model")
+            rating = self.model_rating(model)
+        self.rating = rating
+
+    @staticmethod
+    def model_rating(model: str) -> Rating:
+        """The rating a ``SERIES<kW>X-<volts>-<amps>`` model name encodes."""
+        return rating_from_model_name(model)
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        rating: Rating | None = None,
+        model: str = "",
+        name: str = "",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        visa_library: str = "@py",
+        strict: bool = False,
+    ) -> Self:
+        """Open ``resource`` (e.g. ``TCPIP0::10.0.0.5::5025::SOCKET``) and wrap it."""
+        connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
+        return cls(connection, rating=rating, model=model, name=name, strict=strict)
