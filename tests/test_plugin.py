@@ -311,3 +311,10 @@ def test_attaching_to_a_running_emulator_follows_its_clock(
         assert status["all_safe"] and not status["instruments"]["SUP1.supply"]["faults"]
     (header,) = [line for line in read_records(pytester.path) if line["type"] == "run_start"]
     assert header["emulated"] is True
+
+
+def test_no_record_runs_the_benches_and_writes_no_record(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_reads(unit):\n    assert unit('E001').read().unit == 'E001'\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--no-record", "--run-dir", "run")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "run" / "records.jsonl").exists()
