@@ -27,8 +27,6 @@ from pyvisa.resources import MessageBasedResource
 
 from hil.bench import Bench
 from hil.benchfile import load_bench_file
-from hil.clock import SimClock
-from hil.units import EMULATOR_DRIVER_OPTIONS
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,15 +39,7 @@ SUPPLY_QUERY = ";:".join(
 
 def _open(path: Path) -> tuple[EmulatorProcess, Bench]:
     emulator = start_emulator(path)
-    clock = SimClock(emulator.control.advance, start=emulator.control.time())
-    bench = Bench.open(
-        load_bench_file(path),
-        resources=emulator.resources,
-        clock=clock,
-        timeout_s=2.0,
-        identify=False,
-        driver_options=EMULATOR_DRIVER_OPTIONS,
-    )
+    bench = Bench.on_emulator(load_bench_file(path), emulator, timeout_s=2.0, identify=False)
     return emulator, bench
 
 

@@ -34,7 +34,6 @@ from hil.clock import SimClock
 from hil.engine import ExchangeEngine
 from hil.exchange import Exchange
 from hil.supervisor import Supervisor
-from hil.units import EMULATOR_DRIVER_OPTIONS
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,17 +45,10 @@ DECAY_S = 200.0  # simulated seconds between runs: the bus left by the last one 
 
 
 def _open(config: BenchConfig, emulator: EmulatorProcess) -> tuple[Bench, SimClock]:
-    clock = SimClock(emulator.control.advance, start=emulator.control.time())
-    bench = Bench.open(
-        config,
-        resources=emulator.resources,
-        clock=clock,
-        timeout_s=2.0,
-        identify=False,
-        driver_options=EMULATOR_DRIVER_OPTIONS,
-    )
+    bench = Bench.on_emulator(config, emulator, timeout_s=2.0, identify=False)
     bench.arm_all()
-    return bench, clock
+    assert isinstance(bench.clock, SimClock)
+    return bench, bench.clock
 
 
 def lifecycle(

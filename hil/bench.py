@@ -26,14 +26,15 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from hil.bench_config import BenchConfig, InstrumentConfig
-from hil.clock import Clock, WallClock
+from hil.clock import Clock, SimClock, WallClock
 from hil.controller import CurrentController, InstrumentIdentity, Mode, Reading
 from hil.envelope import Envelope
 from hil.errors import CommunicationError, ConfigError, HilError
 from hil.units import (
+    EMULATOR_DRIVER_OPTIONS,
     SAFE_OFF_TIMEOUT_S,
     UnitBase,
     build_unit,
@@ -168,6 +169,24 @@ def _safe_off_one(unit_id: str, unit: CurrentController) -> list[str]:
         return [message]
 
 
+class SimulatedTime(Protocol):
+    """An emulator's control channel as a clock: simulated time that moves on request."""
+
+    def time(self) -> float: ...
+
+    def advance(self, seconds: float) -> float: ...
+
+
+class RunningEmulator(Protocol):
+    """A running sim-clock emulator: where its instruments answer and its control channel."""
+
+    @property
+    def resources(self) -> dict[str, str]: ...
+
+    @property
+    def control(self) -> SimulatedTime: ...
+
+
 class Bench:
     """The units of one bus (controllers keyed by unit id), the envelope and the clock."""
 
@@ -188,6 +207,28 @@ class Bench:
         self._closed = False
 
     # -- building --------------------------------------------------------------------
+    @classmethod
+    def on_emulator(
+        cls,
+        config: BenchConfig,
+        emulator: RunningEmulator,
+        *,
+        timeout_s: float | None = None,
+        identify: bool = True,
+        driver_options: Mapping[str, Mapping[str, Any]] = EMULATOR_DRIVER_OPTIONS,
+    ) -> Bench:
+        """:meth:`open` on a running sim-clock emulator: its loopback resources, its
+        simulated time as the bench clock, and the drivers' options for loopback."""
+        control = emulator.control
+        return cls.open(
+            config,
+            resources=emulator.resources,
+            clock=SimClock(control.advance, start=control.time()),
+            timeout_s=timeout_s,
+            identify=identify,
+            driver_options=driver_options,
+        )
+
     @classmethod
     def open(
         cls,

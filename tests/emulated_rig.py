@@ -57,20 +57,15 @@ class Rig:
             config = dataclasses.replace(config, apis=dataclasses.replace(config.apis, **policy))
         emulator = EmulatorThread(config)
         try:
-            clock = SimClock(emulator.control.advance, start=emulator.control.time())
-            bench = Bench.open(
-                config,
-                resources=emulator.resources,
-                clock=clock,
-                timeout_s=timeout,
-                identify=False,
-                driver_options=DRIVER_OPTIONS,
+            bench = Bench.on_emulator(
+                config, emulator, timeout_s=timeout, identify=False, driver_options=DRIVER_OPTIONS
             )
         except BaseException:
             emulator.stop()
             raise
         bench.arm_all()
-        return cls(config, emulator, bench, clock)
+        assert isinstance(bench.clock, SimClock)
+        return cls(config, emulator, bench, bench.clock)
 
     def stop(self) -> None:
         try:
