@@ -23,6 +23,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusTcpClient
 from pyvisa.resources import MessageBasedResource
 
+from instruments.emulation.client import EmulatorControlError
 from instruments.emulation.emulator import BUS_BLEED_OHM
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
@@ -195,8 +196,8 @@ def test_control_channel_injects_every_fault_kind(
 
 
 def test_unknown_fault_kind_and_instrument_are_refused(emulator: EmulatorProcess) -> None:
-    reply = emulator.control
-    with pytest.raises(Exception, match="fault kind"):
-        reply.fault("SUP1.supply", "gremlins")
-    with pytest.raises(Exception, match="no instrument"):
-        reply.fault("NOPE.x", "stale")
+    control = emulator.control
+    with pytest.raises(EmulatorControlError, match="fault kind"):
+        control.fault("SUP1.supply", "gremlins")
+    with pytest.raises(EmulatorControlError, match="no instrument"):
+        control.fault("NOPE.x", "stale")
