@@ -2,12 +2,15 @@
 
 The record (``reports.synthetic``) has 50 tests, each with one exchange of five traces of
 ``--points`` samples (50 plots), four measurements against limits, one failing test in
-seven and one safety trip with its shutdown. Prints ``name value unit`` lines:
+seven and one safety trip with its shutdown, and a community-day test (19 units, a day of
+deals, SoC every 300 s: a deal timeline and a SoC chart). Prints ``name value unit`` lines:
 
 - ``report_50_tests_s``: wall seconds to build the full report (median of ``--repeat``).
   Target: at most 15 s.
 - ``report_50_tests_no_plots_s``: the baseline, the same report without the plots.
 - ``report_plots_ratio``: full / baseline, what the 50 plots cost.
+- ``report_community_day_s``: the report of the community-day test alone (its tables, deal
+  timeline and SoC chart), for comparison with ``report_50_tests_s``.
 - ``suite_recorded_s`` / ``suite_unrecorded_s``: the bench suite (``test_benches``) on the
   emulated bench with the run record written, and with ``--no-record``, alternating
   (median of ``--suite-runs`` each); ``record_overhead_ratio``: recorded / unrecorded.
@@ -68,6 +71,17 @@ def measure_report(setup: Setup) -> list[Line]:
     ]
 
 
+def measure_community(setup: Setup) -> list[Line]:
+    run_dir = setup.workdir / "community"
+    write_synthetic_run(run_dir, SyntheticOptions(tests=0, community=True))
+    times = []
+    for i in range(setup.repeat):
+        started = time.perf_counter()
+        build_report(run_dir, setup.workdir / f"report-community-{i}.pdf")
+        times.append(time.perf_counter() - started)
+    return [("report_community_day_s", statistics.median(times), "s")]
+
+
 BENCHES = Path(__file__).resolve().parents[1] / "test_benches"
 
 
@@ -93,7 +107,11 @@ def measure_record_overhead(setup: Setup) -> list[Line]:
     ]
 
 
-MEASUREMENTS: list[Callable[[Setup], list[Line]]] = [measure_report, measure_record_overhead]
+MEASUREMENTS: list[Callable[[Setup], list[Line]]] = [
+    measure_report,
+    measure_community,
+    measure_record_overhead,
+]
 """Each returns ``(name, value, unit)`` lines."""
 
 
@@ -106,7 +124,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp:
         workdir = Path(tmp)
         run_dir = workdir / "run"
-        options = SyntheticOptions(tests=TESTS, points=args.points, fail_every=7, trip_test=10)
+        options = SyntheticOptions(
+            tests=TESTS, points=args.points, fail_every=7, trip_test=10, community=True
+        )
         write_synthetic_run(run_dir, options)
         setup = Setup(workdir, run_dir, max(1, args.repeat), max(1, args.suite_runs))
         for measure in MEASUREMENTS:

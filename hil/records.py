@@ -36,6 +36,7 @@ LINE_TYPES = frozenset(
         "test_end",
         "run_end",
         "note",
+        "community",
     }
 )
 

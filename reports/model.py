@@ -12,66 +12,22 @@ the test that was running when they were written (between its ``test_start`` and
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from hil.records import ABORTED, RecordSet
 from hil.run_header import SEVERITY, overall_outcome
-
-FloatArray = npt.NDArray[np.float64]
+from reports.community import CommunityDay, parse_community
+from reports.fields import FloatArray, floats, mapping, number, sequence, text
 
 #: Outcome of a test whose end is missing although later tests ran.
 UNKNOWN = "UNKNOWN"
 #: The report's outcome names, worst first (the cover's count table uses this order).
 COUNT_ORDER = ("SAFETY TRIP", "ERROR", "FAIL", "PASS", "SKIPPED", ABORTED, UNKNOWN)
-
-# -- tolerant field access -------------------------------------------------------------------
-
-
-def text(value: Any, default: str = "") -> str:
-    """A field as display text; None and containers of nothing become ``default``."""
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def number(value: Any) -> float | None:
-    """A finite number, or None for anything else (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
-
-
-def mapping(value: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
-
-
-def sequence(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
-def floats(value: Any) -> FloatArray:
-    """A list of numbers as a float array; anything not a number becomes NaN."""
-    items = sequence(value)
-    out = np.full(len(items), np.nan)
-    for i, item in enumerate(items):
-        x = number(item)
-        if x is not None:
-            out[i] = x
-    return out
 
 
 def outcome_name(value: Any) -> str | None:
@@ -268,6 +224,7 @@ class Section:
     events: list[SafetyEvent] = field(default_factory=list)
     shutdowns: list[Shutdown] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    community: list[CommunityDay] = field(default_factory=list)
 
     def exchange(self, name: str) -> ExchangeView:
         if name not in self.exchanges:
@@ -283,6 +240,7 @@ class Section:
             or self.events
             or self.shutdowns
             or self.notes
+            or self.community
         )
 
 
@@ -645,6 +603,10 @@ class _Builder:
                 f"shutdown '{stale.reason}' has no end line (another shutdown began after it)"
             )
 
+    def community(self, line: Mapping[str, Any], number_: int) -> None:
+        """A ``community`` line: a community day, parsed by :mod:`reports.community`."""
+        self._section(line).community.append(parse_community(line, number_))
+
     def note(self, line: Mapping[str, Any]) -> None:
         message = text(line.get("message")) or text(line.get("text"))
         if message:
@@ -677,6 +639,8 @@ class _Builder:
                 seen_header = True
             if kind == "series":
                 self.series(line, index + 1)
+            elif kind == "community":
+                self.community(line, index + 1)
             elif isinstance(kind, str) and kind in handlers:
                 handlers[kind](line)
             else:

@@ -2,23 +2,23 @@
 
 Order: cover (overall verdict, counts, run and bench identity, what the record misses),
 instruments, envelopes, results summary, one section per test (verdict, measurements
-against limits with failing rows highlighted, supervisor summary, exchange plots, safety
-events, shutdown log), what happened outside tests, record problems, and appendices
-(software, bench file text with hashes, the record itself). Every page carries a header,
-"page N of M" and, for a run that did not finish, an ABORTED banner.
+against limits with failing rows highlighted, supervisor summary, community day
+(:mod:`reports.community_pdf`), exchange plots, safety events, shutdown log), what
+happened outside tests, record problems, and appendices (software, bench file text with
+hashes, the record itself). Every page carries a header, "page N of M" and, for a run that
+did not finish, an ABORTED banner.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from reportlab.lib import colors
-from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -39,7 +39,30 @@ from reportlab.platypus import (
 
 from hil import __version__
 from hil.records import ABORTED
-from reports.fonts import MONO, SANS, SANS_BOLD, draw_string, markup, report_fonts, string_width
+from reports.community_pdf import CommunityPart
+from reports.fields import number
+from reports.fonts import SANS, SANS_BOLD, draw_string, markup, report_fonts, string_width
+from reports.layout import (
+    FAIL_ROW,
+    FRAME_W,
+    GRID,
+    HEADER_ROW,
+    MARGIN_BOTTOM,
+    MARGIN_TOP,
+    MARGIN_X,
+    PAGE_H,
+    PAGE_W,
+    VERDICT_COLOURS,
+    WARN_ROW,
+    Styles,
+    verdict_colour,
+)
+from reports.layout import chip as _chip
+from reports.layout import fmt as _fmt
+from reports.layout import key_values as _key_values
+from reports.layout import paragraph as _p
+from reports.layout import seconds as _seconds
+from reports.layout import table as _table
 from reports.model import (
     COUNT_ORDER,
     ExchangeView,
@@ -49,129 +72,13 @@ from reports.model import (
     Shutdown,
     StepMark,
     TestResult,
-    number,
 )
 from reports.plots import ExchangePlotter, PlotImage
 
 log = logging.getLogger(__name__)
 
-PAGE_W, PAGE_H = A4
-MARGIN_X = 16 * mm
-MARGIN_TOP = 26 * mm
-MARGIN_BOTTOM = 16 * mm
-FRAME_W = PAGE_W - 2 * MARGIN_X
-
-VERDICT_COLOURS: dict[str, str] = {
-    "PASS": "#1B7F3B",
-    "FAIL": "#C62828",
-    "ERROR": "#E65100",
-    "SAFETY TRIP": "#6A1B9A",
-    "SKIPPED": "#757575",
-    ABORTED: "#8E0000",
-    "UNKNOWN": "#5D4037",
-    "NO TESTS": "#757575",
-}
-FAIL_ROW = colors.HexColor("#FDE0DC")
-WARN_ROW = colors.HexColor("#FFF4D6")
-HEADER_ROW = colors.HexColor("#E6E9EE")
-GRID = colors.HexColor("#B0B7C0")
 #: At most this many safety events are printed per section (first and last halves).
 MAX_EVENTS = 400
-
-
-def verdict_colour(verdict: str) -> str:
-    return VERDICT_COLOURS.get(verdict, "#37474F")
-
-
-def _fmt(value: float | None, digits: int = 6) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
-
-
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f} s"
-
-
-# -- styles -------------------------------------------------------------------------------------
-
-
-def _style(name: str, size: float, *, bold: bool = False, **extra: Any) -> ParagraphStyle:
-    return ParagraphStyle(
-        name,
-        fontName=SANS_BOLD if bold else SANS,
-        fontSize=size,
-        leading=size * 1.25,
-        **extra,
-    )
-
-
-class Styles:
-    """The report's paragraph styles."""
-
-    def __init__(self) -> None:
-        self.title = _style("title", 24, bold=True, spaceAfter=4)
-        self.subtitle = _style("subtitle", 13, spaceAfter=2, textColor=colors.HexColor("#37474F"))
-        self.h1 = _style("h1", 15, bold=True, spaceBefore=4, spaceAfter=6)
-        self.h2 = _style("h2", 12, bold=True, spaceBefore=8, spaceAfter=4)
-        self.h3 = _style("h3", 9.5, bold=True, spaceBefore=6, spaceAfter=3)
-        self.body = _style("body", 9, spaceAfter=4)
-        self.small = _style("small", 7.5, spaceAfter=2)
-        self.cell = _style("cell", 7.5)
-        self.cell_bold = _style("cell_bold", 7.5, bold=True)
-        self.verdict = _style("verdict", 30, bold=True, alignment=TA_CENTER, textColor=colors.white)
-        self.verdict.leading = 36
-        self.mono = ParagraphStyle("mono", fontName=MONO, fontSize=6.8, leading=8.2)
-
-
-def _p(value: str, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(markup(value), style)
-
-
-def _chip(verdict: str) -> str:
-    """Paragraph markup of a verdict in its colour, bold."""
-    return f'<font color="{verdict_colour(verdict)}"><b>{markup(verdict)}</b></font>'
-
-
-def _table(
-    styles: Styles,
-    header: Sequence[str],
-    rows: Sequence[Sequence[str | Paragraph]],
-    widths: Sequence[float],
-    *,
-    shade: Iterable[tuple[int, colors.Color]] = (),
-) -> Table:
-    """A table of paragraph cells with a repeated header; ``shade`` colours rows."""
-    data: list[list[Paragraph]] = [[_p(h, styles.cell_bold) for h in header]]
-    for row in rows:
-        data.append([c if isinstance(c, Paragraph) else _p(c, styles.cell) for c in row])
-    table = Table(data, colWidths=list(widths), repeatRows=1)
-    commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.25, GRID),
-        ("BACKGROUND", (0, 0), (-1, 0), HEADER_ROW),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-    ]
-    commands.extend(("BACKGROUND", (0, i + 1), (-1, i + 1), c) for i, c in shade)
-    table.setStyle(TableStyle(commands))
-    return table
-
-
-def _key_values(styles: Styles, rows: Sequence[tuple[str, str]]) -> Table:
-    data = [[_p(k, styles.cell_bold), _p(v, styles.cell)] for k, v in rows]
-    table = Table(data, colWidths=[38 * mm, FRAME_W - 38 * mm])
-    table.setStyle(
-        TableStyle(
-            [
-                ("LINEBELOW", (0, 0), (-1, -1), 0.25, GRID),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-            ]
-        )
-    )
-    return table
 
 
 # -- page decoration -------------------------------------------------------------------------
@@ -255,6 +162,7 @@ class ReportWriter:
         self.styles = Styles()
         self.plots = plots
         self.plotter = ExchangePlotter() if plots else None
+        self.community = CommunityPart(self.styles, plots=plots)
         self.fonts = report_fonts()
         self.story: list[Flowable] = []
         self._section = 0
@@ -563,8 +471,19 @@ class ReportWriter:
             self.add(_p("Measurements against limits", s.h3), self._measurements(section))
         if section.supervisor.cycles:
             self._supervisor(section)
-        for view in section.exchanges.values():
+        for day in section.community:
+            self.add(*self.community.flowables(day))
+        in_timeline = {deal.name for day in section.community for deal in day.deals}
+        shown = [v for name, v in section.exchanges.items() if name not in in_timeline]
+        for view in shown:
             self._exchange(view)
+        if len(shown) < len(section.exchanges):
+            self.para(
+                f"{len(section.exchanges) - len(shown)} exchanges are deals of the community "
+                "day, drawn in its deal timeline; their own plots are left out (the record "
+                "holds their series and steps).",
+                s.small,
+            )
         if section.events:
             self.add(
                 _p(f"Safety events ({len(section.events)})", s.h3), self._events(section.events)

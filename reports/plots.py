@@ -18,7 +18,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from reports.model import ExchangeView, FloatArray, StepMark, Trace
+from reports.fields import FloatArray
+from reports.model import ExchangeView, StepMark, Trace
 
 log = logging.getLogger(__name__)
 

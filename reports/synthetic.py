@@ -5,7 +5,8 @@ run of ``tests`` tests on a four-unit bench, each with one APIS-style exchange (
 ramp-up, warm-up in 1 A steps, compensation, running, stop) whose currents, bus voltage and
 balance residual follow the sequence with seeded measurement noise, plus measurements
 against limits. Options make some tests fail, trip the supervisor, or stop the record
-before its end as a killed run would.
+before its end as a killed run would, and add a community-day test with its ``community``
+line (:mod:`reports.synthetic_community`: 19 units, a day of deals, SoC every 300 s).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from hil.records import RecordWriter
 from hil.run_header import run_end_fields
+from reports.synthetic_community import community_fields
 
 BUS_V = 350.0
 UNITS = ("E001", "E002", "E003", "E004")
@@ -36,6 +38,8 @@ class SyntheticOptions:
     unit_names: tuple[str, ...] = UNITS
     bench_text: str = 'schema_version = 1\nname = "synthetic"\n'
     seed: int = 7
+    community: bool = False  # a last test: a community day with its ``community`` line
+    community_units: int = 19
 
 
 def _header(options: SyntheticOptions) -> dict[str, Any]:
@@ -243,6 +247,37 @@ def write_synthetic_run(run_dir: Path, options: SyntheticOptions | None = None) 
         )
         writer.write("test_end", nodeid=nodeid, outcome=outcome, duration_s=0.8, message=message)
         outcomes.append(outcome)
+    if options.community:
+        outcomes.append(_community_test(writer, options))
     writer.write("run_end", **run_end_fields(outcomes))
     writer.close()
     return writer.path
+
+
+COMMUNITY_NODEID = "test_benches/test_community_day.py::test_community_day"
+
+
+def _community_test(writer: RecordWriter, options: SyntheticOptions) -> str:
+    """Write a community-day test: its ``community`` line and the checks on it."""
+    fields = community_fields(options.community_units, options.seed)
+    writer.write("test_start", nodeid=COMMUNITY_NODEID, name="test_community_day", markers=[])
+    writer.write("community", test=COMMUNITY_NODEID, **fields)
+    soc = np.array(list(fields["soc"].values()))
+    with_, without = fields["energy"]["with_interchange"], fields["energy"]["without_interchange"]
+    low, high = fields["soc_limits"]
+    rows = [
+        ("utility import change", with_["utility_wh"] - without["utility_wh"], "Wh", None, 0.0),
+        (
+            "self-consumption change",
+            with_["self_consumption"] - without["self_consumption"],
+            "",
+            0.0,
+            None,
+        ),
+        ("SoC minimum", float(soc.min()), "", low, None),
+        ("SoC maximum", float(soc.max()), "", None, high),
+    ]
+    for name, value, unit, lo, hi in rows:
+        writer.write("measurement", name=name, value=value, unit=unit, low=lo, high=hi)
+    writer.write("test_end", nodeid=COMMUNITY_NODEID, outcome="PASS", duration_s=42.0, message="")
+    return "PASS"

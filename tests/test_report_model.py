@@ -318,6 +318,11 @@ _FIELDS = (
     "unconfirmed",
     "ok",
     "message",
+    "soc",
+    "deals",
+    "energy",
+    "per_unit",
+    "soc_limits",
 )
 _TYPES = (
     "run_start",
@@ -330,6 +335,7 @@ _TYPES = (
     "test_end",
     "note",
     "run_end",
+    "community",
 )
 
 
