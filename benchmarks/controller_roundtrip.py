@@ -9,17 +9,23 @@ Prints ``name value unit`` lines:
 - ``snapshot_19_units_ms``: ``Bench.snapshot()`` of a 19-unit emulated bench (target
   <= 10 ms); ``sequential_19_units_ms``: the same units read one after the other;
   ``snapshot_vs_sequential_ratio`` (target <= 0.5: concurrency must pay).
+- The CPU each side spent per snapshot and per sequential pass (``*_client_cpu_ms`` for
+  this process, ``*_emulator_cpu_ms`` for the emulator's, from ``/proc``; Linux only): the
+  emulator serves every instrument from one thread, so a snapshot can take no less than the
+  larger of the two with two idle cores, and no less than their sum with one.
 
-Every figure is the median of several batches, alternating the compared operations so that
-load from other processes hits both alike.
+Every wall figure is the median of several batches, alternating the compared operations so
+that load from other processes hits both alike; CPU figures are totals over all batches.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyvisa
@@ -43,22 +49,60 @@ def _open(path: Path) -> tuple[EmulatorProcess, Bench]:
     return emulator, bench
 
 
-def _batch_us(operation: Callable[[], object], count: int) -> float:
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (NaN where ``/proc`` is missing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Timing:
+    """Per-operation wall time of each batch, and CPU totals of both processes."""
+
+    walls_us: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+    emulator_cpu_s: float = 0.0
+    operations: int = 0
+
+    @property
+    def wall_us(self) -> float:
+        return statistics.median(self.walls_us)
+
+    @property
+    def client_cpu_us(self) -> float:
+        return self.client_cpu_s / self.operations * 1e6
+
+    @property
+    def emulator_cpu_us(self) -> float:
+        return self.emulator_cpu_s / self.operations * 1e6
+
+
+def _batch(operation: Callable[[], object], count: int, timing: Timing, emulator_pid: int) -> None:
+    cpu, emulator_cpu = time.process_time(), _process_cpu_s(emulator_pid)
     start = time.perf_counter()
     for _ in range(count):
         operation()
-    return (time.perf_counter() - start) / count * 1e6
+    timing.walls_us.append((time.perf_counter() - start) / count * 1e6)
+    timing.client_cpu_s += time.process_time() - cpu
+    timing.emulator_cpu_s += _process_cpu_s(emulator_pid) - emulator_cpu
+    timing.operations += count
 
 
 def _alternate(
-    first: Callable[[], object], second: Callable[[], object], rounds: int, count: int
-) -> tuple[float, float]:
-    a: list[float] = []
-    b: list[float] = []
+    first: Callable[[], object],
+    second: Callable[[], object],
+    rounds: int,
+    count: int,
+    emulator_pid: int,
+) -> tuple[Timing, Timing]:
+    a, b = Timing(), Timing()
     for _ in range(rounds):
-        a.append(_batch_us(first, count))
-        b.append(_batch_us(second, count))
-    return statistics.median(a), statistics.median(b)
+        _batch(first, count, a, emulator_pid)
+        _batch(second, count, b, emulator_pid)
+    return a, b
 
 
 def measure_read(rounds: int, count: int) -> list[tuple[str, float, str]]:
@@ -71,15 +115,19 @@ def measure_read(rounds: int, count: int) -> list[tuple[str, float, str]]:
         unit = bench.unit("SUP1")
         unit.read()
         raw.query(SUPPLY_QUERY)
-        read_us, raw_us = _alternate(unit.read, lambda: raw.query(SUPPLY_QUERY), rounds, count)
+        read, query = _alternate(
+            unit.read, lambda: raw.query(SUPPLY_QUERY), rounds, count, emulator.process.pid
+        )
     finally:
         raw.close()
         bench.close()
         emulator.stop()
     return [
-        ("read_us", read_us, "us"),
-        ("raw_query_us", raw_us, "us"),
-        ("driver_overhead_ratio", read_us / raw_us, "ratio"),
+        ("read_us", read.wall_us, "us"),
+        ("raw_query_us", query.wall_us, "us"),
+        ("driver_overhead_ratio", read.wall_us / query.wall_us, "ratio"),
+        ("read_client_cpu_us", read.client_cpu_us, "us"),
+        ("raw_query_client_cpu_us", query.client_cpu_us, "us"),
     ]
 
 
@@ -93,14 +141,20 @@ def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
 
     try:
         bench.snapshot()
-        snap_us, seq_us = _alternate(bench.snapshot, sequential, rounds, count)
+        sequential()
+        snap, seq = _alternate(bench.snapshot, sequential, rounds, count, emulator.process.pid)
     finally:
         bench.close()
         emulator.stop()
+    n = len(units)
     return [
-        (f"snapshot_{len(units)}_units_ms", snap_us / 1000, "ms"),
-        (f"sequential_{len(units)}_units_ms", seq_us / 1000, "ms"),
-        ("snapshot_vs_sequential_ratio", snap_us / seq_us, "ratio"),
+        (f"snapshot_{n}_units_ms", snap.wall_us / 1000, "ms"),
+        (f"sequential_{n}_units_ms", seq.wall_us / 1000, "ms"),
+        ("snapshot_vs_sequential_ratio", snap.wall_us / seq.wall_us, "ratio"),
+        ("snapshot_client_cpu_ms", snap.client_cpu_us / 1000, "ms"),
+        ("snapshot_emulator_cpu_ms", snap.emulator_cpu_us / 1000, "ms"),
+        ("sequential_client_cpu_ms", seq.client_cpu_us / 1000, "ms"),
+        ("sequential_emulator_cpu_ms", seq.emulator_cpu_us / 1000, "ms"),
     ]
 
 

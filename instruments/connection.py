@@ -288,24 +288,41 @@ class ScpiConnection(_Line):
         """Send a query and return its reply without the terminator or surrounding blanks."""
         with self._lock:
             self._ensure_open()
-            reply = self._call(command, lambda resource: resource.query(command))
+            resource = self._resource
+            if resource is None:
+                raise self._not_open(command)
+            try:
+                reply = resource.query(command)
+            except Exception as exc:
+                self._raise_line_error(command, exc)
+                raise
             if not isinstance(reply, str):
                 raise MalformedReply(
                     f"reply is not text: {reply!r}", resource=self.resource, command=command
                 )
             return reply.strip()
 
-    def _call(self, command: str, action: Callable[[VisaResource], T]) -> T:
-        import pyvisa
+    def _not_open(self, command: str) -> CommunicationError:
+        return CommunicationError(
+            "SCPI resource is not open", resource=self.resource, command=command
+        )
 
+    def _call(self, command: str, action: Callable[[VisaResource], T]) -> T:
         resource = self._resource
         if resource is None:
-            raise CommunicationError(
-                "SCPI resource is not open", resource=self.resource, command=command
-            )
+            raise self._not_open(command)
         try:
             return action(resource)
-        except pyvisa.errors.VisaIOError as exc:
+        except Exception as exc:
+            self._raise_line_error(command, exc)
+            raise
+
+    def _raise_line_error(self, command: str, exc: Exception) -> None:
+        """Raise the connection's own error for ``exc`` from the VISA layer; return (the
+        caller re-raises ``exc``) when it is none of a line's failures."""
+        import pyvisa
+
+        if isinstance(exc, pyvisa.errors.VisaIOError):
             self._mark_stale()
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                 raise InstrumentTimeout(
@@ -316,11 +333,11 @@ class ScpiConnection(_Line):
             raise CommunicationError(
                 f"VISA I/O error: {exc.description}", resource=self.resource, command=command
             ) from exc
-        except UnicodeDecodeError as exc:
+        if isinstance(exc, UnicodeDecodeError):
             raise MalformedReply(
                 f"reply is not ASCII text: {exc}", resource=self.resource, command=command
             ) from exc
-        except (OSError, EOFError, pyvisa.errors.Error, serial.SerialException) as exc:
+        if isinstance(exc, OSError | EOFError | pyvisa.errors.Error | serial.SerialException):
             self._mark_stale()
             raise CommunicationError(
                 f"connection failed: {exc}", resource=self.resource, command=command
@@ -653,10 +670,12 @@ class SerialConnection(_Line):
         self.settings = serial_settings or SerialSettings()
         self._opener = opener
         self._port: SerialPort | None = None
+        self._flush_due = True
         if connect:
             self.open()
 
     def _open(self) -> None:
+        self._flush_due = True
         if self._opener is not None:
             self._port = self._opener()
             return
@@ -669,7 +688,7 @@ class SerialConnection(_Line):
                 parity=settings.parity,
                 stopbits=settings.stopbits,
                 timeout=self.timeout,
-                write_timeout=self.timeout,
+                write_timeout=self._write_timeout(),
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise CommunicationError(
@@ -677,17 +696,35 @@ class SerialConnection(_Line):
             ) from exc
         self._port = cast(SerialPort, port)
 
+    def _write_timeout(self) -> float:
+        """pyserial's write timeout: 0 (send at once) on a TCP line, the timeout elsewhere.
+
+        pyserial waits in ``select`` for writability after every send unless the write
+        timeout is 0. On ``socket://`` one request of a few dozen bytes is in flight at a
+        time and a line that timed out is reopened, so the socket's send buffer always has
+        room and that wait (a syscall per request) buys nothing; a short send is still
+        caught in :meth:`exchange`.
+        """
+        return 0.0 if self.resource.lower().startswith("socket://") else self.timeout
+
     def _close(self) -> None:
         port, self._port = self._port, None
         if port is not None:
             port.close()
 
     def exchange(self, request: bytes, read_reply: Callable[[SerialPort], T], command: str) -> T:
-        """Flush stale input, send ``request`` and let ``read_reply`` read the answer.
+        """Send ``request`` and let ``read_reply`` read the answer; flush stale input first
+        when some may be waiting.
 
         ``read_reply`` raises :class:`~hil.errors.InstrumentTimeout` or
-        :class:`~hil.errors.MalformedReply` itself (it knows the framing); any I/O failure
-        marks the line stale.
+        :class:`~hil.errors.MalformedReply` itself (it knows the framing) and returns only
+        for a complete, consistent reply; any I/O failure marks the line stale.
+
+        The input is flushed after the line opens and after every exchange that did not end
+        with such a reply (a bad, partial or missing one), so what is left of it never meets
+        the next request. After a clean exchange nothing of ours is pending and the flush
+        (a syscall) is skipped: a stray byte arriving between exchanges is skipped by the
+        framing or fails its checksum, and the exchange after that failure flushes again.
         """
         with self._lock:
             self._ensure_open()
@@ -697,9 +734,13 @@ class SerialConnection(_Line):
                     "serial line is not open", resource=self.resource, command=command
                 )
             try:
-                port.reset_input_buffer()
-                port.write(request)
-                return read_reply(port)
+                if self._flush_due:
+                    port.reset_input_buffer()
+                self._flush_due = True
+                sent = port.write(request)
+                if sent is not None and sent != len(request):
+                    raise serial.SerialException(f"only {sent} of {len(request)} bytes sent")
+                reply = read_reply(port)
             except InstrumentTimeout:
                 self._mark_stale()
                 raise
@@ -708,3 +749,5 @@ class SerialConnection(_Line):
                 raise CommunicationError(
                     f"connection failed: {exc}", resource=self.resource, command=command
                 ) from exc
+            self._flush_due = False
+            return reply

@@ -7,7 +7,9 @@ The frames, checksum, NAK codes and fixed-point scaling are the codec's
 (:mod:`instruments.wire.eza2500`, confirmed against the APIS sources). This driver adds the
 behaviour APIS's converter service has:
 
-- one request, one reply; stale input is flushed before each request;
+- one request, one reply, read in at most two calls (the shortest possible reply, then the
+  rest once LEN is known); a reply for another command or of the wrong size is malformed, and
+  input left over from any failed exchange is flushed before the next request;
 - a NAK with a retryable code (0xFFFD not accepted now, 0xFFFC busy) is retried — at most
   ``retries`` tries in all (APIS: 3) — with ``pacing`` seconds (APIS: about 62 ms) between
   commands; other NAK codes raise :class:`~hil.errors.InstrumentReportedError` at once;
@@ -25,12 +27,14 @@ refuses a negative ``dig`` and so does this driver. Measured ``ig`` keeps APIS's
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NoReturn
 
 from hil.clock import Clock, WallClock
 from hil.errors import ConfigError, InstrumentReportedError, InstrumentTimeout, MalformedReply
@@ -41,16 +45,18 @@ from .wire.eza2500 import (
     APIS_AD1,
     APIS_AD2,
     FIELDS,
+    OVERHEAD_BYTES,
     START_REPLY,
     Command,
     ErrorCode,
     Frame,
+    Layout,
     Mode,
     build_read,
     build_request,
     command_spec,
-    decode_payload,
     encode_payload,
+    frame_length,
     is_retryable,
     parse_frame,
 )
@@ -61,6 +67,7 @@ BAUDRATE = 19200
 APIS_RETRIES = 3
 APIS_PACING_S = 0.062
 MAX_REPLY_PAYLOAD = 64
+NAK_PAYLOAD_BYTES = 2
 
 #: The EZA-2500's own limits as APIS accepts them (codec field ranges) and its 2.5 kW.
 DEFAULT_RATING = Rating(voltage=390.0, current=8.5162, power=2500.0)
@@ -151,6 +158,18 @@ class Alarms:
         return bool(self.alm1 or self.alm2 or self.alm3)
 
 
+@functools.cache
+def _label(code: Command, write: bool) -> str:
+    """How a request is named in messages: ``0x09 METERS read``."""
+    return f"0x{code:02X} {code.name} {'write' if write else 'read'}"
+
+
+@functools.cache
+def _where(code: Command) -> str:
+    """How a command is named in codec messages: ``command 0x09 (METERS)``."""
+    return f"command 0x{code:02X} ({code.name})"
+
+
 def _error_name(code: int) -> str:
     try:
         return ErrorCode(code).name
@@ -189,6 +208,7 @@ class Eza2500:
         self.serial = serial
         self._lock = threading.RLock()
         self._last_command: float | None = None
+        self._read_requests: dict[tuple[int, int, int], bytes] = {}
 
     @classmethod
     def open(
@@ -238,45 +258,85 @@ class Eza2500:
         if wait > 0:
             self.clock.sleep(wait)
 
-    def _read_reply(self, port: SerialPort, command: str) -> Frame:
-        deadline = time.monotonic() + self.connection.timeout
-        skipped = 0
+    def _read_reply(self, port: SerialPort, command: str, code: int, expected: int) -> Frame:
+        """Read the reply to command ``code``: a NAK, or an ACK of ``expected`` payload bytes.
 
-        def take(count: int, what: str) -> bytes:
-            got = bytearray()
-            while len(got) < count:
-                chunk = port.read(count - len(got))
-                if chunk:
-                    got += chunk
-                elif time.monotonic() >= deadline:
-                    if what == "start byte":
-                        detail = f" ({skipped} stray bytes skipped)" if skipped else ""
-                        raise InstrumentTimeout(
-                            f"no reply within {self.connection.timeout:g} s{detail}",
-                            resource=self.resource,
-                            command=command,
-                        )
-                    raise MalformedReply(
-                        f"truncated reply: {what} incomplete ({len(got)} of {count} bytes) "
-                        f"after {self.connection.timeout:g} s",
+        Stray bytes before the start byte are skipped. The first read asks for the shortest
+        reply possible (the ACK or a NAK), so a NAK is never waited for past its end; the
+        rest of a longer frame is one more read once LEN is known. A reply for another
+        command or of the wrong size is :class:`MalformedReply` (the line then flushes).
+        """
+        deadline = time.monotonic() + self.connection.timeout
+        buf = bytearray()
+        skipped = 0
+        shortest = OVERHEAD_BYTES + min(expected, NAK_PAYLOAD_BYTES)
+        while len(buf) < shortest:
+            chunk = port.read(shortest - len(buf))
+            if chunk:
+                buf += chunk
+                if buf[0] != START_REPLY:
+                    at = buf.find(START_REPLY)
+                    drop = len(buf) if at < 0 else at
+                    skipped += drop
+                    del buf[:drop]
+            elif time.monotonic() >= deadline:
+                if not buf:
+                    detail = f" ({skipped} stray bytes skipped)" if skipped else ""
+                    raise InstrumentTimeout(
+                        f"no reply within {self.connection.timeout:g} s{detail}",
                         resource=self.resource,
                         command=command,
                     )
-            return bytes(got)
-
-        while take(1, "start byte")[0] != START_REPLY:
-            skipped += 1
-        header = take(4, "header")
-        length = header[0]
+                self._truncated(command, "header", len(buf), shortest)
+        length = buf[1]
         if length > MAX_REPLY_PAYLOAD:
             raise MalformedReply(
                 f"reply LEN {length} is implausible", resource=self.resource, command=command
             )
-        rest = take(length + 2, "payload and checksum")
+        total = frame_length(length)
+        while len(buf) < total:
+            chunk = port.read(total - len(buf))
+            if chunk:
+                buf += chunk
+            elif time.monotonic() >= deadline:
+                self._truncated(command, "payload and checksum", len(buf), total)
         try:
-            return parse_frame(bytes((START_REPLY,)) + header + rest)
+            reply = parse_frame(bytes(buf[:total]))
         except MalformedReply as exc:
             raise MalformedReply(str(exc), resource=self.resource, command=command) from exc
+        if reply.command != code:
+            raise MalformedReply(
+                f"reply is for command 0x{reply.command:02X}",
+                resource=self.resource,
+                command=command,
+            )
+        size = NAK_PAYLOAD_BYTES if reply.is_nak else expected
+        if length != size:
+            what = "NAK" if reply.is_nak else "reply"
+            raise MalformedReply(
+                f"{what} payload has {length} bytes, expected {size}",
+                resource=self.resource,
+                command=command,
+            )
+        return reply
+
+    def _truncated(self, command: str, what: str, got: int, count: int) -> NoReturn:
+        raise MalformedReply(
+            f"truncated reply: {what} incomplete ({got} of {count} bytes) "
+            f"after {self.connection.timeout:g} s",
+            resource=self.resource,
+            command=command,
+        )
+
+    def _request(self, cmd: int, payload: bytes) -> bytes:
+        """The request frame; a read's bytes are built once per command and address."""
+        if payload:
+            return build_request(cmd, payload, ad1=self.ad1, ad2=self.ad2)
+        key = (cmd, self.ad1, self.ad2)
+        request = self._read_requests.get(key)
+        if request is None:
+            request = self._read_requests[key] = build_read(cmd, ad1=self.ad1, ad2=self.ad2)
+        return request
 
     def transact(self, cmd: int, payload: bytes = b"") -> Frame:
         """Send one request (a read when ``payload`` is empty) and return the ACK frame.
@@ -285,23 +345,20 @@ class Eza2500:
         and exhausted retries raise :class:`InstrumentReportedError`.
         """
         spec = command_spec(cmd)
-        label = f"0x{spec.code:02X} {spec.code.name} {'write' if payload else 'read'}"
-        request = build_request(cmd, payload, ad1=self.ad1, ad2=self.ad2)
+        label = _label(spec.code, bool(payload))
+        expected = spec.read_length if not payload else spec.write_length or 0
+        request = self._request(cmd, payload)
         with self._lock:
             for attempt in range(1, self.retries + 1):
                 self._pace()
                 try:
                     reply = self.connection.exchange(
-                        request, lambda port: self._read_reply(port, label), label
+                        request,
+                        lambda port: self._read_reply(port, label, spec.code, expected),
+                        label,
                     )
                 finally:
                     self._last_command = self.clock.now()
-                if reply.command != spec.code:
-                    raise MalformedReply(
-                        f"reply is for command 0x{reply.command:02X}",
-                        resource=self.resource,
-                        command=label,
-                    )
                 if not reply.is_nak:
                     return reply
                 code = reply.error_code
@@ -329,18 +386,23 @@ class Eza2500:
         """Read command ``cmd`` and decode its payload into named physical values."""
         spec = command_spec(cmd)
         reply = self.transact(cmd)
-        return self._decode(cmd, reply, write=False, label=f"0x{spec.code:02X} read")
+        return self._decode(spec.code, spec.read_layout, reply, write=False)
 
     def write_values(self, cmd: int, values: Mapping[str, float]) -> dict[str, float]:
         """Write command ``cmd`` and return the decoded echo."""
         spec = command_spec(cmd)
         reply = self.transact(cmd, encode_payload(cmd, values))
-        return self._decode(cmd, reply, write=True, label=f"0x{spec.code:02X} write")
+        echo = spec.write_layout
+        assert echo is not None  # encode_payload refused a read-only command
+        return self._decode(spec.code, echo, reply, write=True)
 
-    def _decode(self, cmd: int, reply: Frame, *, write: bool, label: str) -> dict[str, float]:
+    def _decode(
+        self, code: Command, layout: Layout, reply: Frame, *, write: bool
+    ) -> dict[str, float]:
         try:
-            return decode_payload(cmd, reply.payload, write=write)
+            return layout.decode(reply.payload, where=_where(code))
         except MalformedReply as exc:
+            label = f"0x{code:02X} {'write' if write else 'read'}"
             raise MalformedReply(str(exc), resource=self.resource, command=label) from exc
 
     # checks -----------------------------------------------------------------------------

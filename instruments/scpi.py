@@ -73,6 +73,22 @@ def parse_number(reply: str, *, resource: str, command: str, unit: str = "") -> 
     ``9.9E+37`` (SCPI's over-range) and non-numeric text raise
     :class:`~hil.errors.MalformedReply` naming the resource and the command.
     """
+    if reply.isascii() and "_" not in reply:
+        # The usual reply (``+4.80000E+01``). On ASCII text without underscores, float()
+        # accepts exactly the unit-less numbers the pattern accepts, plus inf/nan, which the
+        # range test sends on to the full parse (and its error message).
+        try:
+            value = float(reply)
+        except ValueError:
+            pass
+        else:
+            if -OVER_RANGE < value < OVER_RANGE:
+                return value
+    return _parse_with_pattern(reply, resource=resource, command=command, unit=unit)
+
+
+def _parse_with_pattern(reply: str, *, resource: str, command: str, unit: str) -> float:
+    """:func:`parse_number` by the full NR1/NR2/NR3 pattern (units, errors)."""
     match = _NUMBER.match(reply)
     if match is None:
         raise MalformedReply(f"reply {reply!r} is not a number", resource=resource, command=command)

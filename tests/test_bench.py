@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hil.bench import Bench, Snapshot, open_instruments
+from hil.bench import Bench, Snapshot, WorkersClosed, _UnitWorkers, open_instruments
 from hil.bench_config import BenchConfig, InstrumentConfig
 from hil.benchfile import load_bench_file, parse_bench_text
 from hil.clock import SimClock
@@ -422,3 +422,65 @@ def test_close_is_idempotent_and_a_closed_bench_refuses_snapshots() -> None:
     assert bench.unit("BID1").envelope.unit_id == "BID1"
     load = bench.unit("LOAD1")
     assert isinstance(load, UnitBase) and load.commanded_mode is Mode.IDLE
+
+
+def test_snapshots_reuse_the_unit_threads_and_close_ends_them() -> None:
+    reads = 4
+    scripts = Scripts(
+        SUP1_supply=[read_reply("n5700")] * reads,
+        LOAD1_load=[read_reply("chroma63200a")] * reads,
+        BID1_bidirectional=[read_reply("it6000c")] * reads,
+    )
+    before = set(threading.enumerate())
+    bench = Bench.open(config(bench_text(scpi_only=True)), opener=scripts, identify=False)
+    assert bench.snapshot().complete
+    started = set(threading.enumerate()) - before
+    assert len(started) == 3  # one per unit
+    for _ in range(reads - 1):
+        assert bench.snapshot().complete
+    assert set(threading.enumerate()) - before == started  # reused, none added
+    bench.close()
+    assert not any(thread.is_alive() for thread in started)
+
+
+def test_safe_off_all_still_runs_on_a_closed_bench() -> None:
+    scripts = Scripts(SUP1_supply=[write("OUTP OFF"), write("CURR 0")])
+    text = bench_text(scpi_only=True)
+    bench = Bench.open(config(text), opener=scripts, identify=False)
+    bench.close()
+    outcome = bench.safe_off_all()
+    assert set(outcome) == {"SUP1", "LOAD1", "BID1"}
+
+
+class Interrupted(BaseException):
+    """Stands in for KeyboardInterrupt inside a unit job."""
+
+
+def test_unit_workers_keep_order_collect_failures_and_reraise_interrupts() -> None:
+    workers = _UnitWorkers(3, name="test")
+    finished: list[str] = []
+
+    def ok(name: str) -> Callable[[], str]:
+        def job() -> str:
+            finished.append(name)
+            return name.upper()
+
+        return job
+
+    def fail() -> str:
+        raise ValueError("no reply")
+
+    def interrupt() -> str:
+        raise Interrupted
+
+    try:
+        results, failures = workers.run_all({"c": ok("c"), "a": ok("a"), "b": fail})
+        assert list(results.items()) == [("c", "C"), ("a", "A")]
+        assert list(failures) == ["b"] and isinstance(failures["b"], ValueError)
+        with pytest.raises(Interrupted):
+            workers.run_all({"x": interrupt, "y": ok("y"), "z": ok("z")})
+        assert {"y", "z"} <= set(finished)  # every other job ran to the end first
+    finally:
+        workers.close()
+    with pytest.raises(WorkersClosed):
+        workers.run_all({"late": ok("late")})

@@ -388,3 +388,35 @@ def test_serial_socket_url_and_silence(line_server: LineServer) -> None:
         assert connection.exchange(b"*IDN?\n", read_line, "*IDN?").startswith(b"ACME")
     finally:
         connection.close()
+
+
+class ShortWritePort:
+    """A serial port whose line takes only part of what is written."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        return len(data) - 1
+
+    def read(self, size: int = 1) -> bytes:
+        raise AssertionError("nothing may be read after a short write")
+
+    @property
+    def in_waiting(self) -> int:
+        return 0
+
+    def reset_input_buffer(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_short_write_is_a_dropped_line() -> None:
+    port = ShortWritePort()
+    connection = SerialConnection("socket://127.0.0.1:9", timeout=0.05, opener=lambda: port)
+    with pytest.raises(CommunicationError, match="only 6 of 7 bytes sent") as caught:
+        connection.exchange(build_read(Command.MODE), lambda p: p.read(9), "0x00 MODE read")
+    assert "socket://127.0.0.1:9" in str(caught.value)
+    assert not connection.is_open  # stale: the next exchange reopens the line

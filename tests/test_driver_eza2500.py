@@ -275,3 +275,89 @@ def test_never_sends_a_grid_current_outside_its_rating(dig: float) -> None:
         with pytest.raises(RatingError):
             converter.set_grid_current(dig)
     port.assert_done()
+
+
+class CountingPort(ScriptedSerialPort):
+    """A scripted port that also records every read size and every input flush."""
+
+    def __init__(self, *steps: SerialStep) -> None:
+        super().__init__(deque(steps))
+        self.reads: list[int] = []
+        self.flushes = 0
+
+    def read(self, size: int = 1) -> bytes:
+        self.reads.append(size)
+        return super().read(size)
+
+    def reset_input_buffer(self) -> None:
+        self.flushes += 1
+        super().reset_input_buffer()
+
+
+def counting(*steps: SerialStep) -> tuple[Eza2500, CountingPort]:
+    port = CountingPort(*steps)
+    connection = SerialConnection(RESOURCE, timeout=0.05, opener=lambda: port)
+    return Eza2500(connection, pacing=0.0, name="E001-conv"), port
+
+
+def test_a_reply_is_read_in_at_most_two_calls_and_a_nak_in_one() -> None:
+    meters = dict.fromkeys(("vg", "ig", "vb", "ib", "wg", "wb", "ic", "tmp"), 0.0)
+    converter, port = counting(
+        read_step(Command.METERS, meters),
+        read_step(Command.MODE, {"mode": Mode.WAIT}),
+        SerialStep(build_read(Command.METERS), build_nak(Command.METERS, 0xFFFE)),
+    )
+    converter.meters()
+    assert port.reads == [9, 14]  # the shortest possible reply, then the rest after LEN
+    port.reads.clear()
+    converter.mode()
+    assert port.reads == [9]
+    port.reads.clear()
+    with pytest.raises(InstrumentReportedError, match="0xFFFE"):
+        converter.meters()
+    assert port.reads == [9]  # a NAK is never waited for past its end
+    port.assert_done()
+
+
+def test_stray_bytes_longer_than_the_first_read_are_skipped() -> None:
+    reply = bytes(range(0x20, 0x34)) + build_reply(Command.MODE, b"\x02\x00")
+    converter, port = counting(SerialStep(build_read(Command.MODE), reply))
+    assert converter.mode() is Mode.DISCHARGE
+    assert port.reads[0] == 9 and sum(port.reads) == len(reply)
+
+
+def test_input_is_flushed_after_opening_and_after_a_failed_exchange_only() -> None:
+    bad = bytearray(build_reply(Command.MODE, b"\x41\x00"))
+    bad[-1] ^= 0xFF
+    converter, port = counting(
+        read_step(Command.MODE, {"mode": Mode.WAIT}),
+        read_step(Command.MODE, {"mode": Mode.WAIT}),
+        SerialStep(build_read(Command.MODE), bytes(bad)),
+        read_step(Command.MODE, {"mode": Mode.CHARGE}),
+        read_step(Command.MODE, {"mode": Mode.CHARGE}),
+    )
+    converter.mode()
+    converter.mode()
+    assert port.flushes == 1  # on opening; a clean exchange leaves nothing pending
+    with pytest.raises(MalformedReply, match="checksum"):
+        converter.mode()
+    assert port.flushes == 1
+    assert converter.mode() is Mode.CHARGE
+    assert port.flushes == 2  # what was left of the bad reply never meets the next request
+    converter.mode()
+    assert port.flushes == 2
+    port.assert_done()
+
+
+def test_leftovers_after_a_wrong_size_reply_are_flushed() -> None:
+    long_ack = build_reply(Command.MODE, b"\x41\x00\x00\x00") + b"\x02\x02"
+    converter, port = counting(
+        SerialStep(build_read(Command.MODE), long_ack),
+        read_step(Command.MODE, {"mode": Mode.CHARGE}),
+    )
+    with pytest.raises(MalformedReply, match="payload has 4 bytes, expected 2") as caught:
+        converter.mode()
+    assert RESOURCE in str(caught.value)
+    assert converter.mode() is Mode.CHARGE  # the two stray bytes were flushed first
+    assert port.flushes == 2
+    port.assert_done()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hil.errors import ConfigError, InstrumentReportedError, MalformedReply, RatingError
@@ -22,6 +23,7 @@ from instruments.scpi import (
     parse_identity,
     parse_number,
 )
+from instruments.scpi import _parse_with_pattern as parse_number_by_pattern
 from instruments.scripted import (
     ScriptedVisaResource,
     ScriptMismatch,
@@ -91,6 +93,29 @@ def test_parse_number_never_raises_anything_but_malformed(text: str) -> None:
     except MalformedReply:
         return
     assert abs(value) < 9.9e37
+
+
+def _outcome(parse: Callable[..., float], text: str, unit: str) -> tuple[str, object]:
+    try:
+        return "value", parse(text, resource=RESOURCE, command="X?", unit=unit)
+    except MalformedReply as exc:
+        return "error", str(exc)
+
+
+NUMBERISH = st.text(alphabet="0123456789+-.eE_ \tAVnaifty\u0663", max_size=14)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(NUMBERISH, st.text(max_size=12)), st.sampled_from(["", "V"]))
+@example("1_0", "")
+@example("\u0663\u066b5", "")
+@example("inf", "")
+@example("-Infinity", "V")
+@example("1e400", "")
+@example(" +.5E-3\t", "")
+@example("5.00 V", "V")
+def test_parse_number_fast_path_agrees_with_the_full_pattern(text: str, unit: str) -> None:
+    assert _outcome(parse_number, text, unit) == _outcome(parse_number_by_pattern, text, unit)
 
 
 def test_parse_bool() -> None:

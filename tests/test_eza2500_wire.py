@@ -223,3 +223,45 @@ def test_splitter_finds_a_valid_frame_after_any_garbage(before: bytes, after: by
     frames += splitter.feed(WRITE_DVG_350)
     assert WRITE_DVG_350 in [f.encode() for f in frames]
     splitter.feed(after)
+
+
+@settings(max_examples=60)
+@given(st.sampled_from(sorted(COMMANDS)), st.booleans(), st.data())
+def test_compiled_layout_decodes_exactly_like_each_field(
+    cmd: int, write: bool, data: st.DataObject
+) -> None:
+    spec = COMMANDS[cmd]
+    names = spec.write_fields if write and spec.write_fields else spec.read_fields
+    raws = [
+        data.draw(st.integers(FIELDS[name].raw_min, FIELDS[name].raw_max), label=name)
+        for name in names
+    ]
+    compiled = eza.layout(names)
+    payload = compiled.pack_raw(raws)
+    assert len(payload) == compiled.size == sum(FIELDS[name].size for name in names)
+    decoded = compiled.decode(payload, where="test")
+    expected = {name: FIELDS[name].decode(raw) for name, raw in zip(names, raws, strict=True)}
+    assert decoded == expected
+    assert [type(value) for value in decoded.values()] == [type(v) for v in expected.values()]
+    assert compiled.unpack_raw(payload, where="test") == dict(zip(names, raws, strict=True))
+    with pytest.raises(MalformedReply, match=f"{len(payload) + 1} bytes, expected"):
+        compiled.decode(payload + b"\0", where="test")
+
+
+def test_saturated_packing_clamps_to_each_field() -> None:
+    meters = eza.layout(COMMANDS[Command.METERS].read_fields)
+    payload = meters.pack_saturated([1e9, -1e9, 48.0, 0.0, float("inf"), -float("inf"), 3, 25.0])
+    assert struct.unpack("<8h", payload) == (32767, -32768, 16384, 0, 32767, -32768, 3, 3200)
+    with pytest.raises(ValueError, match="meter ig is NaN"):
+        meters.pack_saturated([0.0, float("nan"), 0.0, 0.0, 0.0, 0.0, 0, 0.0])
+
+
+def test_splitter_fast_path_takes_only_a_whole_valid_frame() -> None:
+    splitter = FrameSplitter(eza.START_REQUEST)
+    frame = eza.build_read(Command.METERS)
+    assert [f.cmd for f in splitter.feed(frame)] == [Command.METERS]
+    assert splitter.pending == 0
+    spoiled = frame[:-1] + bytes((frame[-1] ^ 1,))
+    assert splitter.feed(spoiled) == []
+    assert splitter.discarded >= 1
+    assert [f.cmd for f in splitter.feed(frame)] == [Command.METERS]

@@ -521,3 +521,26 @@ def test_encoding_round_trip(encoding: Encoding, value: float) -> None:
         assert decoded == round(value)
     else:
         assert decoded == struct.unpack(">f", struct.pack(">f", value))[0]
+
+
+def test_repeated_rtu_poll_stays_live_and_a_bad_crc_stays_unanswered() -> None:
+    battery = Battery()
+    session = ModbusBus([make_battery_device(battery)]).rtu_session()
+    request = rtu_frame(1, struct.pack(">BHH", 4, 30030, 2))
+    assert session.feed(request) == [rtu_frame(1, bytes.fromhex("04 04 0205 0003"))]
+    battery.soc, battery.permission = 60.0, 1
+    assert session.feed(request) == [rtu_frame(1, bytes.fromhex("04 04 0258 0001"))]
+    spoiled = request[:-1] + bytes((request[-1] ^ 0xFF,))
+    assert session.feed(spoiled) == []
+    assert session.feed(request[:3]) + session.feed(request[3:]) == [
+        rtu_frame(1, bytes.fromhex("04 04 0258 0001"))
+    ]
+
+
+def test_repeated_rtu_poll_of_a_value_gone_bad_is_device_failure() -> None:
+    value: list[float] = [7]
+    session = ModbusBus([ModbusDevice(1).input(7, "v", lambda: value[0])]).rtu_session()
+    request = rtu_frame(1, struct.pack(">BHH", 4, 7, 1))
+    assert session.feed(request) == [rtu_frame(1, bytes.fromhex("04 02 0007"))]
+    value[0] = 70000
+    assert session.feed(request) == [rtu_frame(1, bytes.fromhex("84 04"))]

@@ -17,6 +17,7 @@ The rules that make them safe live here, once:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -105,7 +106,7 @@ def query_fields(instrument: ScpiInstrument, queries: Sequence[str]) -> list[str
     separates commands, a leading ``:`` restarts at the root; the replies come back on one
     line separated by ``;``). A reply with the wrong number of fields is ``MalformedReply``.
     """
-    message = ";:".join(query.lstrip(":") for query in queries)
+    message = _compound(tuple(queries))
     reply = instrument.query(message)
     fields = [field.strip() for field in reply.split(";")]
     if len(fields) != len(queries):
@@ -115,6 +116,11 @@ def query_fields(instrument: ScpiInstrument, queries: Sequence[str]) -> list[str
             command=message,
         )
     return fields
+
+
+@functools.lru_cache(maxsize=64)
+def _compound(queries: tuple[str, ...]) -> str:
+    return ";:".join(query.lstrip(":") for query in queries)
 
 
 def _as_number(value: object) -> float:

@@ -22,6 +22,7 @@ How it maps the controller onto the supply:
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from hil.clock import Clock
@@ -43,6 +44,7 @@ from .base import (
 log = logging.getLogger(__name__)
 
 READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "STAT:OPER:COND?", "STAT:QUES:COND?")
+READ_COMMAND = ";:".join(READ_QUERIES)
 STATUS_QUERIES = ("OUTP?", "STAT:QUES:COND?")
 
 _QUESTIONABLE_FLAGS = {
@@ -53,14 +55,20 @@ _QUESTIONABLE_FLAGS = {
     Questionable.INH: "INH",
     Questionable.UNR: "UNR",
 }
-_TRIPS = Questionable.OV | Questionable.OC | Questionable.PF | Questionable.OT | Questionable.INH
+_TRIPS = int(
+    Questionable.OV | Questionable.OC | Questionable.PF | Questionable.OT | Questionable.INH
+)
+_CC, _CV = int(Operation.CC), int(Operation.CV)
 
 
-def n5700_flags(questionable: Questionable, prefix: str = "") -> frozenset[str]:
+def n5700_flags(questionable: Questionable | int, prefix: str = "") -> frozenset[str]:
     """Flag names of the questionable condition bits (``OVP``, ``OCP``, ``OTP`` …)."""
-    return frozenset(
-        prefix + name for bit, name in _QUESTIONABLE_FLAGS.items() if bit in questionable
-    )
+    return _flag_names(int(questionable), prefix)
+
+
+@functools.lru_cache(maxsize=256)
+def _flag_names(bits: int, prefix: str) -> frozenset[str]:
+    return frozenset(prefix + name for bit, name in _QUESTIONABLE_FLAGS.items() if bits & bit)
 
 
 def n5700_status(psu: N5700) -> tuple[bool, Questionable]:
@@ -185,25 +193,24 @@ class SupplyUnit(UnitBase):
     def read(self) -> Reading:
         t = self._clock.now()
         fields = query_fields(self.psu, READ_QUERIES)
-        command = ";:".join(READ_QUERIES)
-        where = {"resource": self.psu.resource, "command": command}
-        volts = parse_number(fields[0], **where)
-        amps = parse_number(fields[1], **where)
-        output = parse_bool(fields[2], **where)
-        operation = Operation(_int(fields[3], self.psu, command))
-        questionable = Questionable(_int(fields[4], self.psu, command))
+        resource = self.psu.resource
+        volts = parse_number(fields[0], resource=resource, command=READ_COMMAND)
+        amps = parse_number(fields[1], resource=resource, command=READ_COMMAND)
+        output = parse_bool(fields[2], resource=resource, command=READ_COMMAND)
+        operation = _int(fields[3], self.psu, READ_COMMAND)
+        questionable = _int(fields[4], self.psu, READ_COMMAND)
         if questionable & _TRIPS:
             mode = Mode.FAULT
         elif not output:
             mode = Mode.IDLE
-        elif Operation.CC in operation:
+        elif operation & _CC:
             mode = Mode.CURRENT
-        elif Operation.CV in operation:
+        elif operation & _CV:
             mode = Mode.VOLTAGE_REFERENCE
         else:
             mode = self._commanded
         return self._reading(
-            t, bus_voltage=volts, bus_current=amps, mode=mode, flags=n5700_flags(questionable)
+            t, bus_voltage=volts, bus_current=amps, mode=mode, flags=_flag_names(questionable, "")
         )
 
     def _safe_off_steps(self) -> list[SafeStep]:

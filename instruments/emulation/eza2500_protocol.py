@@ -30,7 +30,7 @@ fans) is answered from the meters' ``tmp`` (``ts``, ``tp``), a 5.0 V ``v5s`` and
 from __future__ import annotations
 
 import logging
-import struct
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,6 +48,7 @@ from instruments.wire.eza2500 import (
     Mode,
     build_nak,
     build_reply,
+    layout,
     unpack_raw,
 )
 
@@ -161,6 +162,9 @@ DEFAULT_REGISTERS: Mapping[str, float] = {
 """Power-on register values: APIS's default converter configuration (dcdc_batt_comm.yml)."""
 
 _READ_ONLY_FROM_BACKEND = (Command.STATUS, Command.METERS, Command.TEMPERATURES, Command.ALARMS)
+# Meters and ConverterStatus name their attributes after the wire fields.
+_METERS = operator.attrgetter(*COMMANDS[Command.METERS].read_fields)
+_STATUS = operator.attrgetter(*COMMANDS[Command.STATUS].read_fields)
 
 
 @dataclass
@@ -213,33 +217,23 @@ class Eza2500Front:
         spec = COMMANDS[code]
         if code not in _READ_ONLY_FROM_BACKEND:
             return self._pack_registers(spec.read_fields)
+        values: dict[str, float]
         if code is Command.METERS:
-            m = self.backend.meters()
-            values = {
-                "vg": m.vg,
-                "ig": m.ig,
-                "vb": m.vb,
-                "ib": m.ib,
-                "wg": m.wg,
-                "wb": m.wb,
-                "ic": m.ic,
-                "tmp": m.tmp,
-            }
-        elif code is Command.TEMPERATURES:
+            return spec.read_layout.pack_saturated(_METERS(self.backend.meters()))
+        if code is Command.STATUS:
+            return spec.read_layout.pack_saturated(_STATUS(self.backend.status()))
+        if code is Command.TEMPERATURES:
             tmp = round(self.backend.meters().tmp)
             values = {"ts": tmp, "tp": tmp, "v5s": 5.0}
             values.update({f"fan{i}": 0 for i in range(1, 6)})
-        elif code is Command.STATUS:
-            status = self.backend.status()
-            values = {"cst": status.cst, "ext": status.ext}
         else:
             alarms = self.backend.status().alarms
             values = {"alm1": alarms[0], "alm2": alarms[1], "alm3": alarms[2]}
         return _pack_saturated(spec.read_fields, values)
 
     def _pack_registers(self, names: tuple[str, ...]) -> bytes:
-        fmt = "<" + "".join(FIELDS[name].struct_code for name in names)
-        return struct.pack(fmt, *(self.registers[name] for name in names))
+        registers = self.registers
+        return layout(names).pack_raw([registers[name] for name in names])
 
     # ---- writes --------------------------------------------------------------------
     def _write(self, frame: Frame) -> bytes:
@@ -284,15 +278,7 @@ class Eza2500Front:
 
 def _pack_saturated(names: tuple[str, ...], values: Mapping[str, float]) -> bytes:
     """Pack measured values, clamping each raw word to its field's range (ADC saturation)."""
-    raws = []
-    for name in names:
-        spec = FIELDS[name]
-        value = values[name]
-        if value != value:
-            raise ValueError(f"EZA-2500 meter {name} is NaN")
-        scaled = value * (1 << spec.q) / spec.rating
-        raws.append(round(min(spec.raw_max, max(spec.raw_min, scaled))))
-    return struct.pack("<" + "".join(FIELDS[n].struct_code for n in names), *raws)
+    return layout(names).pack_saturated([values[name] for name in names])
 
 
 class Eza2500Session:

@@ -45,6 +45,7 @@ over Modbus TCP an unknown unit id answers exception 0x0B (gateway target failed
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import struct
@@ -703,13 +704,23 @@ class ModbusTcpSession:
 
 
 class ModbusRtuSession:
-    """One RTU line (or RTU-over-TCP connection): CRC-checked frames, silent for others."""
+    """One RTU line (or RTU-over-TCP connection): CRC-checked frames, silent for others.
+
+    Like the TCP session it keeps a responder for every register read it has answered,
+    keyed by the whole request frame (CRC included, so the bytes were checked once), and
+    answers a repeated poll without splitting or parsing it; values are read live.
+    """
 
     def __init__(self, bus: ModbusBus) -> None:
         self._devices = bus.devices
         self._splitter = _Splitter(_rtu_request_length)
+        self._reads: dict[bytes, Callable[[], bytes]] = {}
 
     def feed(self, data: bytes) -> list[bytes]:
+        if len(data) == _RTU_READ_LENGTH and not self._splitter.pending:
+            respond = self._reads.get(data)
+            if respond is not None:
+                return [respond()]
         replies = []
         for frame in self._splitter.feed(data):
             unit = frame[0]
@@ -720,6 +731,22 @@ class ModbusRtuSession:
                         each.execute(pdu)
                 continue
             device = self._devices.get(unit)
-            if device is not None:
+            if device is None:
+                continue
+            read = device.read_responder(pdu)
+            if read is None:
                 replies.append(rtu_frame(unit, device.execute(pdu)))
+                continue
+            respond = functools.partial(_rtu_reply, unit, read)
+            if len(self._reads) >= MAX_PLANS:
+                self._reads.clear()
+            self._reads[bytes(frame)] = respond
+            replies.append(respond())
         return replies
+
+
+_RTU_READ_LENGTH: Final = 8  # unit, function, address, quantity, CRC
+
+
+def _rtu_reply(unit: int, read: Callable[[], bytes]) -> bytes:
+    return rtu_frame(unit, read())

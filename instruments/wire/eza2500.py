@@ -36,10 +36,12 @@ value survives a round trip within half an LSB). A value whose raw word does not
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from hil.errors import ConfigError, MalformedReply
 
@@ -218,6 +220,77 @@ FIELDS: dict[str, FieldSpec] = _fields(
 )
 
 
+class Layout:
+    """A payload layout compiled once: its field names, one ``struct`` and each field's scale.
+
+    Decoding a reply is then one ``unpack`` and one multiply-divide per field, with the same
+    arithmetic as :meth:`FieldSpec.decode` (so the values are bit-identical). The raw words
+    ``unpack`` returns always fit their field (the struct codes are the fields' widths).
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        specs = [field_spec(name) for name in names]
+        self.names = names
+        self.struct = struct.Struct("<" + "".join(spec.struct_code for spec in specs))
+        self.size = self.struct.size
+        self._scales = tuple(
+            None if spec.is_integer else (spec.rating, float(1 << spec.q)) for spec in specs
+        )
+        self._saturation = tuple(
+            (spec.raw_min, spec.raw_max, float(1 << spec.q), spec.rating) for spec in specs
+        )
+
+    def _check_size(self, payload: bytes, where: str) -> None:
+        if len(payload) != self.size:
+            raise MalformedReply(
+                f"EZA-2500 {where}: payload has {len(payload)} bytes, expected {self.size}",
+                command=where,
+            )
+
+    def unpack_raw(self, payload: bytes, *, where: str) -> dict[str, int]:
+        """Raw words by field name (``MalformedReply`` if the size is wrong)."""
+        self._check_size(payload, where)
+        return dict(zip(self.names, self.struct.unpack(payload), strict=True))
+
+    def decode(self, payload: bytes, *, where: str) -> dict[str, float]:
+        """Physical values by field name (``MalformedReply`` if the size is wrong)."""
+        self._check_size(payload, where)
+        return {
+            name: raw if scale is None else raw * scale[0] / scale[1]
+            for name, raw, scale in zip(
+                self.names, self.struct.unpack(payload), self._scales, strict=True
+            )
+        }
+
+    def pack_raw(self, raws: Iterable[int]) -> bytes:
+        """Payload bytes of raw words given in field order."""
+        return self.struct.pack(*raws)
+
+    def pack_saturated(self, values: Iterable[float]) -> bytes:
+        """Payload of measured values in field order, each raw word clamped to its field's
+        range as an ADC saturates; ``ValueError`` for a NaN."""
+        raws = []
+        for name, value, (low, high, scale, rating) in zip(
+            self.names, values, self._saturation, strict=True
+        ):
+            if value != value:
+                raise ValueError(f"EZA-2500 meter {name} is NaN")
+            scaled = value * scale / rating
+            raws.append(round(high if scaled > high else low if scaled < low else scaled))
+        return self.struct.pack(*raws)
+
+
+_LAYOUTS: dict[tuple[str, ...], Layout] = {}
+
+
+def layout(names: tuple[str, ...]) -> Layout:
+    """The compiled :class:`Layout` of ``names`` (built once per distinct tuple)."""
+    compiled = _LAYOUTS.get(names)
+    if compiled is None:
+        compiled = _LAYOUTS[names] = Layout(names)
+    return compiled
+
+
 @dataclass(frozen=True)
 class CommandSpec:
     """One command: the fields of its read reply and of its write (``None``: read-only)."""
@@ -226,17 +299,22 @@ class CommandSpec:
     read_fields: tuple[str, ...]
     write_fields: tuple[str, ...] | None
 
+    @functools.cached_property
+    def read_layout(self) -> Layout:
+        return layout(self.read_fields)
+
+    @functools.cached_property
+    def write_layout(self) -> Layout | None:
+        return None if self.write_fields is None else layout(self.write_fields)
+
     @property
     def read_length(self) -> int:
-        return _layout_size(self.read_fields)
+        return self.read_layout.size
 
     @property
     def write_length(self) -> int | None:
-        return None if self.write_fields is None else _layout_size(self.write_fields)
-
-
-def _layout_size(names: Iterable[str]) -> int:
-    return sum(FIELDS[name].size for name in names)
+        write = self.write_layout
+        return None if write is None else write.size
 
 
 def _rw(code: Command, *names: str) -> CommandSpec:
@@ -291,10 +369,6 @@ def decode_field(name: str, raw: int) -> float:
     return field_spec(name).decode(raw)
 
 
-def _struct_format(names: tuple[str, ...]) -> str:
-    return "<" + "".join(FIELDS[name].struct_code for name in names)
-
-
 def pack_fields(names: tuple[str, ...], values: Mapping[str, float], *, where: str) -> bytes:
     """Payload bytes for ``names`` in order; every name must be present in ``values``."""
     missing = [name for name in names if name not in values]
@@ -305,25 +379,17 @@ def pack_fields(names: tuple[str, ...], values: Mapping[str, float], *, where: s
             + (f"; missing {', '.join(missing)}" if missing else "")
             + (f"; unexpected {', '.join(extra)}" if extra else "")
         )
-    raws = [FIELDS[name].encode(values[name]) for name in names]
-    return struct.pack(_struct_format(names), *raws)
+    return layout(names).pack_raw(FIELDS[name].encode(values[name]) for name in names)
 
 
 def unpack_raw(names: tuple[str, ...], payload: bytes, *, where: str) -> dict[str, int]:
     """Raw words of a payload laid out as ``names``."""
-    size = _layout_size(names)
-    if len(payload) != size:
-        raise MalformedReply(
-            f"EZA-2500 {where}: payload has {len(payload)} bytes, expected {size}",
-            command=where,
-        )
-    return dict(zip(names, struct.unpack(_struct_format(names), payload), strict=True))
+    return layout(names).unpack_raw(payload, where=where)
 
 
 def unpack_fields(names: tuple[str, ...], payload: bytes, *, where: str) -> dict[str, float]:
     """Physical values of a payload laid out as ``names``."""
-    raws = unpack_raw(names, payload, where=where)
-    return {name: FIELDS[name].decode(raw) for name, raw in raws.items()}
+    return layout(names).decode(payload, where=where)
 
 
 def encode_payload(cmd: int, values: Mapping[str, float], *, write: bool = True) -> bytes:
@@ -393,17 +459,25 @@ class Frame:
 
     def encode(self) -> bytes:
         """The frame's bytes on the wire."""
-        if len(self.payload) > 0xFF:
-            raise ConfigError(f"EZA-2500 payload of {len(self.payload)} bytes exceeds 255")
-        body = bytes((self.ad1, self.ad2, self.cmd)) + self.payload
-        return bytes((self.start, len(self.payload))) + body + struct.pack("<H", checksum(body))
+        return encode_frame(self.start, self.ad1, self.ad2, self.cmd, self.payload)
+
+
+_WORD: Final = struct.Struct("<H")
+
+
+def encode_frame(start: int, ad1: int, ad2: int, cmd: int, payload: bytes = b"") -> bytes:
+    """The bytes of one frame (request or reply), checksum included."""
+    if len(payload) > 0xFF:
+        raise ConfigError(f"EZA-2500 payload of {len(payload)} bytes exceeds 255")
+    body = bytes((ad1, ad2, cmd)) + payload
+    return bytes((start, len(payload))) + body + _WORD.pack(sum(body) & 0xFFFF)
 
 
 def build_request(
     cmd: int, payload: bytes = b"", *, ad1: int = APIS_AD1, ad2: int = APIS_AD2
 ) -> bytes:
     """A request frame; an empty payload makes it a read."""
-    return Frame(START_REQUEST, ad1, ad2, cmd, payload).encode()
+    return encode_frame(START_REQUEST, ad1, ad2, cmd, payload)
 
 
 def build_read(cmd: int, *, ad1: int = APIS_AD1, ad2: int = APIS_AD2) -> bytes:
@@ -422,12 +496,12 @@ def build_reply(
     cmd: int, payload: bytes = b"", *, ad1: int = APIS_AD1, ad2: int = APIS_AD2
 ) -> bytes:
     """An ACK reply frame."""
-    return Frame(START_REPLY, ad1, ad2, cmd, payload).encode()
+    return encode_frame(START_REPLY, ad1, ad2, cmd, payload)
 
 
 def build_nak(cmd: int, code: int, *, ad1: int = APIS_AD1, ad2: int = APIS_AD2) -> bytes:
     """A NAK reply: CMD|0x80 and the 16-bit error code."""
-    return Frame(START_REPLY, ad1, ad2, cmd | NAK_FLAG, struct.pack("<H", code)).encode()
+    return encode_frame(START_REPLY, ad1, ad2, cmd | NAK_FLAG, _WORD.pack(code))
 
 
 def frame_length(len_byte: int) -> int:
@@ -485,6 +559,13 @@ class FrameSplitter:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return every complete valid frame, in order."""
+        if not self._buffer and len(data) >= OVERHEAD_BYTES and data[0] == self._start:
+            # The usual case: exactly one whole, valid frame arrived on an empty buffer.
+            length = data[1]
+            if length <= self._max_payload and len(data) == OVERHEAD_BYTES + length:
+                body = data[2:-CHECKSUM_BYTES]
+                if data[-2] | (data[-1] << 8) == sum(body) & 0xFFFF:
+                    return [Frame(self._start, body[0], body[1], body[2], bytes(body[3:]))]
         self._buffer += data
         frames: list[Frame] = []
         while True:

@@ -254,8 +254,13 @@ class Eza2500Model(InstrumentModel):
         return _SyncedSession(self.front.session(), self.sync_mode)
 
     def sync_mode(self) -> None:
-        """Make the mode register (0x00 read) show the mode the converter really runs."""
-        self.front.set_register("mode", self.converter.handle.effective_mode.code)
+        """Make the mode register (0x00 read) show the mode the converter really runs.
+
+        Runs before every request, so it writes the register only when the mode changed.
+        """
+        code = self.converter.handle.effective_mode.code
+        if self.front.registers["mode"] != code:
+            self.front.set_register("mode", code)
 
     def fault(self, kind: str, params: Mapping[str, Any]) -> None:
         if kind == "alarm":
