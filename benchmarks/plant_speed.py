@@ -8,9 +8,14 @@ Prints ``name value unit`` lines:
 - ``plant_1000_ports_realtime_factor``: simulated seconds per wall second for 1000 ports
   (500 converter+battery units) while every converter slews, so every step is a 1 ms step.
   Target: above 10.
+- ``plant_day_19_households_wall_s``: wall seconds to simulate 24 h of 19 APIS units, each
+  battery with a household (PV and load profiles at 60 s resolution, mixed weather), every
+  converter idle in WAIT: the "same day without interchange" of a community bench. Target:
+  well below 2 s.
 - the baseline each is measured against in the same run, and the ratio: a fixed-step run of
   the same day at 1 s steps (``plant_day_19_ports_fixed_1s_wall_s``) and the per-step cost of
-  the 19-port plant (``plant_19_ports_step_us``).
+  the 19-port plant (``plant_19_ports_step_us``); for the household day, the same day at fixed
+  10 s steps (``plant_day_19_households_fixed_10s_wall_s``).
 
 Run: ``.venv/bin/python benchmarks/plant_speed.py``.
 """
@@ -20,10 +25,12 @@ from __future__ import annotations
 import random
 import time
 
+from instruments.emulation.household import WEATHERS, HouseholdProfile
 from instruments.emulation.plant import (
     BatterySpec,
     ConverterMode,
     ConverterSpec,
+    HouseholdSpec,
     LoadSpec,
     NodeSpec,
     Plant,
@@ -112,6 +119,38 @@ def run_day(plant: Plant, seed: int = 1) -> None:
         t += CHANGE_EVERY_S
 
 
+def household_plant(stepping: Stepping | None = None) -> Plant:
+    """19 idle APIS units (converter in WAIT + 4.8 kWh battery + household) on one bus."""
+    nodes = [NodeSpec(name="bus")]
+    ports: list[PortSpec] = []
+    for k in range(19):
+        nodes.append(NodeSpec(name=f"batt{k}"))
+        profile = HouseholdProfile.synthetic(
+            pv_peak_w=1500.0 + 200.0 * k,
+            weather=WEATHERS[k % 3],
+            load_wh_per_day=6000.0 + 400.0 * k,
+            seed=k,
+        )
+        ports.append(
+            ConverterSpec(
+                name=f"E{k:03d}",
+                node="bus",
+                battery_node=f"batt{k}",
+                battery_protection=Protection(uvlo_v=40.0, ovp_v=59.0, ocp_a=52.0),
+            )
+        )
+        ports.append(
+            BatterySpec(
+                name=f"B{k:03d}",
+                node=f"batt{k}",
+                capacity_wh=4800,
+                soc=0.2 + 0.04 * k,
+                household=HouseholdSpec(profile=profile),
+            )
+        )
+    return Plant(nodes, ports, stepping=stepping)
+
+
 def thousand_port_plant() -> Plant:
     """500 converter + battery units (1000 ports) on one bus, unit 0 the voltage reference."""
     n = 500
@@ -150,6 +189,15 @@ def main() -> None:
     fixed_wall = time.perf_counter() - t0
     step_us = fixed_wall / fixed.steps_taken * 1e6
 
+    houses = household_plant()
+    t0 = time.perf_counter()
+    houses.advance(DAY_S)
+    houses_wall = time.perf_counter() - t0
+    houses_fixed = household_plant(Stepping(fixed_step_s=10.0))
+    t0 = time.perf_counter()
+    houses_fixed.advance(DAY_S)
+    houses_fixed_wall = time.perf_counter() - t0
+
     big = thousand_port_plant()
     big.advance(1.0)
     for k in range(1, 500):
@@ -168,6 +216,11 @@ def main() -> None:
     print(f"plant_day_19_ports_fixed_1s_wall_s {fixed_wall:.4f} s")
     print(f"plant_day_19_ports_speedup_vs_fixed_1s {fixed_wall / day_wall:.1f} ratio")
     print(f"plant_19_ports_step_us {step_us:.1f} us")
+    print(f"plant_day_19_households_wall_s {houses_wall:.4f} s")
+    print(f"plant_day_19_households_steps {houses.steps_taken} steps")
+    print(f"plant_day_19_households_fixed_10s_wall_s {houses_fixed_wall:.4f} s")
+    speedup = houses_fixed_wall / houses_wall
+    print(f"plant_day_19_households_speedup_vs_fixed_10s {speedup:.1f} ratio")
     print(f"plant_1000_ports_realtime_factor {simulated / big_wall:.2f} ratio")
     print(f"plant_1000_ports_step_us {big_wall / big_steps * 1e6:.1f} us")
     print(f"plant_1000_ports_steps {big_steps} steps")

@@ -8,7 +8,8 @@ supervision, SoC force stop):
 
 - **house-keeping** (every ``house_keeping_period``, each agent at its own seeded phase):
   the agent reads its unit through its controller's ``read()`` (a reading younger than
-  ``data_acquisition_period`` is reused, as APIS's unit-data cache), turns SoC into
+  ``data_acquisition_period`` — its own or the engine's last supervisor tick's — is
+  reused, as APIS's unit-data cache), turns SoC into
   remaining Wh, and asks :mod:`hil.negotiation` whether to request;
 - **broadcast**: every other agent evaluates the request on its own data and answers or
   not; **selection** ``negotiation_timeout`` later (simulated), by the requester's
@@ -180,6 +181,31 @@ class Community:
         self.negotiations = 0
         self.trips: list[str] = []
 
+    @classmethod
+    def for_bench(
+        cls,
+        engine: ExchangeEngine,
+        *,
+        start_of_day: float = 0.0,
+        recorder: Recorder | None = None,
+    ) -> Community:
+        """The community a bench file describes: its ``[community]`` scenario, members and
+        seed, and the deal-making numbers of its ``[apis]`` table."""
+        config = engine.bench.config
+        if config.community is None:
+            raise ConfigError(
+                f"bench {config.name} ({config.path}) has no [community] table naming the "
+                "scenario its units negotiate on"
+            )
+        return cls(
+            engine,
+            config.community.scenario,
+            DealPolicy.from_bench(config),
+            start_of_day=start_of_day,
+            seed=config.community.seed,
+            recorder=recorder,
+        )
+
     def _members(self, units: Iterable[str] | None) -> tuple[str, ...]:
         config = self.bench.config
         wanted = list(units) if units is not None else list(self.policy.member_unit_ids)
@@ -330,6 +356,9 @@ class Community:
         """The agent's unit data: a cached reading, or a fresh one; None if it is silent
         (the agent is then excluded)."""
         now = self.clock.now()
+        ticked = self.engine.last_readings.get(agent.unit_id)
+        if ticked is not None and (agent.read_at is None or ticked.t > agent.read_at):
+            agent.reading, agent.read_at = ticked, ticked.t
         if (
             agent.reading is not None
             and agent.read_at is not None

@@ -47,6 +47,12 @@ class ApisPolicy:
     #                                         .dischargeUnitLowerLimitRsoc
     soc_force_stop_charge: float = 0.95  # ….chargeUnitUpperLimitRsoc
     supervisor_period: float = 5.0  # gridMaster.mainLoopPeriodMsec / dataAcquisitionPeriodMsec
+    deal_current: float = 1.0  # mediator.deal.gridCurrentA
+    deal_amount_min_wh: int = 50  # mediator.deal.amountMinWh
+    deal_amount_max_wh: int = 50  # mediator.deal.amountMaxWh
+    deal_amount_unit_wh: int = 50  # mediator.deal.amountUnitWh
+    negotiation_timeout: float = 2.0  # mediator.negotiationTimeoutMsec
+    house_keeping_period: float = 60.0  # user.houseKeepingPeriodMsec
 
     #: Field → APIS key, for the report.
     APIS_KEYS: ClassVar[dict[str, str]] = {
@@ -76,6 +82,12 @@ class ApisPolicy:
         ),
         "soc_force_stop_charge": "gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc",
         "supervisor_period": "gridMaster.mainLoopPeriodMsec",
+        "deal_current": "mediator.deal.gridCurrentA",
+        "deal_amount_min_wh": "mediator.deal.amountMinWh",
+        "deal_amount_max_wh": "mediator.deal.amountMaxWh",
+        "deal_amount_unit_wh": "mediator.deal.amountUnitWh",
+        "negotiation_timeout": "mediator.negotiationTimeoutMsec",
+        "house_keeping_period": "user.houseKeepingPeriodMsec",
     }
 
     @property
@@ -109,8 +121,12 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "soc_force_stop_discharge": {"minimum": 0.0, "maximum": 1.0},
     "soc_force_stop_charge": {"minimum": 0.0, "maximum": 1.0},
     "supervisor_period": {"minimum": 0.0, "min_open": True, "maximum": 600.0},
+    "deal_current": {"minimum": 0.0, "min_open": True, "maximum": 1000.0},
+    "negotiation_timeout": {"minimum": 0.0, "min_open": True, "maximum": 600.0},
+    "house_keeping_period": {"minimum": 0.0, "min_open": True, "maximum": 3600.0},
 }
 _COUNTS = ("compensation_trials", "checkpoint_retries", "authorization_trials", "deal_reset_limit")
+_AMOUNTS = ("deal_amount_min_wh", "deal_amount_max_wh", "deal_amount_unit_wh")
 
 
 def read_apis_policy(table: Table | None, bus: BusEnvelope, nominal_voltage: float) -> ApisPolicy:
@@ -129,8 +145,11 @@ def read_apis_policy(table: Table | None, bus: BusEnvelope, nominal_voltage: flo
         values[key] = table.opt_number(key, getattr(defaults, key), **bounds)
     for key in _COUNTS:
         values[key] = table.integer(key, getattr(defaults, key), minimum=0, maximum=100)
+    for key in _AMOUNTS:
+        values[key] = table.integer(key, getattr(defaults, key), minimum=1, maximum=1_000_000)
     table.finish()
     policy = dataclasses.replace(defaults, **values)
+    _check_deal_numbers(table, policy)
     if policy.soc_force_stop_discharge >= policy.soc_force_stop_charge:
         raise table.error(
             "soc_force_stop_discharge",
@@ -146,3 +165,28 @@ def read_apis_policy(table: Table | None, bus: BusEnvelope, nominal_voltage: flo
             f"voltage_separation < {policy.operation_voltage - policy.voltage_range_min:g}",
         )
     return policy
+
+
+def _check_deal_numbers(table: Table, policy: ApisPolicy) -> None:
+    """The deal-making numbers must allow a deal at all (APIS would never make one)."""
+    if policy.deal_amount_min_wh > policy.deal_amount_max_wh:
+        raise table.error(
+            "deal_amount_min_wh",
+            f"{policy.deal_amount_min_wh} Wh is above deal_amount_max_wh "
+            f"{policy.deal_amount_max_wh} Wh",
+            "deal_amount_min_wh ≤ deal_amount_max_wh",
+        )
+    if policy.deal_amount_unit_wh > policy.deal_amount_max_wh:
+        raise table.error(
+            "deal_amount_unit_wh",
+            f"{policy.deal_amount_unit_wh} Wh is above deal_amount_max_wh "
+            f"{policy.deal_amount_max_wh} Wh, so every deal would floor to 0 Wh",
+            "deal_amount_unit_wh ≤ deal_amount_max_wh",
+        )
+    if policy.deal_current > policy.unit_current_capacity:
+        raise table.error(
+            "deal_current",
+            f"{policy.deal_current:g} A is above unit_current_capacity "
+            f"{policy.unit_current_capacity:g} A, so no unit could make a deal",
+            f"deal_current ≤ {policy.unit_current_capacity:g}",
+        )

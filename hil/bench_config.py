@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hil.apis_policy import ApisPolicy
+from hil.bench_community import CommunityConfig
 from hil.bench_emulation import EmulationConfig
 from hil.envelope import Envelope, UnitEnvelope
 from hil.errors import ConfigError
@@ -192,6 +193,7 @@ class BenchConfig:
     apis: ApisPolicy
     topology: Topology | None
     emulation: EmulationConfig
+    community: CommunityConfig | None = None
 
     @property
     def unit_ids(self) -> tuple[str, ...]:
@@ -273,7 +275,15 @@ class BenchConfig:
                 "declared": self.emulation.declared,
                 "seed": self.emulation.seed,
                 "serial_transport": self.emulation.serial_transport,
+                "start_of_day": self.emulation.start_of_day,
                 "ports": {k: dataclasses.asdict(p) for k, p in self.emulation.ports.items()},
                 "branch_line_resistance": dict(self.emulation.branch_line_resistance),
+            },
+            "community": None
+            if self.community is None
+            else {
+                "scenario": str(self.community.scenario_path),
+                "members": list(self.community.members),
+                "seed": self.community.seed,
             },
         }

@@ -1,15 +1,19 @@
 """The emulated twin part of a bench file: the ``[emulation]`` table.
 
 Plant parameters per port (battery capacity and state of charge, converter losses, line
-resistance, sensor errors), line resistance per topology branch, the random seed and how
-serial instruments are exposed. The same file describes the real bench; this part is only
-read by the emulator (``hil emulate``). Every unit has a port, at defaults when the file
-gives none: an APIS battery of 4800 Wh at SoC 0.5 and apis-emulator's converter losses.
+resistance, sensor errors, an optional household of PV and load on the battery side), line
+resistance per topology branch, the random seed, the time of day at which the plant starts
+and how serial instruments are exposed. The same file describes the real bench; this part is
+only read by the emulator (``hil emulate``). Every unit has a port, at defaults when the
+file gives none: an APIS battery of 4800 Wh at SoC 0.5 and apis-emulator's converter losses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,6 +26,10 @@ if TYPE_CHECKING:
 
 Permission = Literal["none", "charge", "discharge", "both"]
 PERMISSIONS: tuple[Permission, ...] = ("none", "charge", "discharge", "both")
+Weather = Literal["sunny", "cloudy", "rainy"]
+WEATHERS: tuple[Weather, ...] = ("sunny", "cloudy", "rainy")
+DAY_S = 86_400.0
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,29 @@ class SensorErrors:
     current_gain: float = 0.0
     current_noise: float = 0.0
     current_step: float = 0.0
+
+
+@dataclass(frozen=True)
+class HouseholdConfig:
+    """A household on a unit's battery side: rooftop PV (``pv_peak_w``, clear-sky peak in W,
+    and the day's ``weather``), a house load of ``load_wh_per_day``, the ``seed`` of its
+    synthetic profiles, the SoC at or below which the load it cannot carry is bought from the
+    utility (``reserve_soc``) and the SoC at or above which surplus PV is curtailed
+    (``full_soc``)."""
+
+    pv_peak_w: float
+    weather: Weather
+    load_wh_per_day: float
+    seed: int
+    reserve_soc: float = 0.10
+    full_soc: float = 0.98
+
+
+def household_seed(emulation_seed: int, unit_id: str) -> int:
+    """The default seed of a unit's household: derived from the emulation seed and the unit
+    id, so that every house differs and the same bench always gives the same day."""
+    digest = hashlib.sha256(f"{emulation_seed}/{unit_id}/household".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass(frozen=True)
@@ -57,19 +88,22 @@ class EmulatedPort:
     loss_standby: float | None = None
     loss_charge: float | None = None
     loss_discharge: float | None = None
+    household: HouseholdConfig | None = None
 
 
 @dataclass(frozen=True)
 class EmulationConfig:
     """The emulated twin: random seed, how serial instruments are exposed (``"tcp"``: a
     loopback socket, ``"pty"``: a pseudo-terminal), per-port plant parameters (every unit
-    has one, with defaults when the file gives none) and per-branch line resistance (Ω)."""
+    has one, with defaults when the file gives none), per-branch line resistance (Ω) and
+    the time of day at plant time 0 (``start_of_day``, seconds after midnight)."""
 
     seed: int
     serial_transport: Literal["tcp", "pty"]
     ports: Mapping[str, EmulatedPort]
     branch_line_resistance: Mapping[str, float]
     declared: bool = True
+    start_of_day: float = 0.0
 
 
 def read_emulation(
@@ -80,9 +114,11 @@ def read_emulation(
     ports: dict[str, EmulatedPort] = {}
     branch_r: dict[str, float] = {}
     seed = 0
+    start_of_day = 0.0
     transport: Literal["tcp", "pty"] = "tcp"
     if table is not None:
         seed = table.integer("seed", 0, minimum=0, maximum=2**63 - 1)
+        start_of_day = _read_time_of_day(table, "start_of_day")
         transport = cast(
             Literal["tcp", "pty"],
             table.string("serial_transport", "tcp", choices=("tcp", "pty")),
@@ -91,7 +127,7 @@ def read_emulation(
             unit = by_id.get(unit_id)
             if unit is None:
                 raise port_table.error(None, f"no unit {unit_id!r} on this bench", ", ".join(by_id))
-            ports[unit_id] = _read_port(port_table, unit)
+            ports[unit_id] = _read_port(port_table, unit, seed)
         for branch_id, branch_table in table.named_tables("branches"):
             if topology is None or branch_id not in topology.branches:
                 known = "" if topology is None else ", ".join(topology.branches)
@@ -117,7 +153,31 @@ def read_emulation(
         ports=MappingProxyType({u.id: ports[u.id] for u in units}),
         branch_line_resistance=MappingProxyType(branch_r),
         declared=table is not None,
+        start_of_day=start_of_day,
     )
+
+
+def _read_time_of_day(table: Table, key: str) -> float:
+    """``"HH:MM"``, ``"HH:MM:SS"`` or seconds after midnight (0 ≤ s < 86400); 0 if absent."""
+    allowed = '"HH:MM" or "HH:MM:SS" (00:00 to 23:59:59), or seconds after midnight, 0 ≤ s < 86400'
+    if not table.has(key):
+        return 0.0
+    value = table.data[key]
+    if isinstance(value, str):
+        match = _CLOCK.fullmatch(value.strip())
+        if match is None:
+            raise table.error(key, f"{value!r} is not a time of day", allowed)
+        hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+        if hours > 23 or minutes > 59 or seconds > 59:
+            raise table.error(key, f"{value!r} is not a time of day", allowed)
+        return float(hours * 3600 + minutes * 60 + seconds)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "boolean" if isinstance(value, bool) else type(value).__name__
+        raise table.error(key, f"expected a time of day, got {kind} {value!r}", allowed)
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number < DAY_S):
+        raise table.error(key, f"{value!r} s is not a time of day", allowed)
+    return number
 
 
 def default_port(unit: UnitConfig) -> EmulatedPort:
@@ -136,10 +196,20 @@ def default_port(unit: UnitConfig) -> EmulatedPort:
     )
 
 
-def _read_port(table: Table, unit: UnitConfig) -> EmulatedPort:
+def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedPort:
     default = default_port(unit)
     line_r = table.opt_number("line_resistance", 0.0, minimum=0.0, maximum=1e3)
     sensor = _read_sensor(table.table("sensor"))
+    household = None
+    if unit.has_battery:
+        house_table = table.table("household")
+        if house_table is not None:
+            household = _read_household(house_table, unit, emulation_seed)
+    else:
+        table.forbid(
+            "household",
+            f"unit {unit.id} has no battery (no apis_bms); a household sits on a battery",
+        )
     battery_keys = ("battery_capacity", "soc", "battery_resistance", "permission")
     loss_keys = ("loss_standby", "loss_charge", "loss_discharge")
     values: dict[str, Any] = {}
@@ -162,7 +232,40 @@ def _read_port(table: Table, unit: UnitConfig) -> EmulatedPort:
         for key in loss_keys:
             table.forbid(key, f"unit {unit.id} is not a converter (kind {unit.kind})")
     table.finish()
-    return dataclasses.replace(default, line_resistance=line_r, sensor=sensor, **values)
+    return dataclasses.replace(
+        default, line_resistance=line_r, sensor=sensor, household=household, **values
+    )
+
+
+def _read_household(table: Table, unit: UnitConfig, emulation_seed: int) -> HouseholdConfig:
+    pv_peak = table.req_number("pv_peak_w", minimum=0.0, maximum=1e5)
+    weather = cast(Weather, table.string("weather", choices=WEATHERS))
+    load = table.req_number("load_wh_per_day", minimum=0.0, maximum=1e6)
+    seed = table.integer(
+        "seed", household_seed(emulation_seed, unit.id), minimum=0, maximum=2**63 - 1
+    )
+    reserve = table.opt_number(
+        "reserve_soc", 0.10, minimum=0.0, min_open=True, maximum=1.0, max_open=True
+    )
+    full = table.opt_number(
+        "full_soc", 0.98, minimum=0.0, min_open=True, maximum=1.0, max_open=True
+    )
+    if full <= reserve:
+        key = "full_soc" if table.has("full_soc") else "reserve_soc"
+        raise table.error(
+            key,
+            f"full_soc {full:g} must be above reserve_soc {reserve:g}",
+            "0 < reserve_soc < full_soc < 1",
+        )
+    table.finish()
+    return HouseholdConfig(
+        pv_peak_w=pv_peak,
+        weather=weather,
+        load_wh_per_day=load,
+        seed=seed,
+        reserve_soc=reserve,
+        full_soc=full,
+    )
 
 
 def _read_sensor(table: Table | None) -> SensorErrors:

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from hil.apis_policy import ApisPolicy, read_apis_policy
+from hil.bench_community import read_community
 from hil.bench_config import (
     KINDS,
     NODES,
@@ -182,6 +183,12 @@ class _BenchReader:
         topology = self._read_topology(topology_table, drafts)
         units = tuple(self._finish_unit(d, bus, apis, defaults) for d in drafts)
         emulation = read_emulation(root.table("emulation"), units, topology)
+        community = read_community(
+            root.table("community"),
+            self.path,
+            [u.id for u in units if u.has_battery],
+            [u.id for u in units],
+        )
         root.finish()
         envelope = Envelope(
             bus=dataclasses.replace(
@@ -204,6 +211,7 @@ class _BenchReader:
             apis=apis,
             topology=topology,
             emulation=emulation,
+            community=community,
         )
 
     def _read_bus(self, root: Table) -> tuple[BusEnvelope, float]:

@@ -137,6 +137,26 @@ class DealPolicy:
     def replace(self, **changes: Any) -> DealPolicy:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_bench(cls, config: BenchConfig) -> DealPolicy:
+        """The deal-making numbers of a bench file's ``[apis]`` table (``deal_current``,
+        ``deal_amount_*_wh``, ``negotiation_timeout``, ``house_keeping_period``; unit data
+        is reused for one ``supervisor_period``, APIS's data acquisition period), its
+        ``[community]`` members, and :meth:`for_bench`'s capacity, limits and batteries."""
+        apis = config.apis
+        members = config.community.members if config.community is not None else ()
+        return cls(
+            deal_current=apis.deal_current,
+            amount_min_wh=apis.deal_amount_min_wh,
+            amount_max_wh=apis.deal_amount_max_wh,
+            amount_unit_wh=apis.deal_amount_unit_wh,
+            negotiation_timeout=apis.negotiation_timeout,
+            house_keeping_period=apis.house_keeping_period,
+            data_acquisition_period=apis.supervisor_period,
+            member_unit_ids=members,
+            unit_current_capacity=apis.unit_current_capacity,
+        ).for_bench(config)
+
     def for_bench(self, config: BenchConfig) -> DealPolicy:
         """This policy with the bench's unit capacity, force-stop limits and batteries."""
         batteries = {

@@ -214,6 +214,9 @@ class ExchangeEngine:
         self._depth = 0
         self._scramming = False
         self.last_report: CheckReport | None = None
+        #: Each unit's latest reading from a supervisor tick (agents reuse a fresh one, as
+        #: APIS's house-keeping uses the unit data its controller last acquired).
+        self.last_readings: dict[str, Reading] = {}
         self.last_shutdown: ShutdownReport | None = None
 
     # -- state for others ----------------------------------------------------------------
@@ -431,6 +434,7 @@ class ExchangeEngine:
                 except Exception as exc:
                     errors[uid] = f"{type(exc).__name__}: {exc}"
         self._last_tick = t
+        self.last_readings.update(readings)
         report = self.supervisor.check(t, readings, errors, self.expectations(), units=watched)
         self.last_report = report
         self._account(t, readings)
@@ -659,41 +663,52 @@ class ExchangeEngine:
         )
 
     def _ramp(self, targets: Mapping[str, float]) -> list[dict[str, Any]]:
-        """Move each unit's set-point to its target in ``current_step`` steps, units
-        interleaved, with a checkpoint after every step (no faster than ``slew_max``).
+        """Move each unit's set-point to its target in ``current_step`` steps, with a
+        checkpoint after every step (no faster than ``slew_max``).
 
-        A unit whose target is 0 A goes idle at once (APIS: WAIT), as switching a current
-        off is always allowed, even where the envelope forbids a smaller current (SoC)."""
+        Steps are interleaved so that the voltage reference, which carries what the
+        current-controlled units leave (the negative of their set-points' sum), carries as
+        little as possible after each one: a deal joining a running bus first moves the side
+        that relieves the reference (APIS: the new deal's reference-side unit goes first), so
+        the reference never has to pass its ``gridCurrentCapacityA``. Ties keep the order of
+        ``targets``. A unit whose target is 0 A goes idle at once (APIS: WAIT), as switching
+        a current off is always allowed, even where the envelope forbids a smaller current
+        (SoC)."""
         policy = self.policy
-        pending = dict(targets)
+        pending = {uid: t for uid, t in targets.items() if abs(t - self._cc.get(uid, 0.0)) > ZERO_A}
+        order = {uid: k for k, uid in enumerate(targets)}
         trace: list[dict[str, Any]] = []
+
+        def next_setpoint(uid: str) -> float:
+            target, now_sp = pending[uid], self._cc.get(uid, 0.0)
+            delta = target - now_sp
+            direct = abs(delta) <= policy.current_step + ZERO_A or abs(target) <= ZERO_A
+            return target if direct else now_sp + math.copysign(policy.current_step, delta)
+
         while pending:
-            for uid in list(pending):
-                target = pending[uid]
-                now_sp = self._cc.get(uid, 0.0)
-                delta = target - now_sp
-                if abs(delta) <= ZERO_A:
-                    pending.pop(uid)
-                    continue
-                direct = abs(delta) <= policy.current_step + ZERO_A or abs(target) <= ZERO_A
-                nxt = target if direct else now_sp + math.copysign(policy.current_step, delta)
-                slew = self.units[uid].envelope.slew_max
-                dwell = max(policy.checkpoint_wait, abs(nxt - now_sp) / slew)
-                self._settling.add(uid)
-                self._set(uid, nxt)
-                reading = self._checkpoint(uid, nxt, dwell)
-                self._settling.discard(uid)
-                trace.append(
-                    {
-                        "unit": uid,
-                        "setpoint": nxt,
-                        "read_current": reading.bus_current,
-                        "read_voltage": reading.bus_voltage,
-                        "t": reading.t,
-                    }
-                )
-                if abs(target - nxt) <= ZERO_A:
-                    pending.pop(uid)
+            total = sum(self._cc.values())
+            uid = min(
+                pending,
+                key=lambda u: (abs(total - self._cc.get(u, 0.0) + next_setpoint(u)), order[u]),
+            )
+            now_sp, nxt = self._cc.get(uid, 0.0), next_setpoint(uid)
+            slew = self.units[uid].envelope.slew_max
+            dwell = max(policy.checkpoint_wait, abs(nxt - now_sp) / slew)
+            self._settling.add(uid)
+            self._set(uid, nxt)
+            reading = self._checkpoint(uid, nxt, dwell)
+            self._settling.discard(uid)
+            trace.append(
+                {
+                    "unit": uid,
+                    "setpoint": nxt,
+                    "read_current": reading.bus_current,
+                    "read_voltage": reading.bus_voltage,
+                    "t": reading.t,
+                }
+            )
+            if abs(pending[uid] - nxt) <= ZERO_A:
+                pending.pop(uid)
         return trace
 
     def _reference_limit(self, uid: str, volts: float) -> float:

@@ -18,6 +18,9 @@ from hil.bench import Bench
 from hil.clock import Clock
 from hil.errors import HilError, SafetyTrip
 
+#: The units of the default emulated bench these benches name (skipped on a bench without them).
+pytestmark = pytest.mark.units("E001", "E002", "E003")
+
 
 def test_compensation_balances_the_bus(
     exchange: ExchangeFactory, measure: Measure, bench: Bench, twin: Twin | None

@@ -21,6 +21,11 @@ from hil.controller import CurrentController
 from hil.exchange import Exchange
 from hil.units import ConverterUnit, SupplyLoadBattery
 
+#: The units of the default emulated bench these benches name (skipped on a bench without them).
+pytestmark = pytest.mark.units(
+    "BID1", "BID2", "E001", "E002", "E003", "E004", "E005", "LOAD1", "SUP1"
+)
+
 #: What an emulated meter may differ from the truth (offset + gain + noise, A).
 METER_MARGIN_A = 0.02
 

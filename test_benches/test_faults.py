@@ -23,6 +23,9 @@ from hil.clock import Clock
 from hil.controller import CurrentController
 from hil.errors import CommunicationError, HilError, InstrumentTimeout
 
+#: The units of the default emulated bench these benches name (skipped on a bench without them).
+pytestmark = pytest.mark.units("BID2", "E001", "E002", "E003", "SUP1")
+
 #: One instrument of each transport, the unit it belongs to, and an exchange it is in.
 LOST = [
     ("E001.converter", {"E001": 1.0}, {"E003": 1.0}),

@@ -22,6 +22,9 @@ from hil.engine import ExchangeEngine
 from hil.errors import EnvelopeError, ExchangeError, SafetyTrip
 from hil.exchange import Exchange
 
+#: The units of the default emulated bench these benches name (skipped on a bench without them).
+pytestmark = pytest.mark.units("BID1", "BID2", "E001", "E002", "E003", "E004", "LOAD1", "SUP1")
+
 #: Amps and volts beyond a limit, for set-points that must be refused.
 BEYOND_A = 0.5
 BEYOND_V = 10.0

@@ -318,3 +318,29 @@ def test_no_record_runs_the_benches_and_writes_no_record(pytester: pytest.Pytest
     result = pytester.runpytest("-p", "no:cacheprovider", "--no-record", "--run-dir", "run")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / "run" / "records.jsonl").exists()
+
+
+def test_tests_naming_absent_units_or_a_community_are_skipped_with_the_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.units("E001", "H07")
+        def test_needs_a_house(bench):
+            raise AssertionError("ran")
+
+        @pytest.mark.community
+        def test_needs_a_community(bench):
+            raise AssertionError("ran")
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*needs unit H07; bench emulated-default has none*",
+            "*needs a ?community? table; bench emulated-default has none*",
+        ]
+    )

@@ -8,25 +8,37 @@ every port, ``fault``/``clear`` inject faults, ``make_safe`` turns every output 
 
 With ``clock="sim"`` time moves only on ``advance``; with ``clock="wall"`` a ticker advances
 the plant with real time scaled by ``speed``.
+
+Households (``[emulation.ports.<unit>.household]``) join their unit's battery in the plant;
+``status`` reports their counters per battery port, and :func:`standalone_day` simulates the
+same bench with every unit idle, the "same day without interchange" to compare against.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hil.bench_config import BenchConfig
+from hil.bench_config import BenchConfig, UnitConfig
+from hil.bench_emulation import HouseholdConfig
 from hil.errors import ConfigError
 from instruments.emulation.control import ControlServer, RequestError
+from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.models import MODELS, InstrumentModel, ModelContext, Wire
 from instruments.emulation.models.base import BUS_NODE
 from instruments.emulation.plant import NodeSpec, Plant
-from instruments.emulation.plant_specs import AnyPortSpec
+from instruments.emulation.plant_specs import (
+    AnyPortSpec,
+    BatterySpec,
+    ConverterSpec,
+    HouseholdSpec,
+)
 from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
 
 log = logging.getLogger(__name__)
@@ -71,15 +83,19 @@ class EmulatorInfo:
         return {"control": self.control, "instruments": [i.as_dict() for i in self.instruments]}
 
 
-def build_plant(bench: BenchConfig) -> tuple[Plant, list[tuple[ModelContext, list[str]]]]:
+def build_plant(
+    bench: BenchConfig, *, start_of_day_s: float | None = None
+) -> tuple[Plant, list[tuple[ModelContext, list[str]]]]:
     """The plant of a bench, and the plant ports each instrument's model owns.
 
-    Nodes: the bus, and a battery-side node for every converter unit.
+    Nodes: the bus, and a battery-side node for every converter unit. A unit's household
+    joins the battery of its BMS. ``start_of_day_s`` overrides the bench's ``start_of_day``.
     """
     owned: list[tuple[ModelContext, list[str]]] = []
     specs: list[AnyPortSpec] = []
     nodes = [NodeSpec(name=BUS_NODE, capacitance_f=BUS_CAPACITANCE_F, bleed_ohm=BUS_BLEED_OHM)]
     for unit in bench.units:
+        first = len(specs)
         if unit.kind == "converter":
             nodes.append(NodeSpec(name=f"{unit.id}.battery"))
         for instrument in unit.instruments:
@@ -94,7 +110,134 @@ def build_plant(bench: BenchConfig) -> tuple[Plant, list[tuple[ModelContext, lis
             ports = model.port_specs(ctx)
             owned.append((ctx, [spec.name for spec in ports]))
             specs.extend(ports)
-    return Plant(nodes, specs, seed=bench.emulation.seed), owned
+        house = bench.emulation.ports[unit.id].household
+        if house is not None:
+            _add_household(bench, unit, house, specs, first)
+    start = bench.emulation.start_of_day if start_of_day_s is None else start_of_day_s
+    plant = Plant(nodes, specs, seed=bench.emulation.seed, start_of_day_s=start % DAY_S)
+    return plant, owned
+
+
+def _add_household(
+    bench: BenchConfig,
+    unit: UnitConfig,
+    house: HouseholdConfig,
+    specs: list[AnyPortSpec],
+    first: int,
+) -> None:
+    """Put ``house`` on the battery among ``specs[first:]`` (the unit's ports), after
+    checking that the household alone keeps the battery voltage inside the unit's battery
+    window and below its converter's battery-side trips."""
+    where = f"{bench.path}: emulation.ports.{unit.id}.household"
+    index = next((k for k in range(first, len(specs)) if isinstance(specs[k], BatterySpec)), None)
+    if index is None:
+        raise ConfigError(f"{where}: unit {unit.id} has no emulated battery to put it on")
+    battery = specs[index]
+    assert isinstance(battery, BatterySpec)
+    profile = HouseholdProfile.synthetic(
+        pv_peak_w=house.pv_peak_w,
+        weather=house.weather,
+        load_wh_per_day=house.load_wh_per_day,
+        seed=house.seed,
+    )
+    _check_household_swing(where, unit, battery, house, profile, specs[first:])
+    household = HouseholdSpec(
+        profile=profile, reserve_soc=house.reserve_soc, full_soc=house.full_soc
+    )
+    specs[index] = dataclasses.replace(battery, household=household)
+
+
+def _check_household_swing(
+    where: str,
+    unit: UnitConfig,
+    battery: BatterySpec,
+    house: HouseholdConfig,
+    profile: HouseholdProfile,
+    unit_specs: list[AnyPortSpec],
+) -> None:
+    """The largest PV surplus just below ``full_soc`` and the largest net load just above
+    ``reserve_soc``, as constant power through the battery's internal resistance, must keep
+    its terminal inside the battery window (envelope, converter battery-side trips)."""
+    r = battery.r_internal_ohm
+    high, low = math.inf, -math.inf
+    env = unit.envelope
+    if env.battery_voltage_max is not None:
+        high = env.battery_voltage_max
+    if env.battery_voltage_min is not None:
+        low = env.battery_voltage_min
+    for spec in unit_specs:
+        if isinstance(spec, ConverterSpec):
+            ovp = spec.battery_protection.ovp_v
+            high = min(high, spec.max_battery_v, math.inf if ovp is None else ovp)
+            uvlo = spec.battery_protection.uvlo_v
+            low = max(low, spec.min_battery_v, -math.inf if uvlo is None else uvlo)
+    surplus = float((profile.pv_w - profile.load_w).max(initial=0.0))
+    deficit = float((profile.load_w - profile.pv_w).max(initial=0.0))
+    emf_full, emf_reserve = battery.ocv(house.full_soc), battery.ocv(house.reserve_soc)
+    v_high = 0.5 * (emf_full + math.sqrt(emf_full**2 + 4.0 * r * surplus))
+    if v_high > high:
+        limit = high * (high - emf_full) / r
+        raise ConfigError(
+            f"{where}.pv_peak_w: a PV surplus of {surplus:.0f} W (pv_peak_w = "
+            f"{house.pv_peak_w:g}) would raise battery {battery.name} to {v_high:.2f} V at "
+            f"full_soc {house.full_soc:g} through its {r:g} ohm, above its {high:g} V limit; "
+            f"allowed: a PV surplus up to {max(limit, 0.0):.0f} W (lower pv_peak_w, or "
+            "battery_resistance)"
+        )
+    disc = emf_reserve**2 - 4.0 * r * deficit
+    v_low = 0.5 * (emf_reserve + math.sqrt(disc)) if disc >= 0 else 0.0
+    if v_low < low:
+        limit = low * (emf_reserve - low) / r
+        raise ConfigError(
+            f"{where}.load_wh_per_day: a net load of {deficit:.0f} W (load_wh_per_day = "
+            f"{house.load_wh_per_day:g}) would pull battery {battery.name} to {v_low:.2f} V "
+            f"at reserve_soc {house.reserve_soc:g} through its {r:g} ohm, below its {low:g} V "
+            f"limit; allowed: a net load up to {max(limit, 0.0):.0f} W (lower "
+            "load_wh_per_day, or battery_resistance, or a higher reserve_soc)"
+        )
+
+
+def standalone_day(
+    bench: BenchConfig,
+    seconds: float,
+    *,
+    start_time: float = 0.0,
+    socs: Mapping[str, float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The households of ``bench`` over ``seconds`` with every unit idle: no interchange.
+
+    Builds the plant from the bench as the emulator does, makes every output safe
+    (converters in WAIT, as an idle APIS unit), optionally starts at plant time
+    ``start_time`` (time of day ``start_of_day + start_time``) with the unit SoCs ``socs``
+    (unit id -> 0..1), advances ``seconds`` and returns each household's counters by unit
+    id (the keys of ``status``'s ``household``; energies in Wh over the span).
+    """
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"standalone_day: seconds must be finite and >= 0, got {seconds!r}")
+    if not math.isfinite(start_time):
+        raise ConfigError(f"standalone_day: start_time must be finite, got {start_time!r}")
+    plant, owned = build_plant(bench, start_of_day_s=bench.emulation.start_of_day + start_time)
+    plant.make_safe()
+    batteries: dict[str, str] = {}
+    for ctx, ports in owned:
+        for name in ports:
+            if plant.port(name).kind == "battery":
+                batteries.setdefault(ctx.unit.id, name)
+    for unit_id, soc in (socs or {}).items():
+        if unit_id not in batteries:
+            known = ", ".join(batteries) or "none"
+            raise ConfigError(
+                f"{bench.path}: standalone_day: unit {unit_id!r} has no battery; "
+                f"units with one: {known}"
+            )
+        if isinstance(soc, float) and math.isnan(soc):
+            continue
+        plant.battery(batteries[unit_id]).soc = soc
+    plant.advance(seconds)
+    houses = plant.households()
+    return {
+        unit_id: houses[name].counters() for unit_id, name in batteries.items() if name in houses
+    }
 
 
 class Emulator:

@@ -8,6 +8,11 @@ steady, so a day of steady exchanges costs milliseconds. Instrument models drive
 typed port handles (``plant.supply("psu")`` ...) and read ``state()`` (true) or
 ``measure()`` (what their meters would say).
 
+A battery may carry a household (rooftop PV and a house load, seeded day profiles from
+:mod:`instruments.emulation.household`): a constant-power terminal on its node, limited at
+the battery's reserve (the utility takes the rest of the load) and when it is full (the
+rest of the PV is curtailed); steps break at the profiles' segment edges.
+
 Sign convention: a port's current is positive when it pushes current INTO its node.
 The physics, stepping and energy bookkeeping are described in ``docs/plant.md``.
 """
@@ -24,6 +29,7 @@ import numpy as np
 
 from hil.errors import ConfigError
 from instruments.emulation.battery import OcvCurve
+from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.plant_network import (
     EMF,
     HI,
@@ -42,6 +48,7 @@ from instruments.emulation.plant_ports import (
     ConverterHandle,
     CurrentSinkHandle,
     CurrentSourceHandle,
+    HouseholdState,
     LoadHandle,
     Measurement,
     PlantContext,
@@ -51,6 +58,7 @@ from instruments.emulation.plant_ports import (
     TripEvent,
     VoltageReferenceHandle,
     heat_coefficients,
+    profile_segment,
 )
 from instruments.emulation.plant_specs import (
     BatterySpec,
@@ -61,6 +69,7 @@ from instruments.emulation.plant_specs import (
     ConverterSpec,
     CurrentSinkSpec,
     CurrentSourceSpec,
+    HouseholdSpec,
     LoadMode,
     LoadSpec,
     NodeSpec,
@@ -89,6 +98,9 @@ __all__ = [
     "CurrentSinkSpec",
     "CurrentSourceHandle",
     "CurrentSourceSpec",
+    "HouseholdProfile",
+    "HouseholdSpec",
+    "HouseholdState",
     "LoadHandle",
     "LoadMode",
     "LoadSpec",
@@ -124,6 +136,10 @@ _SETTLE_DT = 1e6
 _OCV_REFRESH = 16
 _OCV_DSOC = 1e-6
 _TINY = 1e-200
+_HOUSE_HOLD_A = 2e-3
+_HOUSE_HOLD_TOL_A = 1e-4
+_HOUSE_VFLOOR = 1.0
+_HOUSE_EDGE = 1e-9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +198,179 @@ class _BatteryGroup:
         self.volts = curve.volts
 
 
+class _Households:
+    """Every household of a plant: profiles as matrices, per-step modes, constant-power kernel.
+
+    Household ``h`` sits on battery ``b[h]`` (battery terminal ``bt[h]``) as terminal
+    ``ht.start + h``, a constant-power terminal (``i = P / V``, solved by a checked fixed
+    point like a converter's battery side). Per step, from the battery's energy at its start:
+    ``normal`` P = PV - load; ``reserve`` (at or below the reserve) the household draws at
+    most what keeps the battery from discharging, the utility the rest; ``full`` (at or
+    above full) it feeds at most what keeps the battery from charging, the rest is
+    curtailed; ``isolated`` (battery disconnected) P = 0. In ``reserve``/``full`` the limit
+    is found by a Newton step on the battery current toward a tiny bias (``_HOUSE_HOLD_A``,
+    discharging at the reserve, charging when full), so the SoC stays on its side of the
+    threshold instead of chattering across it.
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        ctx: PlantContext,
+        specs: list[HouseholdSpec],
+        batteries: list[int],
+        first_battery_terminal: int,
+        first_terminal: int,
+        start_of_day_s: float,
+    ) -> None:
+        n = len(specs)
+        self.n = n
+        self._net, self._ctx = net, ctx
+        resolutions = {s.profile.resolution_s for s in specs}
+        if len(resolutions) > 1:
+            raise ConfigError(
+                "households on one plant must share one profile resolution, got "
+                + ", ".join(f"{r:g} s" for r in sorted(resolutions))
+            )
+        self.res_s = resolutions.pop()
+        self.segments = specs[0].profile.segments
+        self.start = start_of_day_s
+        self.pv = np.stack([s.profile.pv_w for s in specs])
+        self.load = np.stack([s.profile.load_w for s in specs])
+        self.b = np.array(batteries, dtype=np.intp)
+        self.bt = self.b + first_battery_terminal
+        self.ht = slice(first_terminal, first_terminal + n)
+        self.node = net.node[self.ht].copy()
+        cap = ctx.bat_capacity_j[self.b]
+        self.res_j = (np.array([s.reserve_soc for s in specs]) + _SOC_BAND) * cap
+        self.full_j = (np.array([s.full_soc for s in specs]) - _SOC_BAND) * cap
+        zeros = np.zeros(n)
+        self.pv_now, self.load_now, self.net_p = zeros, zeros.copy(), zeros.copy()
+        self.lo, self.hi, self.eps = zeros.copy(), zeros.copy(), zeros.copy()
+        self.mode = np.zeros(n, dtype=np.int8)
+        self.hold = np.zeros(n, dtype=np.bool_)
+        self.any_hold = False
+        self.v_ratio = np.ones(net.n_nodes)
+        """Per node: voltage before the step / predicted for it (1 off household nodes)."""
+
+    def segment(self, time: float) -> int:
+        """The profile segment in force at plant time ``time``."""
+        return profile_segment(self.start + time, self.res_s, self.segments)
+
+    def next_edge(self, time: float) -> float:
+        """Plant time of the first segment edge after ``time`` (steps end there)."""
+        x = (self.start + time) / self.res_s
+        k = math.floor(x + _HOUSE_EDGE * max(1.0, abs(x)))
+        return (k + 1) * self.res_s - self.start
+
+    def _modes(self) -> tuple[BoolArray, BoolArray, BoolArray]:
+        """(reserve, full, isolated) from the batteries' energy now."""
+        ctx = self._ctx
+        e = ctx.bat_energy_j[self.b]
+        on = ctx.bat_on[self.b]
+        reserve = on & (e <= self.res_j)
+        full = on & (e >= self.full_j) & ~reserve
+        return reserve, full, ~on
+
+    def rate_change(self, time: float) -> FloatArray:
+        """How much faster (W) each battery will charge in the coming step than in the last
+        one, because the profile moved on (households in ``normal`` mode only)."""
+        k = self.segment(time)
+        net = self._net
+        ht = self.ht
+        reserve, full, isolated = self._modes()
+        p_last = net.vt[ht] * net.i[ht]
+        change = self.pv[:, k] - self.load[:, k] - p_last
+        change[reserve | full | isolated] = 0.0
+        return change
+
+    def begin(self, time: float, dt: float) -> None:
+        """Profile values and modes for the step ``[time, time + dt]``; first guess of the
+        household currents."""
+        k = profile_segment(self.start + time + 0.5 * dt, self.res_s, self.segments)
+        pv, load = self.pv[:, k], self.load[:, k]
+        net_p = pv - load
+        reserve, full, isolated = self._modes()
+        lo = net_p.copy()
+        hi = net_p.copy()
+        np.maximum(hi, 0.0, out=hi, where=reserve)
+        np.minimum(lo, 0.0, out=lo, where=full)
+        lo[isolated] = 0.0
+        hi[isolated] = 0.0
+        hold = (reserve | full) & (hi > lo)
+        self.pv_now, self.load_now, self.net_p = pv, load, net_p
+        self.lo, self.hi, self.hold = lo, hi, hold
+        self.any_hold = bool(hold.any())
+        self.eps = np.where(reserve, _HOUSE_HOLD_A, -_HOUSE_HOLD_A)
+        mode = np.zeros(self.n, dtype=np.int8)
+        mode[reserve] = 1
+        mode[full] = 2
+        mode[isolated] = 3
+        self.mode = mode
+        net, ht = self._net, self.ht
+        # First guess from each household node's balance for the step, with the node's
+        # other currents as they were: V = (base + i_h) / den. A good guess (here, and for
+        # converters on the node, see ``v_ratio``) spares the step a second solve.
+        node, bt = self.node, self.bt
+        v_old = net.vn[ht]
+        g_b = net.geff[bt]
+        cdt = net.cap[node] / dt
+        den = g_b + cdt + net.gb[node]
+        sums = cast(FloatArray, np.bincount(net.node, net.i, net.n_nodes))[node]
+        base = g_b * net.cur[EMF, bt] + sums - net.i[bt] - net.i[ht] + cdt * v_old
+        p_guess = np.clip(net.vt[ht] * net.i[ht], lo, hi)
+        i_h = p_guess / np.maximum(v_old, _HOUSE_VFLOOR)
+        for _ in range(2):  # a contraction by about (P / V^2) / den < 0.01 per round
+            i_h = p_guess / np.maximum((base + i_h) / den, _HOUSE_VFLOOR)
+        if self.any_hold:  # the current that puts the battery at its bias current
+            v_star = np.maximum(net.cur[EMF, bt] - self.eps / np.maximum(g_b, _TINY), _HOUSE_VFLOOR)
+            i_hold = np.clip(den * v_star - base, lo / v_star, hi / v_star)
+            i_h = np.where(hold, i_hold, i_h)
+        net.cur[LO:, ht] = i_h
+        v_new = np.maximum((base + i_h) / den, _HOUSE_VFLOOR)
+        self.v_ratio[node] = np.where(isolated, 1.0, v_old / v_new)
+
+    def update(self, dt: float) -> bool:
+        """Household currents for the state just solved; True if any moved (solve again)."""
+        net, ht = self._net, self.ht
+        vf = np.maximum(net.vn[ht], _HOUSE_VFLOOR)
+        i_now = net.i[ht]
+        i_lo = self.lo / vf
+        if self.any_hold:
+            bt, node = self.bt, self.node
+            i_b = net.i[bt]
+            g_b = net.geff[bt]
+            den = cast(FloatArray, np.bincount(net.node, net.geff * net.act, net.n_nodes))[node]
+            den += net.cap[node] / dt + net.gb[node]
+            step = (i_b - self.eps) * den / np.maximum(g_b, _TINY)
+            i_hold = np.clip(i_now + step, i_lo, self.hi / vf)
+            i_new = np.where(self.hold, i_hold, i_lo)
+            tol = np.where(self.hold, _HOUSE_HOLD_TOL_A, _INJECTION_RTOL * (1.0 + np.abs(i_new)))
+        else:
+            i_new = i_lo
+            tol = _INJECTION_RTOL * (1.0 + np.abs(i_new))
+        if not (np.abs(i_new - i_now) > tol).any():
+            return False
+        net.cur[LO:, ht] = i_new
+        return True
+
+    def count(self, dt: float) -> None:
+        """Energy counters for the step just solved, split by what the household did."""
+        net, ctx, ht = self._net, self._ctx, self.ht
+        p = net.vt[ht] * net.i[ht]
+        net_p, mode = self.net_p, self.mode
+        reserve_like = (mode == 1) | (mode == 3)
+        full_like = (mode == 2) | (mode == 3)
+        utility = np.where(reserve_like, np.clip(p - net_p, 0.0, np.maximum(-net_p, 0.0)), 0.0)
+        wasted = np.where(full_like, np.clip(net_p - p, 0.0, np.maximum(net_p, 0.0)), 0.0)
+        ctx.house_pv_j += self.pv_now * dt
+        ctx.house_load_j += self.load_now * dt
+        ctx.house_used_j += (self.pv_now - wasted) * dt
+        ctx.house_wasted_j += wasted * dt
+        ctx.house_utility_j += utility * dt
+        ctx.house_mode[:] = mode
+
+
 class Plant:
     """The simulated plant. See the module docstring and ``docs/plant.md``.
 
@@ -195,6 +384,9 @@ class Plant:
         Seed of the single random generator used for measurement noise.
     stepping:
         Step-size policy (adaptive by default).
+    start_of_day_s:
+        Time of day (s after midnight) at plant time 0; households read their profiles at
+        ``start_of_day_s + time`` (wrapping at 24 h).
     """
 
     def __init__(
@@ -204,8 +396,10 @@ class Plant:
         *,
         seed: int = 0,
         stepping: Stepping | None = None,
+        start_of_day_s: float = 0.0,
     ) -> None:
         self.stepping = stepping or Stepping()
+        self.start_of_day_s = check_number("plant", "start_of_day_s", start_of_day_s, minimum=0)
         self._node_specs = list(nodes)
         self._port_specs = list(ports)
         self._validate_layout()
@@ -226,7 +420,17 @@ class Plant:
             rows.append(
                 TerminalRow(node_index[spec.battery_node], p, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             )
-        n_t, n_conv, n_bat = len(rows), len(convs), len(bats)
+        bat_specs = [cast(BatterySpec, specs[p]) for p in bats]
+        houses = [b for b, s in enumerate(bat_specs) if s.household is not None]
+        self._check_households(bat_specs, houses)
+        for b in houses:
+            rows.append(
+                TerminalRow(
+                    node_index[bat_specs[b].node], bats[b], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+                )
+            )
+        n_conv, n_bat, n_house = len(convs), len(bats), len(houses)
+        base = n_slewed + n_bat
         net = Network(
             capacitance=np.array([n.capacitance_f for n in self._node_specs]),
             bleed_conductance=np.array(
@@ -244,16 +448,22 @@ class Plant:
             n_conv,
             n_bat,
             np.random.default_rng(seed),
+            n_households=n_house,
+            start_of_day_s=self.start_of_day_s,
         )
+        house_of = {b: h for h, b in enumerate(houses)}
         self._handle_list: list[PortHandle] = []
         for p, spec in enumerate(specs):
             t = terminal_of[p]
             handle: PortHandle
             if isinstance(spec, ConverterSpec):
                 k = convs.index(p)
-                handle = ConverterHandle(ctx, spec, p, t, n_t - n_conv + k, k)
+                handle = ConverterHandle(ctx, spec, p, t, base + k, k)
             elif isinstance(spec, BatterySpec):
-                handle = BatteryHandle(ctx, spec, p, t, t - n_slewed)
+                b = t - n_slewed
+                house = house_of.get(b)
+                household = None if house is None else (house, base + n_conv + house)
+                handle = BatteryHandle(ctx, spec, p, t, b, household)
             else:
                 handle = HANDLE_TYPES[type(spec)](ctx, spec, p, t)
             self._handle_list.append(handle)
@@ -261,10 +471,9 @@ class Plant:
         self._by_terminal = [self._handle_list[p] for p in net.port]
         self._cb = slice(0, n_conv)
         self._bt = slice(n_slewed, n_slewed + n_bat)
-        self._cpt = slice(n_t - n_conv, n_t)
+        self._cpt = slice(base, base + n_conv)
         self._n_conv, self._n_bat = n_conv, n_bat
         conv_specs = [s for s in specs if isinstance(s, ConverterSpec)]
-        bat_specs = [s for s in specs if isinstance(s, BatterySpec)]
         self._conv_bat_node = net.node[self._cpt].copy()
         self._conv_port = np.array(convs, dtype=np.intp)
         self._conv_vmin = np.array([s.min_battery_v for s in conv_specs], dtype=np.float64)
@@ -279,6 +488,12 @@ class Plant:
         for b, s in enumerate(bat_specs):
             groups.setdefault(s.ocv, []).append(b)
         self._bat_groups = [_BatteryGroup(curve, members) for curve, members in groups.items()]
+        self._houses: _Households | None = None
+        if houses:
+            house_specs = [s.household for s in bat_specs if s.household is not None]
+            self._houses = _Households(
+                net, ctx, house_specs, houses, n_slewed, base + n_conv, self.start_of_day_s
+            )
         self._init_thermal()
         self._time = 0.0
         self._dt = self.stepping.fine_step_s
@@ -362,6 +577,19 @@ class Plant:
             if isinstance(s, ConverterSpec) and s.battery_node not in names:
                 raise ConfigError(f"{s.where}: battery_node {s.battery_node!r} does not exist")
 
+    @staticmethod
+    def _check_households(bat_specs: list[BatterySpec], houses: list[int]) -> None:
+        """At most one household per node (each one's limit is solved on its own node)."""
+        seen: dict[str, str] = {}
+        for b in houses:
+            spec = bat_specs[b]
+            other = seen.setdefault(spec.node, spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"{spec.where}: node {spec.node!r} already has a household (on battery "
+                    f"{other!r}); allowed: one household per node"
+                )
+
     def _init_thermal(self) -> None:
         net = self._net
         thermal = [s.thermal for s in self._port_specs]
@@ -372,6 +600,9 @@ class Plant:
             [heat_coefficients(self._port_specs[p]) for p in net.port], dtype=np.float64
         ).reshape(-1, 3)
         self._k_abs, self._k_sink, self._k_i2r = coeffs.T.copy()
+        if self._houses is not None:  # household terminals heat nothing in the plant
+            ht = self._houses.ht
+            self._k_abs[ht] = self._k_sink[ht] = self._k_i2r[ht] = 0.0
         self._ctx.temperature[:] = self._amb
         self._t_target = self._amb.copy()
 
@@ -381,6 +612,21 @@ class Plant:
     def time(self) -> float:
         """Simulated seconds since the plant was built."""
         return self._time
+
+    @property
+    def time_of_day(self) -> float:
+        """Seconds after midnight now: ``start_of_day_s + time``, wrapped at 24 h."""
+        return (self.start_of_day_s + self._time) % DAY_S
+
+    def households(self) -> dict[str, HouseholdState]:
+        """Every household now, by the name of the battery it sits on."""
+        out: dict[str, HouseholdState] = {}
+        for h in self._handle_list:
+            if isinstance(h, BatteryHandle):
+                state = h.household_state()
+                if state is not None:
+                    out[h.name] = state
+        return out
 
     @property
     def steps_taken(self) -> int:
@@ -555,6 +801,8 @@ class Plant:
             dt = max(dt, st.fine_step_s)
         if max_step is not None:
             dt = min(dt, max_step)
+        if self._houses is not None:  # never step across a profile segment edge
+            dt = min(dt, self._houses.next_edge(self._time) - self._time)
         return min(dt, remaining)
 
     def _battery_limit(self) -> float:
@@ -564,7 +812,19 @@ class Plant:
         ctx = self._ctx
         rate = ctx.bat_soc_rate
         e = ctx.bat_energy_j
-        room = np.where(rate < 0, e - self._bat_emin, self._bat_emax - e)
+        houses = self._houses
+        if houses is None:
+            room = np.where(rate < 0, e - self._bat_emin, self._bat_emax - e)
+        else:
+            # The coming segment's household power, and the household thresholds ahead.
+            hb = houses.b
+            rate = rate.copy()
+            rate[hb] += houses.rate_change(self._time)
+            lower, upper = self._bat_emin.copy(), self._bat_emax.copy()
+            eh = e[hb]
+            lower[hb] = np.where(eh > houses.res_j, houses.res_j, lower[hb])
+            upper[hb] = np.where(eh < houses.full_j, houses.full_j, upper[hb])
+            room = np.where(rate < 0, e - lower, upper - e)
         room[rate == 0] = np.inf
         np.minimum(room, self._bat_dsoc_j, out=room)
         np.maximum(room, 0.0, out=room)
@@ -623,17 +883,29 @@ class Plant:
             if changed or self._ocv_age >= self._ocv_every or dt > self.stepping.fine_step_s:
                 self._set_ocv(dt)
         n_conv = self._n_conv
+        houses = self._houses
         if n_conv:
             self._predict_injection(dt, extrapolate=not changed)
+        if houses is not None:
+            houses.begin(self._time, dt)
+            if n_conv and self._resistive is None:  # constant power at the new voltage
+                ratio = houses.v_ratio[self._conv_bat_node]
+                guess = np.where(ratio != 1.0, self._inj_now * ratio, net.cur[LO, self._cpt])
+                net.cur[LO:, self._cpt] = guess
         v_old = net.V
         self._vt_prev, self._i_prev = net.vt, net.i
         net.solve(dt, v_old)
-        if n_conv:
+        if n_conv or houses is not None:
             for _ in range(_INJECTION_PASSES):
-                if not self._update_injection():
+                moved = self._update_injection() if n_conv else False
+                if houses is not None and houses.update(dt):
+                    moved = True
+                if not moved:
                     break
                 net.solve(dt, v_old)
         self._integrate(dt)
+        if houses is not None:
+            houses.count(dt)
         if self._slewing:
             self._dv = math.inf
         else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -70,9 +70,12 @@ class TripEvent:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """What the port's meters read (measured, not true). ``None`` where not measured."""
+class Measurement(NamedTuple):
+    """What the port's meters read (measured, not true). ``None`` where not measured.
+
+    A named tuple rather than a frozen dataclass: instruments measure on every query, and
+    a tuple is built several times faster.
+    """
 
     voltage: float
     current: float
@@ -83,7 +86,7 @@ class Measurement:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,56 @@ class PortState:
     soc: float | None = None
     ocv: float | None = None
     stored_energy_j: float | None = None
+    household: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (``household`` only for a battery that has one)."""
+        out = asdict(self)
+        if out["household"] is None:
+            del out["household"]
+        return out
+
+
+HOUSEHOLD_MODES = ("normal", "reserve", "full", "isolated")
+"""What a household is doing, by the code the plant keeps per household (0..3)."""
+
+
+@dataclass(frozen=True)
+class HouseholdState:
+    """A household's power now and its energy counters (Wh) since the plant was built.
+
+    ``mode``: ``normal`` (net PV - load flows into the battery), ``reserve`` (battery at or
+    below its reserve: the load it cannot carry is bought from the utility), ``full``
+    (battery at or above full: surplus PV is curtailed), ``isolated`` (battery disconnected:
+    PV serves the load directly, the utility the rest). ``power_w`` and ``energy_wh`` are
+    what the household delivered into the battery node (+ = charging it), exactly as the
+    plant integrated it. ``pv_wh = pv_used_wh + pv_wasted_wh`` exactly, and
+    ``energy_wh = pv_used_wh - load_wh + utility_wh`` up to the constant-power solve's
+    tolerance (about 1e-5 of the household's throughput).
+    """
+
+    mode: str
+    pv_w: float
+    load_w: float
+    power_w: float
+    pv_wh: float
+    pv_used_wh: float
+    pv_wasted_wh: float
+    load_wh: float
+    utility_wh: float
+    energy_wh: float
+
+    def counters(self) -> dict[str, float]:
+        """The control channel's ``household`` entry: powers now and energy counters."""
+        return {
+            "pv_w": self.pv_w,
+            "load_w": self.load_w,
+            "pv_wh": self.pv_wh,
+            "pv_used_wh": self.pv_used_wh,
+            "pv_wasted_wh": self.pv_wasted_wh,
+            "load_wh": self.load_wh,
+            "utility_wh": self.utility_wh,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -139,12 +192,15 @@ class PlantContext:
         n_converters: int,
         n_batteries: int,
         rng: np.random.Generator,
+        n_households: int = 0,
+        start_of_day_s: float = 0.0,
     ) -> None:
         n_t = len(network.g)
         self.network = network
         self.node_names = node_names
         self.rng = rng
         self.time = 0.0
+        self.start_of_day_s = start_of_day_s
         self.changed = True
         self.ovp = np.full(n_t, np.inf)
         self.uvlo = np.full(n_t, -np.inf)
@@ -163,6 +219,13 @@ class PlantContext:
         self.bat_r = np.ones(n_batteries)
         self.bat_ocv = np.zeros(n_batteries)
         self.bat_soc_rate = np.zeros(n_batteries)
+        self.bat_on = np.ones(n_batteries, dtype=np.bool_)
+        self.house_pv_j = np.zeros(n_households)
+        self.house_load_j = np.zeros(n_households)
+        self.house_used_j = np.zeros(n_households)
+        self.house_wasted_j = np.zeros(n_households)
+        self.house_utility_j = np.zeros(n_households)
+        self.house_mode = np.zeros(n_households, dtype=np.int8)
         self.trip_events: list[TripEvent] = []
         self.listeners: list[Callable[[TripEvent], None]] = []
 
@@ -353,11 +416,14 @@ class PortHandle:
         Reads the plant's arrays directly rather than through :meth:`state`: instruments
         measure on every query, so this is the emulator's hot path.
         """
-        net, t = self._ctx.network, self._t
+        ctx, t, offsets = self._ctx, self._t, self._offsets
+        net, rng, sensors = ctx.network, ctx.rng, self.spec.sensors
         return Measurement(
-            voltage=self._read("voltage", float(net.vt[t])),
-            current=self._read("current", float(net.i[t])),
-            temperature=self._read("temperature", float(self._ctx.temperature[self.index])),
+            sensors.voltage.apply(net.vt.item(t), rng, offsets.get("voltage", 0.0)),
+            sensors.current.apply(net.i.item(t), rng, offsets.get("current", 0.0)),
+            sensors.temperature.apply(
+                ctx.temperature.item(self.index), rng, offsets.get("temperature", 0.0)
+            ),
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -875,9 +941,11 @@ class BatteryHandle(PortHandle):
         index: int,
         terminal: int,
         battery_index: int,
+        household: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(ctx, spec, index, terminal)
         self._b = battery_index
+        self._house = household
         self._connected = spec.connected
         cap = spec.capacity_wh * 3600.0
         ctx.bat_capacity_j[battery_index] = cap
@@ -921,6 +989,34 @@ class BatteryHandle(PortHandle):
         self._connected = bool(on)
         self._apply()
 
+    def _apply(self, *, instant: bool = False) -> None:
+        super()._apply(instant=instant)
+        self._ctx.bat_on[self._b] = self.output_on
+
+    def household_state(self) -> HouseholdState | None:
+        """The household on this battery's node now (``None`` if it has none)."""
+        if self._house is None:
+            return None
+        h, t = self._house
+        ctx = self._ctx
+        net = ctx.network
+        assert self.spec.household is not None
+        profile = self.spec.household.profile
+        k = profile_segment(ctx.start_of_day_s + ctx.time, profile.resolution_s, profile.segments)
+        wh = 1.0 / 3600.0
+        return HouseholdState(
+            mode=HOUSEHOLD_MODES[int(ctx.house_mode[h])],
+            pv_w=float(profile.pv_w[k]),
+            load_w=float(profile.load_w[k]),
+            power_w=float(net.vt[t] * net.i[t]),
+            pv_wh=float(ctx.house_pv_j[h]) * wh,
+            pv_used_wh=float(ctx.house_used_j[h]) * wh,
+            pv_wasted_wh=float(ctx.house_wasted_j[h]) * wh,
+            load_wh=float(ctx.house_load_j[h]) * wh,
+            utility_wh=float(ctx.house_utility_j[h]) * wh,
+            energy_wh=float(ctx.energy_j[t]) * wh,
+        )
+
     def _characteristic(self) -> Characteristic:
         g = _conductance(self.spec.r_internal_ohm)
         return Characteristic(None, g, -UNCLAMPED_A, UNCLAMPED_A)
@@ -935,6 +1031,7 @@ class BatteryHandle(PortHandle):
         """True values now, with SoC, OCV and stored energy."""
         base = super().state()
         ctx = self._ctx
+        house = self.household_state()
         return PortState(
             **{
                 **base.__dict__,
@@ -942,6 +1039,7 @@ class BatteryHandle(PortHandle):
                 "soc": self.soc,
                 "ocv": float(ctx.bat_ocv[self._b]),
                 "stored_energy_j": self.stored_energy_j,
+                "household": None if house is None else house.counters(),
             }
         )
 
@@ -955,6 +1053,13 @@ class BatteryHandle(PortHandle):
             temperature=self._read("temperature", s.temperature),
             soc=self._read("soc", s.soc),
         )
+
+
+def profile_segment(time_of_day_s: float, resolution_s: float, segments: int) -> int:
+    """Profile segment in force at ``time_of_day_s``; a time within a nanosecond-scale
+    rounding error of a segment edge counts as already in the next segment."""
+    x = time_of_day_s / resolution_s
+    return math.floor(x + 1e-9 * max(1.0, abs(x))) % segments
 
 
 HANDLE_TYPES: dict[type[PortSpec], type[PortHandle]] = {

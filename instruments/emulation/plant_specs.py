@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from hil.errors import ConfigError
 from instruments.emulation.battery import DEFAULT_OCV, OcvCurve
+from instruments.emulation.household import HouseholdProfile
 from instruments.emulation.sensors import Sensors
 
 STIFF_OHM = 1e-3
@@ -512,11 +513,44 @@ class ConverterSpec(PortSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HouseholdSpec:
+    """A household (rooftop PV and house load) on a battery's node.
+
+    Its net power ``PV - load`` flows into the battery node as a constant-power terminal.
+    At or below ``reserve_soc`` the battery carries no more of the load (the rest is bought
+    from the utility); at or above ``full_soc`` it takes no more PV (the rest is curtailed).
+    ``soc_min < reserve_soc < full_soc < soc_max`` of the battery is required, so a household
+    never takes its battery to the BMS cut-off.
+    """
+
+    profile: HouseholdProfile
+    reserve_soc: float = 0.10
+    full_soc: float = 0.98
+
+    def validate(self, where: str, soc_min: float, soc_max: float) -> None:
+        """Raise :class:`ConfigError` naming ``where`` if impossible for a battery's SoC window."""
+        if not isinstance(self.profile, HouseholdProfile):
+            raise ConfigError(
+                f"{where}: household.profile must be a HouseholdProfile, "
+                f"got {type(self.profile).__name__}"
+            )
+        check_number(where, "household.reserve_soc", self.reserve_soc, minimum=0, maximum=1)
+        check_number(where, "household.full_soc", self.full_soc, minimum=0, maximum=1)
+        if not soc_min < self.reserve_soc < self.full_soc < soc_max:
+            raise ConfigError(
+                f"{where}: household reserve_soc {self.reserve_soc} and full_soc "
+                f"{self.full_soc} must satisfy soc_min {soc_min} < reserve_soc < full_soc < "
+                f"soc_max {soc_max}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class BatterySpec(PortSpec):
     """Battery: EMF ``ocv(SoC)`` behind ``r_internal_ohm``; energy ``SoC x capacity_wh``.
 
     Its BMS disconnects it (a latched trip) when SoC reaches ``soc_min`` while discharging
-    (UVLO) or ``soc_max`` while charging (OVP); ``connected`` is its contactor.
+    (UVLO) or ``soc_max`` while charging (OVP); ``connected`` is its contactor. An optional
+    ``household`` (PV and load) sits on its node.
     """
 
     kind: ClassVar[str] = "battery"
@@ -528,6 +562,7 @@ class BatterySpec(PortSpec):
     soc_min: float = 0.0
     soc_max: float = 1.0
     connected: bool = True
+    household: HouseholdSpec | None = None
 
     def _validate_kind(self) -> None:
         w = self.where
@@ -541,6 +576,12 @@ class BatterySpec(PortSpec):
         if not isinstance(self.ocv, OcvCurve):
             raise ConfigError(f"{w}: ocv must be an OcvCurve, got {type(self.ocv).__name__}")
         self.ocv.validate(f"{w}")
+        if self.household is not None:
+            if not isinstance(self.household, HouseholdSpec):
+                raise ConfigError(
+                    f"{w}: household must be a HouseholdSpec, got {type(self.household).__name__}"
+                )
+            self.household.validate(w, self.soc_min, self.soc_max)
 
 
 AnyPortSpec = (

@@ -1,0 +1,67 @@
+"""The community part of a bench file: the ``[community]`` table.
+
+A bench whose units negotiate deals autonomously (``hil.agents``) names here the APIS
+``scenario.json`` every unit starts with (a path relative to the bench file, read unchanged,
+``//`` comments included), the members (APIS ``memberUnitIds``; default: every unit with a
+battery) and the seed of the agents' phases. The scenario is loaded and checked with the
+bench file, so a broken scenario is reported before any instrument is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil.errors import ConfigError
+from hil.scenario import Scenario, load_scenario
+from hil.toml_source import Table
+
+
+@dataclass(frozen=True)
+class CommunityConfig:
+    """Who negotiates, on which scenario, with which seed."""
+
+    scenario_path: Path
+    scenario: Scenario
+    members: tuple[str, ...] = ()
+    seed: int = 0
+
+
+def read_community(
+    table: Table | None, bench_path: Path, battery_units: Sequence[str], unit_ids: Sequence[str]
+) -> CommunityConfig | None:
+    """Read ``[community]`` (absent: None); errors name the key and what is allowed."""
+    if table is None:
+        return None
+    name = table.string("scenario")
+    path = Path(name)
+    if not path.is_absolute():
+        path = bench_path.parent / path
+    if not path.is_file():
+        raise table.error(
+            "scenario", f"{name!r}: no such file ({path})", "an APIS scenario.json file path"
+        )
+    try:
+        scenario = load_scenario(path)
+    except ConfigError as exc:
+        raise table.error(
+            "scenario", f"{name!r} is not a valid scenario ({exc})", "a valid APIS scenario.json"
+        ) from exc
+    members = table.string_list("members")
+    for uid in members:
+        if uid not in unit_ids:
+            raise table.error(
+                "members", f"{uid!r} is not a unit of this bench", ", ".join(unit_ids)
+            )
+        if uid not in battery_units:
+            raise table.error(
+                "members",
+                f"unit {uid} has no battery (no apis_bms), so it has no state of charge",
+                "units with a battery: " + ", ".join(battery_units),
+            )
+    if len(set(members)) != len(members):
+        raise table.error("members", "a unit is listed twice", "each unit once")
+    seed = table.integer("seed", 0, minimum=0)
+    table.finish()
+    return CommunityConfig(path, scenario, tuple(members), seed)
