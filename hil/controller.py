@@ -9,9 +9,9 @@ its battery), negative when it draws from the bus (sinking, charging).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from hil.envelope import UnitEnvelope
 
@@ -54,8 +54,7 @@ class InstrumentIdentity:
     firmware: str
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """One timestamped reading of a unit, in the toolkit's sign convention.
 
     ``bus_current`` is positive when the unit pushes current into the bus;
@@ -63,6 +62,8 @@ class Reading:
     current set-point in CURRENT mode and the voltage set-point as VOLTAGE_REFERENCE.
     ``flags`` name latched trips and alarms (``"OVP"``, ``"OCP"``, ``"OTP"``, ``"UVLO"``,
     ``"ALARM"``) and permission limits (``"NO_CHARGE"``, ``"NO_DISCHARGE"``).
+    A named tuple (immutable, ``_replace`` for a changed copy): every unit read builds one,
+    and a tuple is built three times faster than a frozen dataclass.
     """
 
     unit: str
@@ -71,7 +72,7 @@ class Reading:
     bus_current: float
     mode: Mode
     setpoint: float | None = None
-    flags: frozenset[str] = field(default_factory=frozenset)
+    flags: frozenset[str] = frozenset()
     battery_voltage: float | None = None
     battery_current: float | None = None
     soc: float | None = None

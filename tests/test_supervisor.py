@@ -19,7 +19,7 @@ UNITS = CONFIG.unit_ids
 
 def idle(uid: str, **changes: object) -> Reading:
     base = Reading(uid, 0.0, bus_voltage=0.5, bus_current=0.0, mode=Mode.IDLE, temperature=25.0)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def all_idle(**overrides: Reading) -> dict[str, Reading]:
@@ -110,7 +110,7 @@ def test_protection_trips_are_errors_at_once() -> None:
 def test_battery_permission_against_the_direction_is_an_error_idle_only_a_note() -> None:
     sup = Supervisor(CONFIG)
     readings, expected = exchange_running()
-    readings["E001"] = dataclasses.replace(readings["E001"], flags=frozenset({"NO_DISCHARGE"}))
+    readings["E001"] = readings["E001"]._replace(flags=frozenset({"NO_DISCHARGE"}))
     readings["E002"] = idle("E002", flags=frozenset({"NO_CHARGE", "NO_DISCHARGE"}))
     result = levels(sup, readings, expected)
     assert result["permission:E001"] is Level.ERROR
@@ -145,7 +145,7 @@ def test_branch_capacity_and_bus_window() -> None:
     )
     sup = Supervisor(narrow)
     readings, expected = exchange_running()
-    readings["E003"] = dataclasses.replace(readings["E003"], bus_voltage=365.0)
+    readings["E003"] = readings["E003"]._replace(bus_voltage=365.0)
     result = levels(sup, readings, expected)
     assert result["branch:A"] is Level.WARN and result["bus.voltage"] is Level.WARN
 
@@ -153,7 +153,7 @@ def test_branch_capacity_and_bus_window() -> None:
 def test_ranges_and_modes() -> None:
     sup = Supervisor(CONFIG)
     readings, expected = exchange_running()
-    readings["E001"] = dataclasses.replace(readings["E001"], temperature=50.0, battery_voltage=60.0)
+    readings["E001"] = readings["E001"]._replace(temperature=50.0, battery_voltage=60.0)
     readings["E004"] = idle("E004", mode=Mode.CURRENT, bus_current=0.9)  # on without an exchange
     readings["E002"] = idle("E002", battery_voltage=0.0)  # battery side off while idle: fine
     result = levels(sup, readings, expected)
