@@ -445,8 +445,22 @@ class ReportWriter:
         self.add(_table(s, header, rows, [w * mm * scale for w in widths], shade=shade))
 
     def tests(self) -> None:
+        """A section per test; tests skipped before recording anything share one table."""
+        skipped: list[tuple[int, TestResult]] = []
         for index, test in enumerate(self.model.tests, start=1):
-            self.test_section(index, test)
+            if test.outcome == "SKIPPED" and test.empty:
+                skipped.append((index, test))
+            else:
+                self.test_section(index, test)
+        if skipped:
+            s = self.styles
+            rows = [[str(i), test.nodeid, test.message or "—"] for i, test in skipped]
+            widths = [FRAME_W * 0.06, FRAME_W * 0.52, FRAME_W * 0.42]
+            self.add(
+                CondPageBreak(40 * mm),
+                Paragraph(f"Skipped tests ({len(skipped)})", s.h2),
+                _table(s, ["#", "test", "why"], rows, widths),
+            )
 
     def test_section(self, index: int, test: TestResult) -> None:
         s = self.styles
