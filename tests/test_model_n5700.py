@@ -284,6 +284,39 @@ def test_stale_fault_freezes_the_meters(rig: Rig) -> None:
     assert rig.number("MEAS:CURR?") == pytest.approx(2.0)
 
 
+def test_stale_meters_keep_showing_what_they_last_showed(rig: Rig) -> None:
+    rig.send("CURR 1;VOLT 380;OUTP ON")
+    rig.h.advance(1.0)
+    volts = rig.number("MEAS:VOLT?")
+    full = rig.h.call(rig.model.measure)
+    rig.send("CURR 1.5")
+    rig.h.advance(1.0)
+    amps = rig.number("MEAS:CURR?")
+    assert amps == pytest.approx(1.5, rel=1e-3)
+    rig.h.call(lambda: rig.model.fault("stale", {}))
+    rig.send("CURR 2")
+    rig.h.advance(1.0)
+    assert rig.supply()[1] == pytest.approx(2.0, rel=1e-3)
+    for _ in range(2):
+        assert rig.number("MEAS:CURR?") == amps
+        assert rig.number("MEAS:VOLT?") == pytest.approx(volts, rel=1e-6)
+        shown = rig.h.call(rig.model.measure)
+        assert (shown.current, shown.temperature) == (amps, full.temperature)
+    rig.h.call(lambda: rig.model.fault("stale", {"on": False}))
+    assert rig.number("MEAS:CURR?") == pytest.approx(2.0, rel=1e-3)
+
+
+def test_offset_fault_shifts_only_its_own_meter(rig: Rig) -> None:
+    volts = rig.number("MEAS:VOLT?")
+    amps = rig.number("MEAS:CURR?")
+    rig.h.call(lambda: rig.model.fault("offset", {"quantity": "voltage", "value": 0.5}))
+    for _ in range(3):
+        assert rig.number("MEAS:VOLT?") == pytest.approx(volts + 0.5, abs=1e-6)
+        assert rig.number("MEAS:CURR?") == amps
+    rig.h.call(rig.model.clear_faults)
+    assert rig.number("MEAS:VOLT?") == pytest.approx(volts, abs=1e-6)
+
+
 def test_driver_programs_the_model_and_reads_what_the_plant_does(rig: Rig) -> None:
     psu = N5700.open(rig.resource, model="N5772A", name="SUP1", strict=True, timeout=10.0)
     try:

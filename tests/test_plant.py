@@ -628,6 +628,45 @@ def test_measurement_noise_is_seeded_and_has_the_stated_spread() -> None:
     assert np.std(a) == pytest.approx(0.05, rel=0.1)
 
 
+def test_one_quantity_read_alone_goes_through_its_sensor_model() -> None:
+    sensors = Sensors(
+        voltage=SensorSpec(offset=0.1, gain_error=0.01, resolution=0.01),
+        current=SensorSpec(noise_sd=0.05),
+    )
+    src = CurrentSourceSpec(
+        name="src",
+        node="bus",
+        max_current_a=5,
+        compliance_v=500,
+        current_a=2.0,
+        output_on=True,
+        sensors=sensors,
+    )
+    plant = Plant([BUS], [vr(), src], seed=3)
+    plant.advance(1.0)
+    handle = plant.port("src")
+    true = plant.state("src")
+    volts = round((true.voltage * 1.01 + 0.1) / 0.01) * 0.01
+    assert handle.read("voltage") == pytest.approx(volts, abs=1e-12)
+    assert handle.read("temperature") == true.temperature
+    amps = [handle.read("current") for _ in range(2000)]
+    assert np.mean(amps) == pytest.approx(true.current, abs=0.01)
+    assert np.std(amps) == pytest.approx(0.05, rel=0.1)
+    handle.set_sensor_offset("voltage", 0.5)
+    assert handle.read("voltage") == pytest.approx(volts + 0.5, abs=1e-9)
+    assert handle.read("voltage") == pytest.approx(handle.measure().voltage, abs=1e-9)
+    with pytest.raises(ConfigError, match="does not measure 'soc'"):
+        handle.read("soc")
+
+
+def test_battery_quantities_read_alone_come_from_the_full_measurement() -> None:
+    plant = Plant([BUS, *battery_nodes(1)], [vr(), *unit(1, mode=ConverterMode.DISCHARGE, dig=1.0)])
+    plant.advance(2.0)
+    assert plant.port("B1").read("soc") == pytest.approx(plant.battery("B1").soc)
+    assert plant.port("E1").read("battery_current") == plant.state("E1").battery_current
+    assert plant.port("E1").read("voltage") == plant.state("E1").voltage
+
+
 def test_converter_measures_both_sides() -> None:
     plant = Plant([BUS, *battery_nodes(1)], [vr(), *unit(1, mode=ConverterMode.DISCHARGE, dig=1.0)])
     plant.advance(2.0)

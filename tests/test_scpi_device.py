@@ -408,3 +408,56 @@ def test_scpi_error_text() -> None:
     assert ScpiError(-222).text == "Data out of range"
     assert ScpiError(-221, "why").text == "Settings conflict;why"
     assert ScpiError(-113).is_command_error and not ScpiError(-222).is_command_error
+
+
+# ---- lines from the wire ----------------------------------------------------------------
+
+WIRE_MESSAGES = [
+    "MEAS:VOLT?",
+    "VOLT?",
+    "VOLT? MAX",
+    "OUTP2:SUFF?",
+    "MEAS:ALL?",
+    "*IDN?",
+    "VOLT 5;MEAS:VOLT?",
+    "SYST:BOOM",
+    "VOLT 99",
+    "NOPE?",
+    "VOLT?;NOPE?;*IDN?",
+    "  meas:volt?  ",
+]
+
+
+@pytest.mark.parametrize("message", WIRE_MESSAGES)
+def test_a_line_runs_like_its_text_the_first_time_and_every_time(message: str) -> None:
+    by_text, by_line = Supply(), Supply()
+    for _ in range(3):
+        by_text.execute("VOLT 3")
+        by_line.execute_line(b"VOLT 3")
+        assert by_line.execute_line(message.encode()) == by_text.execute(message)
+        assert errors(by_line) == errors(by_text)
+
+
+def test_a_failing_lone_query_queues_its_error_every_time() -> None:
+    class Faulty(Supply):
+        commands = (
+            query("BROKen?", lambda dev: 1 / 0),
+            query("REFused?", lambda dev: dev.refuse("not now")),
+            *Supply.commands,
+        )
+
+    device = Faulty()
+    for _ in range(2):
+        assert device.execute_line(b"BROK?") is None
+        assert device.execute_line(b"REF?") is None
+        assert device.execute_line(b"*OPC?") == "1"
+        assert errors(device) == ['-300,"Device-specific error"', '-221,"Settings conflict"']
+
+
+def test_bad_bytes_and_blank_lines_from_the_wire(dev: Supply) -> None:
+    for _ in range(2):
+        assert dev.execute_line(b"VOLT?\x00") is None
+        assert dev.execute_line(b"\xffVOLT?") is None
+        assert dev.execute_line(b"   ") is None
+        assert dev.execute_line(b"") is None
+    assert errors(dev) == ['-101,"Invalid character"'] * 4

@@ -39,7 +39,7 @@ from instruments.emulation.plant_specs import (
     VoltageReferenceSpec,
     check_number,
 )
-from instruments.emulation.sensors import QUANTITIES
+from instruments.emulation.sensors import QUANTITIES, SensorSpec
 
 SetPoints = dict[str, float | str | bool | None]
 
@@ -425,6 +425,27 @@ class PortHandle:
                 ctx.temperature.item(self.index), rng, offsets.get("temperature", 0.0)
             ),
         )
+
+    def read(self, quantity: str) -> float:
+        """One measured quantity alone, as :meth:`measure` reports it (``MEAS:VOLT?``).
+
+        The terminal's voltage, current and temperature come straight from the plant's
+        arrays with their own sensor model; any other quantity from :meth:`measure`.
+        """
+        ctx = self._ctx
+        if quantity == "voltage":
+            true_value = ctx.network.vt.item(self._t)
+        elif quantity == "current":
+            true_value = ctx.network.i.item(self._t)
+        elif quantity == "temperature":
+            true_value = ctx.temperature.item(self.index)
+        else:
+            value = getattr(self.measure(), quantity, None)
+            if not isinstance(value, float):
+                raise ConfigError(f"{self.where}: a {self.kind} port does not measure {quantity!r}")
+            return value
+        sensor: SensorSpec = getattr(self.spec.sensors, quantity)
+        return sensor.apply(true_value, ctx.rng, self._offsets.get(quantity, 0.0))
 
     # -- state ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ the device cannot see when a client reads, so -410/-420 are never raised here.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import Any, ClassVar, NoReturn, Protocol
 from instruments.emulation.scpi_parser import (
     DATA_OUT_OF_RANGE,
     DEVICE_ERROR,
+    INVALID_CHARACTER,
     MISSING_PARAMETER,
     PARAMETER_NOT_ALLOWED,
     QUEUE_OVERFLOW,
@@ -79,6 +81,8 @@ STB_ESB = 32
 STB_MSS = 64
 STB_OPER = 128
 
+_BAD_BYTES = re.compile(rb"[^\x20-\x7e\t]")
+
 
 # ---- number formats --------------------------------------------------------------------
 
@@ -107,9 +111,15 @@ class Nr3Format:
     """Keysight-style NR3 with sign and fixed mantissa digits: ``+1.250000E+01``."""
 
     digits: int = 6
+    #: The printf-style template: ``%`` formatting skips the format-spec machinery that
+    #: ``format()`` and f-strings go through, and every measurement reply is formatted.
+    template: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "template", f"%+.{self.digits}E")
 
     def real(self, value: float, unit: str) -> str:
-        return f"{value:+.{self.digits}E}"
+        return self.template % value
 
     def integer(self, value: int) -> str:
         return str(value)
@@ -228,13 +238,33 @@ def command(pattern: str, func: Handler, *params: Param) -> Command:
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """One message unit, resolved: the command, its form and its parameter tokens."""
+    """One message unit, resolved: the command, its form, its parameter tokens and the
+    format of the numbers it answers (the command's own, else the model's)."""
 
     entry: Command
     suffixes: tuple[int, ...]
     query: bool
     params: tuple[tuple[Param, str], ...]
     padding: int
+    fmt: NumberFormat
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A compiled program message.
+
+    ``lone`` is its step when the message is a single query typed without parameters
+    (``MEAS:VOLT?``, ``VOLT?``): what clients send most, run without the general loop.
+    """
+
+    steps: tuple[_Step, ...]
+    lone: _Step | None
+
+    @classmethod
+    def of(cls, steps: Sequence[_Step]) -> _Plan:
+        only = steps[0] if len(steps) == 1 else None
+        lone = only if only is not None and only.query and not only.params else None
+        return cls(tuple(steps), lone)
 
 
 class CommandTable:
@@ -242,6 +272,8 @@ class CommandTable:
 
     The first command whose pattern matches and that supports the form (set or query)
     wins, so a model's entries come before the built-in ones and can override them.
+    ``plans`` caches compiled program messages by their text, ``lines`` the same plans by
+    the bytes of the line they came in (only lines that passed the character check).
     """
 
     CACHE_LIMIT = 4096
@@ -249,7 +281,8 @@ class CommandTable:
     def __init__(self, commands: Iterable[Command]) -> None:
         self.commands = tuple(commands)
         self._cache: dict[tuple[tuple[str, ...], bool], tuple[Command, tuple[int, ...]]] = {}
-        self.plans: dict[str, tuple[_Step, ...]] = {}
+        self.plans: dict[str, _Plan] = {}
+        self.lines: dict[bytes, _Plan] = {}
 
     def resolve(self, words: tuple[str, ...], is_query: bool) -> tuple[Command, tuple[int, ...]]:
         """The command a typed path names; -113 when none does."""
@@ -417,6 +450,9 @@ class ScpiDevice:
         self.operation = StatusRegister()
         self.questionable = StatusRegister()
         self.suffixes: tuple[int, ...] = ()
+        # The table's plans by wire line, held here: an instance attribute is the quickest
+        # lookup on the path every query takes.
+        self._lines = self.table.lines
         self.apply_defaults()
 
     # ---- what models override ------------------------------------------------------
@@ -508,6 +544,50 @@ class ScpiDevice:
         return stb
 
     # ---- execution -----------------------------------------------------------------
+    def execute_line(self, line: bytes) -> str | None:
+        """Run one program message as read from the wire (terminator removed).
+
+        A byte outside printable ASCII queues -101 "Invalid character"; a blank line does
+        nothing. A line seen before runs its cached plan straight away: the character
+        check and the compilation depend on the bytes alone.
+        """
+        plan = self._lines.get(line)
+        if plan is None:
+            return self._first_line(line)
+        step = plan.lone
+        if step is None:
+            return self._run(plan.steps, None)
+        # A lone query without parameters, the common message: the rules of _run, no loop.
+        entry = step.entry
+        handler = entry.query
+        assert handler is not None
+        self.suffixes = step.suffixes
+        try:
+            value = handler(self, *(None,) * step.padding) if step.padding else handler(self)
+            if type(value) is float:
+                return step.fmt.real(value, entry.unit)
+            return self._format(value, entry)
+        except Exception as exc:
+            self._failed(step, exc)
+            return None
+
+    def _first_line(self, line: bytes) -> str | None:
+        """A line not seen before: check its bytes, run it as text, remember its plan."""
+        if _BAD_BYTES.search(line) is not None:
+            self.push_error(INVALID_CHARACTER, "byte outside printable ASCII")
+            return None
+        message = line.decode("ascii")
+        if not message.strip():
+            return None
+        reply = self.execute(message)
+        plan = self.table.plans.get(message)
+        if plan is not None:
+            lines = self.table.lines
+            if len(lines) >= self.table.CACHE_LIMIT:
+                lines.clear()
+            lines[line] = plan
+        return reply
+
     def execute(self, message: str) -> str | None:
         """Run one program message; return its reply line (no terminator) or None.
 
@@ -519,7 +599,7 @@ class ScpiDevice:
         plans = self.table.plans
         plan = plans.get(message)
         if plan is not None:
-            return self._run(plan, None)
+            return self._run(plan.steps, None)
         try:
             units = split_units(message)
         except ScpiError as exc:
@@ -538,7 +618,7 @@ class ScpiDevice:
         if failure is None:
             if len(plans) >= self.table.CACHE_LIMIT:
                 plans.clear()
-            plans[message] = tuple(steps)
+            plans[message] = _Plan.of(steps)
         return self._run(steps, failure)
 
     def _compile(self, unit: str, path: tuple[str, ...]) -> tuple[_Step, tuple[str, ...]]:
@@ -562,7 +642,8 @@ class ScpiDevice:
         if any(not spec.optional for spec in missing):
             raise ScpiError(MISSING_PARAMETER, header_text)
         params = tuple(zip(specs, tokens, strict=False))
-        step = _Step(entry, suffixes, header.query, params, len(missing))
+        fmt = entry.fmt or self.number_format
+        step = _Step(entry, suffixes, header.query, params, len(missing), fmt)
         return step, path
 
     def _run(self, steps: Sequence[_Step], failure: ScpiError | None) -> str | None:
@@ -582,18 +663,27 @@ class ScpiDevice:
                 else:
                     assert entry.set is not None
                     entry.set(self, *values)
-            except ScpiError as exc:
-                self.push_error(exc.code, exc.detail)
-                if exc.is_command_error:
+            except Exception as exc:
+                if self._failed(step, exc):
                     failure = None
                     break
-            except Exception as exc:
-                name = step.entry.pattern
-                log.exception("%s: handler of %s failed", type(self).__name__, name)
-                self.push_error(DEVICE_ERROR, f"{type(exc).__name__} in {name}")
         if failure is not None:
             self.push_error(failure.code, failure.detail)
         return ";".join(replies) if replies else None
+
+    def _failed(self, step: _Step, exc: Exception) -> bool:
+        """Queue the error a handler raised; True when the rest of the message is abandoned.
+
+        A :class:`ScpiError` is queued as is; anything else is a model bug, logged and
+        answered with -300 "Device-specific error".
+        """
+        if isinstance(exc, ScpiError):
+            self.push_error(exc.code, exc.detail)
+            return exc.is_command_error
+        name = step.entry.pattern
+        log.exception("%s: handler of %s failed", type(self).__name__, name)
+        self.push_error(DEVICE_ERROR, f"{type(exc).__name__} in {name}")
+        return False
 
     def _format(self, value: Any, entry: Command) -> str:
         """A query's value as reply text; numpy scalars (from the plant) count as numbers."""

@@ -7,7 +7,7 @@ noise is Gaussian from the plant's single seeded generator, so a run is reproduc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -37,10 +37,21 @@ class SensorSpec:
     gain_error: float = 0.0
     noise_sd: float = 0.0
     resolution: float = 0.0
+    # Derived once, for :meth:`apply` (every instrument query goes through it).
+    _scale: float = field(init=False, repr=False, compare=False)
+    _noisy: bool = field(init=False, repr=False, compare=False)
+    _stepped: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_scale", 1.0 + self.gain_error)
+        object.__setattr__(self, "_noisy", self.noise_sd > 0)
+        object.__setattr__(self, "_stepped", self.resolution > 0)
 
     def validate(self, where: str) -> None:
         """Raise :class:`ConfigError` naming ``where`` (port and quantity) if impossible."""
         for f in fields(self):
+            if not f.init:
+                continue
             value = getattr(self, f.name)
             if not math.isfinite(value):
                 raise ConfigError(f"{where}.{f.name} = {value!r} is not a finite number")
@@ -53,10 +64,10 @@ class SensorSpec:
 
     def apply(self, true_value: float, rng: np.random.Generator, extra_offset: float) -> float:
         """The reading of ``true_value``; draws one normal sample only if there is noise."""
-        value = true_value * (1.0 + self.gain_error) + self.offset + extra_offset
-        if self.noise_sd > 0:
+        value = true_value * self._scale + self.offset + extra_offset
+        if self._noisy:
             value += float(rng.normal(0.0, self.noise_sd))
-        if self.resolution > 0:
+        if self._stepped:
             value = round(value / self.resolution) * self.resolution
         return value
 

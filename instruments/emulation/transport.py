@@ -142,6 +142,9 @@ class Faults:
         self._garbage = 0
         self._drop = 0
         self._listeners: list[tuple[asyncio.AbstractEventLoop | None, Callable[[], None]]] = []
+        #: True when a reply may be delayed, corrupted or dropped (the slow path). A plain
+        #: attribute kept current by every change, as servers read it for every reply.
+        self.active = False
 
     # ---- set by the control channel -------------------------------------------------
     def disconnect(self, seconds: float) -> None:
@@ -158,18 +161,21 @@ class Faults:
         _check_finite(seconds, "delay seconds", self.instrument)
         with self._lock:
             self._delay = seconds
+            self._refresh()
 
     def corrupt_next(self, count: int = 1) -> None:
         """Corrupt the next ``count`` replies (adds to any still pending)."""
         _check_count(count, "garbage count", self.instrument)
         with self._lock:
             self._garbage += count
+            self._refresh()
 
     def drop_next(self, count: int = 1) -> None:
         """Swallow the next ``count`` replies (adds to any still pending)."""
         _check_count(count, "drop count", self.instrument)
         with self._lock:
             self._drop += count
+            self._refresh()
 
     def clear(self) -> None:
         """Remove every fault; a disconnect ends at once."""
@@ -178,6 +184,7 @@ class Faults:
             self._delay = 0.0
             self._garbage = 0
             self._drop = 0
+            self.active = False
 
     def apply(self, kind: str, params: Mapping[str, Any]) -> None:
         """Apply a fault by name, as the control channel receives it.
@@ -218,20 +225,21 @@ class Faults:
         """Seconds each reply is held back (0 when there is no delay fault)."""
         return self._delay
 
-    @property
-    def active(self) -> bool:
-        """True when a reply may be delayed, corrupted or dropped (the slow path)."""
-        return self._delay > 0 or self._garbage > 0 or self._drop > 0
+    def _refresh(self) -> None:
+        """Recompute :attr:`active` after a change (the lock is held)."""
+        self.active = self._delay > 0 or self._garbage > 0 or self._drop > 0
 
     def fate(self) -> ReplyFate:
         """Decide what happens to the next reply, consuming one pending drop or garbage."""
         with self._lock:
             if self._drop > 0:
                 self._drop -= 1
+                self._refresh()
                 return ReplyFate(send=False)
             corrupt = self._garbage > 0
             if corrupt:
                 self._garbage -= 1
+                self._refresh()
             if not corrupt and self._delay <= 0:
                 return _CLEAN
             return ReplyFate(corrupt=corrupt, delay=self._delay)

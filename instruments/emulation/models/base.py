@@ -125,8 +125,13 @@ class InstrumentModel(ABC):
     def __init__(self, ctx: ModelContext, plant: Plant) -> None:
         self.ctx = ctx
         self.plant = plant
+        #: The plant port that ``offset`` and ``trip`` faults act on and the meters read.
+        self.main_port: PortHandle = plant.port(ctx.key)
         self.stale = False
-        self._frozen: dict[str, Measurement] = {}
+        #: What the meters last showed, for the ``stale`` fault: each port's last full
+        #: reading, and the main port's quantities read alone since its last full reading.
+        self._frozen: dict[PortHandle, Measurement] = {}
+        self._since: dict[str, float] = {}
 
     @classmethod
     @abstractmethod
@@ -141,19 +146,39 @@ class InstrumentModel(ABC):
     def key(self) -> str:
         return self.ctx.key
 
-    @property
-    def main_port(self) -> PortHandle:
-        """The plant port that ``offset`` and ``trip`` faults act on."""
-        return self.plant.port(self.key)
-
     def measure(self, port: PortHandle | None = None) -> Measurement:
         """What the instrument's meters read now; frozen while the ``stale`` fault holds."""
         handle = port or self.main_port
-        if self.stale and handle.name in self._frozen:
-            return self._frozen[handle.name]
+        if self.stale:
+            return self._shown(handle)
         reading = handle.measure()
-        self._frozen[handle.name] = reading
+        self._frozen[handle] = reading
+        if handle is self.main_port:
+            self._since.clear()
         return reading
+
+    def reading(self, quantity: str) -> float:
+        """One quantity of :meth:`measure` on the main port, read alone (``MEAS:VOLT?``
+        reads the voltage and nothing else); frozen too while ``stale`` holds."""
+        if not self.stale:
+            value = self._since[quantity] = self.main_port.read(quantity)
+            return value
+        shown = getattr(self._shown(self.main_port), quantity, None)
+        if not isinstance(shown, float):
+            raise ConfigError(f"{self.key}: its meters do not read {quantity!r}")
+        return shown
+
+    def _shown(self, handle: PortHandle) -> Measurement:
+        """What a stale meter keeps showing: the last value of every quantity, whether read
+        alone or in a full reading (a port never read is read once, then frozen)."""
+        frozen = self._frozen.get(handle)
+        if frozen is None:
+            frozen = handle.measure()
+        if handle is self.main_port and self._since:
+            frozen = frozen._replace(**self._since)
+            self._since.clear()
+        self._frozen[handle] = frozen
+        return frozen
 
     def fault(self, kind: str, params: Mapping[str, Any]) -> None:
         """Inject a model-level fault (``stale``, ``offset``, ``trip`` or an extra kind)."""
@@ -175,6 +200,7 @@ class InstrumentModel(ABC):
         """Undo model-level faults (``stale``, sensor offsets); latched trips stay latched."""
         self.stale = False
         self._frozen.clear()
+        self._since.clear()
         for quantity in QUANTITIES:
             self.main_port.set_sensor_offset(quantity, 0.0)
 
@@ -199,6 +225,7 @@ class InstrumentModel(ABC):
         model that keeps its own copy of a switch overrides this.
         """
         self._frozen.clear()
+        self._since.clear()
 
     def status(self) -> dict[str, Any]:
         """Protocol-level state for the control channel's ``status`` (beyond the plant's)."""

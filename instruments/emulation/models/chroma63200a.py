@@ -38,7 +38,7 @@ import logging
 from typing import Any, ClassVar
 
 from instruments.emulation.models.base import ModelContext, Wire
-from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel
+from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel, meter
 from instruments.emulation.plant import LoadHandle, LoadMode, LoadSpec, Protection, TripKind
 from instruments.emulation.plant_specs import AnyPortSpec
 from instruments.emulation.scpi import (
@@ -197,7 +197,7 @@ class Chroma63200AModel(ScpiModel):
             params=(Number(min=1, max=1, integer=True),),
         ),
         *(
-            query(f"{verb}[:SCALar]:VOLTage[:DC]?", lambda dev: dev.measure().voltage, unit="V")
+            query(f"{verb}[:SCALar]:VOLTage[:DC]?", meter("voltage"), unit="V")
             for verb in ("MEASure", "FETCh")
         ),
         *(
@@ -260,7 +260,7 @@ class Chroma63200AModel(ScpiModel):
 
     def sunk_current(self) -> float:
         """Measured current into the load, positive (the plant's is negative)."""
-        return -self.measure().current
+        return -self.reading("current")
 
     def sunk_power(self) -> float:
         reading = self.measure()

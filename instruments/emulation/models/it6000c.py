@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from instruments.emulation.models.base import ModelContext, Wire
-from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel
+from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel, meter
 from instruments.emulation.plant import (
     BidirectionalHandle,
     BidirectionalMode,
@@ -367,8 +367,8 @@ class IT6000CModel(ScpiModel):
             "watchdog_delay",
             Number("S", min=WATCHDOG_DELAY_S[0], max=WATCHDOG_DELAY_S[1], default=30.0),
         ),
-        query("MEASure[:SCALar]:VOLTage[:DC]?", lambda dev: dev.measure().voltage, unit="V"),
-        query("MEASure[:SCALar]:CURRent[:DC]?", lambda dev: dev.measure().current, unit="A"),
+        query("MEASure[:SCALar]:VOLTage[:DC]?", meter("voltage"), unit="V"),
+        query("MEASure[:SCALar]:CURRent[:DC]?", meter("current"), unit="A"),
         query("MEASure[:SCALar]:POWer[:DC]?", lambda dev: dev.measured_power(), unit="W"),
         *status_commands(),
     )

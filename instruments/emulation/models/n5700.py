@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from instruments.emulation.models.base import ModelContext, Wire
-from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel
+from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel, meter
 from instruments.emulation.plant import Protection, SupplyHandle, SupplySpec, TripKind
 from instruments.emulation.plant_specs import AnyPortSpec
 from instruments.emulation.scpi import (
@@ -222,8 +222,8 @@ class N5700Model(ScpiModel):
             params=(Boolean(),),
         ),
         command("OUTPut:PROTection:CLEar", _clear_protection),
-        query("MEASure[:SCALar]:VOLTage[:DC]?", lambda dev: dev.measure().voltage, unit="V"),
-        query("MEASure[:SCALar]:CURRent[:DC]?", lambda dev: dev.measure().current, unit="A"),
+        query("MEASure[:SCALar]:VOLTage[:DC]?", meter("voltage"), unit="V"),
+        query("MEASure[:SCALar]:CURRent[:DC]?", meter("current"), unit="A"),
         *status_commands(),
     )
 
