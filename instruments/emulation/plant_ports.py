@@ -937,15 +937,11 @@ class ConverterHandle(PortHandle):
         )
 
     def measure(self) -> Measurement:
-        """Measured bus side, battery side and temperature."""
-        s = self.state()
-        assert s.battery_voltage is not None and s.battery_current is not None
-        return Measurement(
-            voltage=self._read("voltage", s.voltage),
-            current=self._read("current", s.current),
-            temperature=self._read("temperature", s.temperature),
-            battery_voltage=self._read("battery_voltage", s.battery_voltage),
-            battery_current=self._read("battery_current", s.battery_current),
+        """Measured bus side, battery side and temperature (from the arrays, as the base)."""
+        net, bt = self._ctx.network, self._bt
+        return super().measure()._replace(
+            battery_voltage=self._read("battery_voltage", net.vt.item(bt)),
+            battery_current=self._read("battery_current", net.i.item(bt)),
         )
 
 
@@ -1066,14 +1062,7 @@ class BatteryHandle(PortHandle):
 
     def measure(self) -> Measurement:
         """Measured terminal voltage, current, temperature and SoC."""
-        s = self.state()
-        assert s.soc is not None
-        return Measurement(
-            voltage=self._read("voltage", s.voltage),
-            current=self._read("current", s.current),
-            temperature=self._read("temperature", s.temperature),
-            soc=self._read("soc", s.soc),
-        )
+        return super().measure()._replace(soc=self._read("soc", self.soc))
 
 
 def profile_segment(time_of_day_s: float, resolution_s: float, segments: int) -> int:
