@@ -939,9 +939,13 @@ class ConverterHandle(PortHandle):
     def measure(self) -> Measurement:
         """Measured bus side, battery side and temperature (from the arrays, as the base)."""
         net, bt = self._ctx.network, self._bt
-        return super().measure()._replace(
-            battery_voltage=self._read("battery_voltage", net.vt.item(bt)),
-            battery_current=self._read("battery_current", net.i.item(bt)),
+        return (
+            super()
+            .measure()
+            ._replace(
+                battery_voltage=self._read("battery_voltage", net.vt.item(bt)),
+                battery_current=self._read("battery_current", net.i.item(bt)),
+            )
         )
 
 
