@@ -460,6 +460,7 @@ class ReportWriter:
                 CondPageBreak(40 * mm),
                 Paragraph(f"Skipped tests ({len(skipped)})", s.h2),
                 _table(s, ["#", "test", "why"], rows, widths),
+                Spacer(1, 5 * mm),
             )
 
     def test_section(self, index: int, test: TestResult) -> None:
