@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hil.bench_emulation import household_seed
@@ -227,6 +227,9 @@ def test_energy_balances(
     plant.advance(seconds)
     house = plant.households()["B1"]
     battery, conv = plant.state("B1"), plant.state("E1")
+    # A converter charging a full battery trips its BMS, which clamps the stored energy:
+    # the books below hold only while the battery stays connected.
+    assume(not battery.trips)
     # Every segment is integrated exactly: the steps break at its edges.
     assert house.pv_wh == pytest.approx(
         exact_energy_wh(profile.pv_w, start, seconds, 60.0), rel=1e-9, abs=1e-9
