@@ -26,7 +26,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -93,6 +92,8 @@ class _UnitWorkers:
     ``Condition`` and a ``Semaphore`` per job as ``ThreadPoolExecutor`` does. The threads
     start on first use, ``size`` of them (one per unit: no unit's read waits for another's),
     and are daemons, so a bench that is never closed cannot hold the interpreter at exit.
+    :func:`open_instruments` uses a short-lived set, one thread per instrument (up to
+    ``MAX_OPEN_WORKERS``), closed once every instrument has answered or failed.
     """
 
     def __init__(self, size: int, name: str) -> None:
@@ -168,21 +169,6 @@ class _UnitWorkers:
                 thread.join()
 
 
-def _run_all(
-    pool: ThreadPoolExecutor, jobs: Mapping[str, Callable[[], T]]
-) -> tuple[dict[str, T], dict[str, BaseException]]:
-    """Run every job on ``pool``; results and exceptions, each keyed like ``jobs``."""
-    futures: dict[str, Future[T]] = {key: pool.submit(job) for key, job in jobs.items()}
-    results: dict[str, T] = {}
-    failures: dict[str, BaseException] = {}
-    for key, future in futures.items():
-        try:
-            results[key] = future.result()
-        except Exception as exc:
-            failures[key] = exc
-    return results, failures
-
-
 @dataclass(frozen=True)
 class OpenedInstruments:
     """The outcome of :func:`open_instruments`, each keyed ``<unit>.<instrument>``: the open
@@ -235,13 +221,15 @@ def open_instruments(
     instruments = {inst.key: inst for inst in config.instruments()}
     if not instruments:
         return OpenedInstruments({}, {}, {})
-    workers = min(MAX_OPEN_WORKERS, len(instruments))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-open") as pool:
-        jobs = {
-            key: functools.partial(_open_one, inst, opener, identify)
-            for key, inst in instruments.items()
-        }
-        opened, failed = _run_all(pool, jobs)
+    jobs = {
+        key: functools.partial(_open_one, inst, opener, identify)
+        for key, inst in instruments.items()
+    }
+    workers = _UnitWorkers(min(MAX_OPEN_WORKERS, len(instruments)), name="bench-open")
+    try:
+        opened, failed = workers.run_all(jobs)
+    finally:
+        workers.close()
     return OpenedInstruments(
         drivers={key: driver for key, (driver, _) in opened.items()},
         identities={key: ident for key, (_, ident) in opened.items() if ident is not None},
