@@ -129,7 +129,7 @@ def test_settings_need_remote_and_bad_addresses_or_values_are_refused(mrig: Modb
             client.write_coil(405, True, device_id=0),
             client.write_register(550, 100, device_id=0),
         ]
-        assert [(r.isError(), r.exception_code) for r in refused] == [(True, 1)] * 3
+        assert [(r.isError(), r.exception_code) for r in refused] == [(True, 0x07)] * 3
         assert not client.write_coil(402, True, device_id=0).isError()
         assert not client.write_register(500, SET_CAP, device_id=0).isError()
         assert not client.write_register(550, PROTECTION_CAP, device_id=0).isError()

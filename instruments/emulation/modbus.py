@@ -655,6 +655,14 @@ class ModbusBus:
                 raise ConfigError(f"Modbus bus {name!r}: unit id {device.unit_id} used twice")
             self.devices[device.unit_id] = device
 
+    def add_alias(self, unit_id: int, device: ModbusDevice) -> None:
+        """Let ``device`` answer ``unit_id`` as well (a unit that accepts several ids)."""
+        if unit_id in self.devices:
+            raise ConfigError(f"Modbus bus {self.name!r}: unit id {unit_id} used twice")
+        if not 0 <= unit_id <= 247:
+            raise ConfigError(f"Modbus bus {self.name!r}: unit id {unit_id} is not in 0…247")
+        self.devices[unit_id] = device
+
     def tcp_session(self) -> ModbusTcpSession:
         """A session speaking Modbus TCP (MBAP framing)."""
         return ModbusTcpSession(self)

@@ -857,7 +857,7 @@ class Plant:
         if self._watch_i:
             a = np.abs(net.i)
             d = a - np.abs(self._i_prev)
-            margin = np.where(d > 0, ctx.ocp - a, np.inf)
+            margin = np.where(d > 0, self._ocp_levels(net.i) - a, np.inf)
             np.maximum(d, 0.0, out=d)
             margin -= 0.5 * d
             d += _TINY
@@ -1071,7 +1071,7 @@ class Plant:
         if self._watch_v:
             hits += int(np.count_nonzero(vt > ctx.ovp)) + int(np.count_nonzero(vt < ctx.uvlo))
         if self._watch_i:
-            hits += int(np.count_nonzero(np.abs(i) > ctx.ocp))
+            hits += int(np.count_nonzero(np.abs(i) > self._ocp_levels(i)))
         if hits:
             self._fire_trips()
         if self._n_bat:
@@ -1079,12 +1079,17 @@ class Plant:
             if np.count_nonzero(e <= self._bat_emin) or np.count_nonzero(e >= self._bat_emax):
                 self._battery_limits()
 
+    def _ocp_levels(self, i: FloatArray) -> FloatArray:
+        """Each terminal's over-current level for the direction its current flows in."""
+        ctx = self._ctx
+        return np.where(i < 0, ctx.ocp_sink, ctx.ocp)
+
     def _refresh_watch(self) -> None:
         """Note which kinds of trip level are set anywhere (skip the checks otherwise)."""
         ctx = self._ctx
         ctx.levels_changed = False
         self._watch_v = bool(np.isfinite(ctx.ovp).any() or np.isfinite(ctx.uvlo).any())
-        self._watch_i = bool(np.isfinite(ctx.ocp).any())
+        self._watch_i = bool(np.isfinite(ctx.ocp).any() or np.isfinite(ctx.ocp_sink).any())
         self._watch_t = bool(np.isfinite(ctx.otp).any())
 
     def _fire_trips(self) -> None:
@@ -1092,13 +1097,14 @@ class Plant:
         vt, i = net.vt, net.i
         over_v = vt > ctx.ovp
         under_v = vt < ctx.uvlo
-        over_i = np.abs(i) > ctx.ocp
+        ocp = self._ocp_levels(i)
+        over_i = np.abs(i) > ocp
         for t in np.flatnonzero(over_v | under_v | over_i):
             handle = self._by_terminal[t]
             for kind, hit, level, value in (
                 (TripKind.OVP, over_v[t], ctx.ovp[t], vt[t]),
                 (TripKind.UVLO, under_v[t], ctx.uvlo[t], vt[t]),
-                (TripKind.OCP, over_i[t], ctx.ocp[t], abs(i[t])),
+                (TripKind.OCP, over_i[t], ocp[t], abs(i[t])),
             ):
                 if hit and kind not in handle.trips:
                     log.info("%s: %s trip at %.6g (level %.6g)", handle.name, kind, value, level)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -205,6 +205,7 @@ class PlantContext:
         self.ovp = np.full(n_t, np.inf)
         self.uvlo = np.full(n_t, -np.inf)
         self.ocp = np.full(n_t, np.inf)
+        self.ocp_sink = np.full(n_t, np.inf)
         self.otp = np.full(n_ports, np.inf)
         self.levels_changed = True
         self.temperature = np.zeros(n_ports)
@@ -351,6 +352,7 @@ class PortHandle:
         ctx = self._ctx
         ctx.ovp[t] = min(ovp_ceiling, math.inf if prot.ovp_v is None else prot.ovp_v)
         ctx.ocp[t] = math.inf if prot.ocp_a is None else prot.ocp_a
+        ctx.ocp_sink[t] = ctx.ocp[t] if prot.ocp_sink_a is None else prot.ocp_sink_a
         levels = [v for v in (prot.uvlo_v, uvlo_floor) if v is not None]
         ctx.uvlo[t] = max(levels) if (levels and self._active()) else -math.inf
 
@@ -390,6 +392,14 @@ class PortHandle:
         if level is not None:
             level = check_number(self.where, f"protection.{k.value}", level, minimum=None)
         self._protection = self._protection.with_level(k, level)
+        self._protection.validate(f"{self.where}: protection")
+        self._arm()
+
+    def set_sink_ocp(self, level: float | None) -> None:
+        """Set the sink-direction over-current level (``None``: the same as the OCP level)."""
+        if level is not None:
+            level = check_number(self.where, "protection.ocp_sink_a", level, minimum=None)
+        self._protection = replace(self._protection, ocp_sink_a=level)
         self._protection.validate(f"{self.where}: protection")
         self._arm()
 

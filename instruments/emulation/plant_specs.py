@@ -112,12 +112,18 @@ def check_number(
 
 @dataclass(frozen=True)
 class Protection:
-    """Trip levels of one terminal; ``None`` disables that trip."""
+    """Trip levels of one terminal; ``None`` disables that trip.
+
+    ``ocp_a`` applies to current pushed into the node (sourcing) and, unless
+    ``ocp_sink_a`` is given, also to current drawn from it; ``ocp_sink_a`` is a separate
+    sink-direction level (EA PSB 10000: sink OCP register 569 beside source OCP 553).
+    """
 
     ovp_v: float | None = None
     ocp_a: float | None = None
     uvlo_v: float | None = None
     otp_c: float | None = None
+    ocp_sink_a: float | None = None
 
     def validate(self, where: str) -> None:
         """Raise :class:`ConfigError` naming ``where`` for NaN or negative levels."""

@@ -11,28 +11,45 @@ The plant has no constant-power regulation, so the power set values act as curre
 the voltage set value (``P / U``); the regulation state is CC (or CP when that limit is the
 power one) while the current sits at its limit, CV otherwise.
 
-ModBus map (the project reference; EA's own "Programming ModBus & SCPI" guide was not found in
-the search index, so everything below is *assumed*, corroborated where noted by independent
-third-party PSB 10000 libraries found with the search tool):
+Sources. EA's "Programming ModBus & SCPI" guide for the 10000 series and the PSB 10000
+register lists (firmware KE 3.02+ / 3.10+) as summarised, checked 2026-12-07, in the project's
+``reference/instrument-protocols.md`` (the guide itself is not in the search index); the
+independent driver nominal-io/instro ``instro/psu/drivers/ea_psb10000.py`` (commit 3ce6aa3a,
+"command set per EA ModBus & SCPI guide REV 24") for the SCPI side and the sink sign. Facts
+found in neither are marked *assumed*.
+
+ModBus map:
 
 - coils 402 remote, 405 DC output, 409 U/I/R mode (stored, no physical effect: the plant has
-  no resistance mode), 411 acknowledge alarms (assumed; clears latched trips, reads 0);
+  no resistance mode), 411 acknowledge alarms (assumed; clears latched trips, reads 0), 425
+  listed in the register list, meaning not confirmed: stored and read back only (assumed);
 - holding registers 498 sink P, 499 sink I, 500 U, 501 I, 502 P: 0xCCCC = 100 % of nominal,
-  above 0xD0E5 (102 %) exception 3; 550 OVP, 553 OCP, 556 OPP: up to 0xE147 (110 %), default
-  110 %; OVP and OCP are plant trips (OCP on the current in either direction), OPP is stored
-  only (the plant has no power trip); 505-506 device state (u32, high word first: bit 7 output
-  on, bits 9-10 regulation CV/CR/CC/CP, 11 remote, 12 sink, 15 alarm, 16 OVP, 17 OCP, 18 OPP,
-  19 OT); 507/508/509 actual U, |I|, |P| (sinking shown by bit 12); 121/123/125 nominal U/I/P
-  as float32; 1-20 device type and 151-170 serial number as ASCII, two characters a register,
-  the first in the high byte (third-party libraries);
+  above 0xD0E5 (102 %) exception 3; protections up to 0xE147 (110 %), default 110 %: 550 OVP,
+  553 **source** OCP, 556 **source** OPP, 569 **sink** OCP, 570 **sink** OPP (guide/register
+  list). OVP and both OCPs are plant trips (553 on current pushed into the bus, 569 on current
+  drawn from it); OPPs are stored only (the plant has no power trip);
+- 505-506 device state (u32, high word first: bit 7 output on, bits 9-10 regulation
+  CV/CR/CC/CP, 11 remote, 12 sink, 15 alarm, 16 OVP, 17 OCP in either direction, 18 OPP, 19
+  OT); 507/508/509 actual U, |I|, |P| (sinking shown by bit 12); 511 actual resistance U/|I|
+  against the nominal maximum (0xCCCC = 127's value, 0 with no current; assumed);
+- 520-527 alarm counters, one u16 each (register list; order assumed): 520 OV, 521 OC (either
+  direction), 522 OP, 523 OT, 524 PF, 525-527 reserved (read 0); counted since power-on, not
+  cleared by reading (assumed);
+- 121/123/125 nominal U/I/P and 127/129 nominal resistance maximum/minimum as float32, high
+  word first (the minimum and maximum resistance scale with U/I as an EA PSB 10060-60's
+  0.04-48 ohm do, from an independent driver's rating table; assumed for other models);
+  1-20 device type and 151-170 serial number as ASCII, two characters a register, the first
+  in the high byte (third-party libraries);
 - any other address answers exception 2, and so does a write to a read-only register;
-- a setting (set values, protections, coils 405/409/411) while remote (coil 402) is off
-  answers exception 1: EA's guide was not available, and exception 1 is the Modbus
-  specification's answer for "the server is in the wrong state to process a request".
-  Leaving remote switches the DC output off ("DC output after remote: OFF", assumed default).
+- a setting (set values, protections, coils 405/409/411/425) while remote (coil 402) is off
+  answers exception 0x07, EA's "not in remote" (0x01 only means a wrong function code). EA
+  answers 0x17 when the front panel holds the unit in "local"; that lock is not modelled.
+  Leaving remote switches the DC output off ("DC output after remote: OFF", assumed default);
+- unit id: a single-channel PSB answers unit id 0 and 1 alike (guide), so the bench file's
+  ``device_id`` (default 0) and the other of 0/1 both reach the one device.
 
 Communication watchdog: EA's "interface monitoring" exists (SCPI ``SYST:COMM:MON``, see the
-SCPI model), but its ModBus register is not known, so this model has none.
+SCPI model), but its ModBus register is not confirmed, so this model has none.
 """
 
 from __future__ import annotations
@@ -45,14 +62,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from instruments.emulation.modbus import (
-    ILLEGAL_FUNCTION,
     Encoding,
     ModbusBus,
     ModbusDevice,
     ModbusError,
 )
 from instruments.emulation.models.base import InstrumentModel, ModelContext, Wire
-from instruments.emulation.plant import BidirectionalHandle, Measurement, Plant
+from instruments.emulation.plant import BidirectionalHandle, Measurement, Plant, TripEvent
 from instruments.emulation.plant_specs import (
     AnyPortSpec,
     BidirectionalMode,
@@ -74,8 +90,13 @@ COIL_REMOTE = 402
 COIL_OUTPUT = 405
 COIL_UIR_MODE = 409
 COIL_ACK_ALARMS = 411
+COIL_425 = 425
 REG_DEVICE_TYPE = 1
 REG_NOMINAL = {"voltage": 121, "current": 123, "power": 125}
+REG_NOMINAL_RESISTANCE = {"resistance_max": 127, "resistance_min": 129}
+#: Nominal resistance range as a multiple of U/I (PSB 10060-60: 0.04-48 ohm; assumed).
+RESISTANCE_MAX_FACTOR = 48.0
+RESISTANCE_MIN_FACTOR = 0.04
 REG_SERIAL = 151
 STRING_REGISTERS = 20
 REG_SETPOINTS = {
@@ -87,7 +108,16 @@ REG_SETPOINTS = {
 }
 REG_STATE = 505
 REG_ACTUAL = {"voltage": 507, "current": 508, "power": 509}
-REG_PROTECTIONS = {"ovp": 550, "ocp": 553, "opp": 556}
+REG_ACTUAL_RESISTANCE = 511
+REG_PROTECTIONS = {"ovp": 550, "ocp": 553, "opp": 556, "sink_ocp": 569, "sink_opp": 570}
+REG_ALARM_COUNTERS = 520
+ALARM_COUNTERS = ("OV", "OC", "OP", "OT", "PF", "", "", "")
+#: Unit ids a single-channel PSB answers (guide).
+UNIT_IDS = (0, 1)
+#: EA's ModBus exception codes: a setting while not in remote; the same with the front-panel
+#: "local" lock on (not modelled).
+NOT_IN_REMOTE = 0x07
+DEVICE_IN_LOCAL = 0x17
 
 BIT_OUTPUT = 1 << 7
 REGULATION_SHIFT = 9
@@ -95,10 +125,12 @@ BIT_REMOTE = 1 << 11
 BIT_SINK = 1 << 12
 BIT_ALARM = 1 << 15
 TRIP_BITS = {TripKind.OVP: 1 << 16, TripKind.OCP: 1 << 17, TripKind.OTP: 1 << 19}
+#: Alarm counter of each plant trip kind.
+TRIP_ALARMS = {TripKind.OVP: "OV", TripKind.OCP: "OC", TripKind.OTP: "OT"}
 CV, CR, CC, CP = 0, 1, 2, 3
 
 SETPOINTS = ("voltage", "current", "power", "sink_current", "sink_power")
-PROTECTIONS = ("ovp", "ocp", "opp")
+PROTECTIONS = ("ovp", "ocp", "opp", "sink_ocp", "sink_opp")
 UNITS = {
     "voltage": "V",
     "current": "A",
@@ -108,6 +140,8 @@ UNITS = {
     "ovp": "V",
     "ocp": "A",
     "opp": "W",
+    "sink_ocp": "A",
+    "sink_opp": "W",
 }
 #: Relative tolerance for "the current sits at its limit" (regulation CC/CP).
 AT_LIMIT = 1e-3
@@ -145,9 +179,19 @@ class Nominal:
             return self.voltage
         if name in ("current", "ocp"):
             return self.current
-        if name == "sink_current":
+        if name in ("sink_current", "sink_ocp"):
             return self.sink_current
         return self.power
+
+    @property
+    def resistance_max(self) -> float:
+        """Largest resistance set value (assumed: 48 x U/I, as the PSB 10060-60's)."""
+        return RESISTANCE_MAX_FACTOR * self.voltage / self.current
+
+    @property
+    def resistance_min(self) -> float:
+        """Smallest resistance set value (assumed: 0.04 x U/I, as the PSB 10060-60's)."""
+        return RESISTANCE_MIN_FACTOR * self.voltage / self.current
 
 
 def psb_port_spec(ctx: ModelContext) -> BidirectionalSpec:
@@ -159,7 +203,9 @@ def psb_port_spec(ctx: ModelContext) -> BidirectionalSpec:
         line_ohm=ctx.line_ohm,
         sensors=ctx.sensors(),
         protection=Protection(
-            ovp_v=nominal.voltage * PROTECTION_FACTOR, ocp_a=nominal.current * PROTECTION_FACTOR
+            ovp_v=nominal.voltage * PROTECTION_FACTOR,
+            ocp_a=nominal.current * PROTECTION_FACTOR,
+            ocp_sink_a=nominal.sink_current * PROTECTION_FACTOR,
         ),
         max_voltage_v=nominal.voltage * SET_FACTOR,
         max_source_a=nominal.current * SET_FACTOR,
@@ -188,7 +234,9 @@ class PsbPhysics:
         self._measure = measure
         self.remote = False
         self.resistance_mode = False
+        self.coil_425 = False
         self.levels: dict[str, float] = {}
+        self.alarm_counts = dict.fromkeys(ALARM_COUNTERS[:5], 0)
         self.reset()
 
     def reset(self) -> None:
@@ -198,7 +246,7 @@ class PsbPhysics:
         for name in PROTECTIONS:
             self.levels[name] = self.maximum(name)
         self._apply_setpoints()
-        for name in ("ovp", "ocp"):
+        for name in PROTECTIONS:
             self._apply_protection(name)
 
     # ---- limits --------------------------------------------------------------------
@@ -234,6 +282,11 @@ class PsbPhysics:
         self.require_remote("U/I/R mode")
         self.resistance_mode = bool(on)
 
+    def set_coil_425(self, on: bool) -> None:
+        """Coil 425 (meaning not confirmed): stored only."""
+        self.require_remote("coil 425")
+        self.coil_425 = bool(on)
+
     def set_level(self, name: str, value: float) -> None:
         """A set value or protection level in physical units."""
         self.require_remote(name)
@@ -249,6 +302,12 @@ class PsbPhysics:
     def clear_alarms(self) -> None:
         """Acknowledge alarms: clear latched trips (the output stays off)."""
         self.handle.clear_trips()
+
+    def count_trip(self, event: TripEvent) -> None:
+        """A plant trip listener: count this port's trips in the alarm counters."""
+        alarm = TRIP_ALARMS.get(event.kind)
+        if event.port == self.handle.name and alarm is not None:
+            self.alarm_counts[alarm] += 1
 
     # ---- mapping onto the plant ----------------------------------------------------
     def _power_limit(self, power: float) -> float:
@@ -278,10 +337,13 @@ class PsbPhysics:
         )
 
     def _apply_protection(self, name: str) -> None:
+        """OVP and the two OCPs are plant trips; the OPPs are stored only."""
         if name == "ovp":
             self.handle.set_protection(TripKind.OVP, self.levels["ovp"])
         elif name == "ocp":
             self.handle.set_protection(TripKind.OCP, self.levels["ocp"])
+        elif name == "sink_ocp":
+            self.handle.set_sink_ocp(self.levels["sink_ocp"])
 
     # ---- reading -------------------------------------------------------------------
     @property
@@ -320,6 +382,14 @@ class PsbPhysics:
         m = self._measure()
         return m.voltage, m.current, m.voltage * m.current
 
+    def actual_resistance(self) -> float:
+        """Measured U/|I| in ohms (0 with no current flowing), capped at the nominal maximum."""
+        volts, amps, _ = self.actual()
+        top = self.nominal.resistance_max
+        if abs(amps) < SINK_THRESHOLD * self.nominal.current:
+            return 0.0
+        return min(abs(volts / amps), top)
+
     def describe(self) -> dict[str, Any]:
         """Protocol-level state for the control channel's ``status``."""
         return {
@@ -327,6 +397,7 @@ class PsbPhysics:
             "output": self.handle.output_on,
             "resistance_mode": self.resistance_mode,
             "levels": dict(self.levels),
+            "alarm_counts": dict(self.alarm_counts),
         }
 
 
@@ -349,7 +420,8 @@ def _to_raw(value: float, nominal: float) -> int:
 
 
 class Psb10000Model(InstrumentModel):
-    """EA PSB 10000 on ModBus TCP (driver ``psb10000``); unit id from setting ``device_id``."""
+    """EA PSB 10000 on ModBus TCP (driver ``psb10000``): answers unit id 0 and 1 (and the
+    bench file's ``device_id`` if it is another)."""
 
     driver: ClassVar[str] = "psb10000"
     wire: ClassVar[Wire] = Wire.MODBUS_TCP
@@ -359,9 +431,13 @@ class Psb10000Model(InstrumentModel):
         self.physics = PsbPhysics(
             plant.bidirectional(ctx.key), Nominal.of(ctx), self.measure, ctx.key
         )
-        self.device = ModbusDevice(int(ctx.setting("device_id", 0)), name=ctx.key)
+        plant.add_trip_listener(self.physics.count_trip)
+        self.device = ModbusDevice(int(ctx.setting("device_id", UNIT_IDS[0])), name=ctx.key)
         self._declare(self.device)
         self.bus = ModbusBus([self.device], name=ctx.key)
+        for unit in UNIT_IDS:
+            if unit != self.device.unit_id:
+                self.bus.add_alias(unit, self.device)
 
     @classmethod
     def port_specs(cls, ctx: ModelContext) -> list[AnyPortSpec]:
@@ -388,10 +464,16 @@ class Psb10000Model(InstrumentModel):
             self._guard(physics.set_resistance_mode),
         )
         device.coil(COIL_ACK_ALARMS, "acknowledge alarms", lambda: False, self._guard(self._ack))
+        device.coil(
+            COIL_425, "coil 425", lambda: physics.coil_425, self._guard(physics.set_coil_425)
+        )
         self._strings(device, REG_DEVICE_TYPE, "device type", self.ctx.instrument.model)
         self._strings(device, REG_SERIAL, "serial number", self.ctx.serial_number())
         for name, address in REG_NOMINAL.items():
             value = nominal.of_quantity(name)
+            device.holding(address, f"nominal {name}", _constant(value), encoding=Encoding.F32)
+        for name, address in REG_NOMINAL_RESISTANCE.items():
+            value = getattr(nominal, name)
             device.holding(address, f"nominal {name}", _constant(value), encoding=Encoding.F32)
         for name, address in {**REG_SETPOINTS, **REG_PROTECTIONS}.items():
             cap = PROTECTION_CAP if name in PROTECTIONS else SET_CAP
@@ -406,6 +488,17 @@ class Psb10000Model(InstrumentModel):
         device.holding(REG_STATE, "device state", physics.state_word, encoding=Encoding.U32)
         for index, (name, address) in enumerate(REG_ACTUAL.items()):
             device.holding(address, f"actual {name}", self._actual_reader(index, name))
+        device.holding(
+            REG_ACTUAL_RESISTANCE,
+            "actual resistance",
+            lambda: _to_raw(physics.actual_resistance(), nominal.resistance_max),
+        )
+        for offset, alarm in enumerate(ALARM_COUNTERS):
+            device.holding(
+                REG_ALARM_COUNTERS + offset,
+                f"alarm counter {alarm or 'reserved'}",
+                self._counter_reader(alarm),
+            )
 
     @staticmethod
     def _strings(device: ModbusDevice, address: int, name: str, text: str) -> None:
@@ -413,15 +506,19 @@ class Psb10000Model(InstrumentModel):
             device.holding(address + offset, f"{name} [{offset}]", _constant(word))
 
     def _guard(self, action: Callable[[bool], None]) -> Callable[[bool], None]:
-        """A coil write that answers exception 1 while remote is off."""
+        """A coil write that answers EA's exception 0x07 while remote is off."""
 
         def write(value: bool) -> None:
             try:
                 action(value)
             except NotInRemote as refusal:
-                raise ModbusError(ILLEGAL_FUNCTION, str(refusal)) from refusal
+                raise ModbusError(NOT_IN_REMOTE, str(refusal)) from refusal
 
         return write
+
+    def _counter_reader(self, alarm: str) -> Callable[[], int]:
+        counts = self.physics.alarm_counts
+        return lambda: min(counts.get(alarm, 0), 0xFFFF)
 
     def _ack(self, on: bool) -> None:
         if on:
@@ -438,7 +535,7 @@ class Psb10000Model(InstrumentModel):
             try:
                 self.physics.set_level(name, raw * nominal / FULL_SCALE)
             except NotInRemote as refusal:
-                raise ModbusError(ILLEGAL_FUNCTION, str(refusal)) from refusal
+                raise ModbusError(NOT_IN_REMOTE, str(refusal)) from refusal
 
         return write
 
