@@ -1,35 +1,50 @@
 """EA Elektro-Automatik PSB 10000 bidirectional supplies: ModBus TCP (primary) or SCPI.
 
-ModBus resource: ``modbus-tcp://<host>:502`` (device id 0 or 1, configurable on the unit).
+ModBus resource: ``modbus-tcp://<host>:502``; device (unit) id 0 by default — a
+single-channel PSB answers 0 and 1 alike (EA's "Programming ModBus & SCPI" guide, 10000
+series); 0 is this project's one default (driver, adapter, model table, emulator).
 SCPI resource: ``TCPIP0::<host>::5025::SOCKET``.
 
-ModBus map used (the project reference, corroborated by an independent third-party PSB 10000
-library; EA's own "Programming ModBus & SCPI" guide was not found in the search index, so
-the map is *assumed*):
+Sources: EA's "Programming ModBus & SCPI" guide and the PSB 10000 register lists (firmware
+KE 3.02+ / 3.10+) as summarised in the project's ``reference/instrument-protocols.md``
+(checked 2026-12-07; the guide is not in the search index, so its section numbers are not
+quoted here); the independent driver nominal-io/instro ``instro/psu/drivers/ea_psb10000.py``
+(commit 3ce6aa3a, written to the guide REV 24) for the SCPI replies. Facts from neither are
+marked *assumed*.
+
+ModBus map used:
 
 - coils 402 remote control, 405 DC output, 409 U/I/P (OFF) or U/I/R (ON) mode; ON is
   written as 0xFF00;
 - holding registers 500 U set, 501 I set, 502 P set (source), 499 sink I, 498 sink P;
-  505-506 device state (u32, high word first); 507/508/509 actual U/I/P; 550 OVP, 553 OCP,
-  556 OPP levels; nominal U/I/P at 121/123/125 as IEEE float32 (high word first);
+  505-506 device state (u32, high word first); 507/508/509 actual U/I/P; protection levels
+  550 OVP, 553 **source** OCP, 556 **source** OPP, 569 **sink** OCP, 570 **sink** OPP (register
+  list); nominal U/I/P at 121/123/125 as IEEE float32 (high word first);
 - scaling: 0xCCCC (52428) is 100 % of nominal; set values cap at 0xD0E5 (102 %),
   protection levels at 0xE147 (110 %). This driver refuses set values above 100 % and
   protection levels above 110 % of the rating *before sending*;
 - device state bits: 7 output on, 9-10 regulation (0 CV, 1 CR, 2 CC, 3 CP), 11 remote,
-  12 sink mode, 15 alarm, 16 OVP, 17 OCP, 18 OPP, 19 OT.
+  12 sink mode, 15 alarm, 16 OVP, 17 OCP, 18 OPP, 19 OT;
+- a setting while not in remote is refused with exception 0x07 (0x17 with the front-panel
+  local lock on); pymodbus reports it as an instrument error naming the code.
 
 Sign convention of :class:`PsbReading`: the instrument's own magnitude, signed negative
 while the unit is in sink mode (state bit 12) — positive sources, negative sinks.
 
-SCPI (:class:`Psb10000Scpi`): ``SYST:LOCK ON`` before any setting; ``OUTP``, ``VOLT``,
-``CURR``, ``POW``, ``SINK:CURR``, ``SINK:POW``; replies carry units (``5.00 A``) and
-``MEAS:ARR?`` returns ``V, A, W`` each with its unit.
+SCPI (:class:`Psb10000Scpi`): ``SYST:LOCK ON`` before any setting (else -221); ``OUTP``,
+``VOLT``, ``CURR``, ``POW``, ``SINK:CURR``, ``SINK:POW``; protections ``VOLT:PROT``,
+``CURR:PROT``, ``POW:PROT`` (source), ``SINK:CURR:PROT``, ``SINK:POW:PROT`` (sink);
+interface monitoring ``SYST:COMM:MON:TIM``/``:ACT``; alarms acknowledged by reading the
+error queue (``SYST:ERR:ALL?``). Replies carry the unit, with or without a space
+(``43.50V``), and may carry a magnitude prefix (``1.75kW``), which :func:`parse_ea_number`
+scales.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -58,6 +73,8 @@ REG_ACTUAL = 507
 REG_OVP = 550
 REG_OCP = 553
 REG_OPP = 556
+REG_SINK_OCP = 569
+REG_SINK_OPP = 570
 REG_NOMINAL_VOLTAGE = 121
 REG_NOMINAL_CURRENT = 123
 REG_NOMINAL_POWER = 125
@@ -66,6 +83,8 @@ FULL_SCALE = 0xCCCC
 SET_CAP = 0xD0E5
 PROTECTION_CAP = 0xE147
 PROTECTION_FACTOR = 1.1
+#: The project's one default unit id for a PSB (the unit answers 0 and 1 alike).
+DEFAULT_DEVICE_ID = 0
 
 
 class Regulation(IntEnum):
@@ -141,7 +160,7 @@ class Psb10000:
         self,
         connection: ModbusConnection,
         *,
-        device_id: int = 1,
+        device_id: int = DEFAULT_DEVICE_ID,
         rating: Rating | None = None,
         model: str = "",
         serial: str = "",
@@ -160,7 +179,7 @@ class Psb10000:
         cls,
         resource: str,
         *,
-        device_id: int = 1,
+        device_id: int = DEFAULT_DEVICE_ID,
         rating: Rating | None = None,
         model: str = "",
         serial: str = "",
@@ -287,12 +306,20 @@ class Psb10000:
         self._protect(REG_OVP, "OVP", volts, self.rating.voltage, "V")
 
     def set_ocp(self, amps: float) -> None:
-        """Register 553: over-current protection level."""
+        """Register 553: source-mode over-current protection level."""
         self._protect(REG_OCP, "OCP", amps, self.rating.current, "A")
 
     def set_opp(self, watts: float) -> None:
-        """Register 556: over-power protection level."""
+        """Register 556: source-mode over-power protection level."""
         self._protect(REG_OPP, "OPP", watts, self.rating.power, "W")
+
+    def set_sink_ocp(self, amps: float) -> None:
+        """Register 569: sink-mode over-current protection level."""
+        self._protect(REG_SINK_OCP, "sink OCP", amps, self.rating.current, "A")
+
+    def set_sink_opp(self, watts: float) -> None:
+        """Register 570: sink-mode over-power protection level."""
+        self._protect(REG_SINK_OPP, "sink OPP", watts, self.rating.power, "W")
 
     def program(
         self,
@@ -351,6 +378,34 @@ class Psb10000:
             self.connection.close()
 
 
+_EA_NUMBER = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([mkM]?)([A-Za-z]*)\s*$"
+)
+_PREFIXES = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6}
+
+
+def parse_ea_number(reply: str, unit: str, *, resource: str, command: str) -> float:
+    """An EA reply (``43.50V``, ``5.00 A``, ``1.75kW``, ``12``) in base units.
+
+    The unit, when present, must be ``unit``, optionally after a magnitude prefix
+    (m, k, M); anything else raises :class:`MalformedReply` naming the command.
+    """
+    match = _EA_NUMBER.match(reply)
+    if match is not None:
+        number, prefix, suffix = match.groups()
+        if not suffix and prefix:
+            prefix, suffix = "", prefix
+        if suffix.upper() == unit.upper() or (not suffix and not prefix):
+            value = float(number) * _PREFIXES[prefix]
+            if math.isfinite(value):
+                return value
+    raise MalformedReply(
+        f"reply {reply!r} is not a number in {unit} (with an optional m/k/M prefix)",
+        resource=resource,
+        command=command,
+    )
+
+
 def _psb_volts(psb: Psb10000Scpi) -> tuple[float, float]:
     return (0.0, psb.rating.voltage)
 
@@ -372,8 +427,20 @@ class ScpiArray:
     power: float
 
 
+def _psb_protected_volts(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, PROTECTION_FACTOR * psb.rating.voltage)
+
+
+def _psb_protected_amps(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, PROTECTION_FACTOR * psb.rating.current)
+
+
+def _psb_protected_watts(psb: Psb10000Scpi) -> tuple[float, float]:
+    return (0.0, PROTECTION_FACTOR * psb.rating.power)
+
+
 class Psb10000Scpi(ScpiInstrument):
-    """PSB 10000 over SCPI (optional path). Replies carry units."""
+    """PSB 10000 over SCPI (optional path). Replies carry units (and magnitude prefixes)."""
 
     output = ScpiSwitch("OUTP")
     voltage = ScpiNumber("VOLT", unit="V", limits=_psb_volts, reply_unit="V")
@@ -381,6 +448,11 @@ class Psb10000Scpi(ScpiInstrument):
     power = ScpiNumber("POW", unit="W", limits=_psb_watts, reply_unit="W")
     sink_current = ScpiNumber("SINK:CURR", unit="A", limits=_psb_amps, reply_unit="A")
     sink_power = ScpiNumber("SINK:POW", unit="W", limits=_psb_watts, reply_unit="W")
+    ovp = ScpiNumber("VOLT:PROT", unit="V", limits=_psb_protected_volts, reply_unit="V")
+    ocp = ScpiNumber("CURR:PROT", unit="A", limits=_psb_protected_amps, reply_unit="A")
+    opp = ScpiNumber("POW:PROT", unit="W", limits=_psb_protected_watts, reply_unit="W")
+    sink_ocp = ScpiNumber("SINK:CURR:PROT", unit="A", limits=_psb_protected_amps, reply_unit="A")
+    sink_opp = ScpiNumber("SINK:POW:PROT", unit="W", limits=_psb_protected_watts, reply_unit="W")
     measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V", reply_unit="V")
     measured_current = ScpiMeasurement("MEAS:CURR?", unit="A", reply_unit="A")
 
@@ -404,12 +476,36 @@ class Psb10000Scpi(ScpiInstrument):
         connection = ScpiConnection(resource, timeout=timeout, visa_library=visa_library)
         return cls(connection, rating=rating, name=name, strict=strict)
 
+    def query_number(self, command: str, *, unit: str = "") -> float:
+        """A numeric query; EA replies may carry the unit with a magnitude prefix."""
+        reply = self.query(command)
+        if not unit:
+            return parse_number(reply, resource=self.resource, command=command)
+        return parse_ea_number(reply, unit, resource=self.resource, command=command)
+
     def lock(self, on: bool = True) -> None:
         """``SYST:LOCK ON``: remote control; required before any setting is accepted."""
         self.write_setting(f"SYST:LOCK {'ON' if on else 'OFF'}")
 
+    def set_interface_monitoring(self, timeout_s: int | None) -> None:
+        """EA's communication watchdog: ``SYST:COMM:MON:TIM <s>`` then ``:ACT ON``; None: off.
+
+        The unit leaves remote (output off) after ``timeout_s`` without a message.
+        """
+        if timeout_s is None:
+            self.write_setting("SYST:COMM:MON:ACT OFF")
+            return
+        seconds = int(check_setpoint(self.name, "monitoring timeout", timeout_s, 1, 36000, "s"))
+        self.write_setting(f"SYST:COMM:MON:TIM {seconds}")
+        self.write_setting("SYST:COMM:MON:ACT ON")
+
+    def acknowledge_alarms(self) -> list[str]:
+        """``SYST:ERR:ALL?``: read (and so acknowledge) every queued error and alarm."""
+        reply = self.query("SYST:ERR:ALL?")
+        return [] if reply.strip().startswith("0,") else [reply.strip()]
+
     def measure_array(self) -> ScpiArray:
-        """``MEAS:ARR?`` → ``350.00 V, 2.00 A, 700.00 W``."""
+        """``MEAS:ARR?`` → ``350.00V,2.00A,0.70kW`` (units, possibly prefixed, in base units)."""
         command = "MEAS:ARR?"
         parts = [part.strip() for part in self.query(command).split(",")]
         if len(parts) != 3:
@@ -417,7 +513,7 @@ class Psb10000Scpi(ScpiInstrument):
                 f"expected three values, got {parts!r}", resource=self.resource, command=command
             )
         values = [
-            parse_number(part, resource=self.resource, command=command, unit=unit)
+            parse_ea_number(part, unit, resource=self.resource, command=command)
             for part, unit in zip(parts, ("V", "A", "W"), strict=True)
         ]
         return ScpiArray(*values)

@@ -156,7 +156,7 @@ def test_no_reply_is_a_timeout_and_the_next_call_reconnects() -> None:
     second = ScriptedModbusClient([modbus("read_holding_registers", 505, 2, reply=[0, 128])])
     clients = iter([first, second])
     connection = ModbusConnection(RESOURCE, client_factory=lambda: next(clients))
-    psb = Psb10000(connection, rating=RATING)
+    psb = Psb10000(connection, device_id=1, rating=RATING)
     with pytest.raises(InstrumentTimeout) as caught:
         psb.state()
     assert "505" in str(caught.value) and RESOURCE in str(caught.value)
@@ -174,7 +174,9 @@ def test_short_register_reply_is_malformed() -> None:
 @given(amps=st.floats(allow_nan=True, allow_infinity=True))
 def test_never_writes_a_set_value_outside_its_rating(amps: float) -> None:
     client = ScriptedModbusClient()
-    psb = Psb10000(ModbusConnection(RESOURCE, client_factory=lambda: client), rating=RATING)
+    psb = Psb10000(
+        ModbusConnection(RESOURCE, client_factory=lambda: client), device_id=1, rating=RATING
+    )
     inside = 0.0 <= amps <= 60.0
     if inside:
         client.steps.append(modbus("write_register", 499, to_raw(amps, 60.0, 0xD0E5)))
@@ -194,7 +196,11 @@ def test_scpi_path_with_units_in_replies() -> None:
             write("SINK:CURR 5"),
             query("SINK:CURR?", "5.00 A"),
             query("MEAS:ARR?", "350.00 V, -2.00 A, -700.00 W"),
+            query("MEAS:ARR?", "350.00V,-5.00A,-1.75kW"),
+            query("MEAS:CURR?", "-500mA"),
+            query("MEAS:VOLT?", "43.50V"),
             query("MEAS:VOLT?", "350.00 A"),
+            query("MEAS:VOLT?", "1.0kW"),
         ]
     )
     psb = Psb10000Scpi(
@@ -206,6 +212,25 @@ def test_scpi_path_with_units_in_replies() -> None:
     assert psb.sink_current == 5.0
     array = psb.measure_array()
     assert (array.voltage, array.current, array.power) == (350.0, -2.0, -700.0)
-    with pytest.raises(MalformedReply, match="unexpected unit"):
-        _ = psb.measured_voltage
+    array = psb.measure_array()
+    assert (array.voltage, array.current, array.power) == (350.0, -5.0, -1750.0)
+    assert psb.measured_current == -0.5
+    assert psb.measured_voltage == 43.5
+    for _ in range(2):
+        with pytest.raises(MalformedReply, match="not a number in V"):
+            _ = psb.measured_voltage
     resource.assert_done()
+
+
+def test_the_default_unit_id_is_zero_and_sink_protections_are_569_570() -> None:
+    steps = [
+        modbus("write_register", 569, round(22.0 / 60.0 * 0xCCCC), device_id=0),
+        modbus("write_register", 570, round(3300.0 / 30000.0 * 0xCCCC), device_id=0),
+    ]
+    client = ScriptedModbusClient(steps)
+    psb = Psb10000(ModbusConnection(RESOURCE, client_factory=lambda: client), rating=RATING)
+    psb.set_sink_ocp(22.0)
+    psb.set_sink_opp(3300.0)
+    with pytest.raises(RatingError, match="sink OCP"):
+        psb.set_sink_ocp(66.1)
+    client.assert_done()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -51,7 +52,9 @@ def make_itech(*steps: VisaStep) -> tuple[It6000cUnit, ScriptedVisaResource]:
     return It6000cUnit("BID1", supply, envelope("BID1"), SimClock(lambda s: s)), resource
 
 
-def make_psb(*steps: ModbusStep, reopen: bool = True) -> tuple[Psb10000Unit, ScriptedModbusClient]:
+def make_psb(
+    *steps: ModbusStep, reopen: bool = True, env: UnitEnvelope | None = None
+) -> tuple[Psb10000Unit, ScriptedModbusClient]:
     """A PSB unit on a scripted client; with ``reopen=False`` every reconnect is refused."""
     client = ScriptedModbusClient(steps)
     opened: list[int] = []
@@ -64,7 +67,8 @@ def make_psb(*steps: ModbusStep, reopen: bool = True) -> tuple[Psb10000Unit, Scr
 
     connection = ModbusConnection("127.0.0.1:502", client_factory=factory)
     psb = Psb10000(connection, device_id=0, rating=PSB_RATING, name="BID2.bidirectional")
-    return Psb10000Unit("BID2", psb, envelope("BID2"), SimClock(lambda s: s)), client
+    unit = Psb10000Unit("BID2", psb, env or envelope("BID2"), SimClock(lambda s: s))
+    return unit, client
 
 
 def reg(address: int, volts_or_amps: float, nominal: float) -> ModbusStep:
@@ -186,6 +190,7 @@ def test_psb_voltage_reference_and_idle() -> None:
 
 
 def test_psb_arm_programmes_protection_registers() -> None:
+    """Source OCP/OPP at 553/556 and sink OCP/OPP at 569/570, each from its own limit."""
     unit, client = make_psb(
         modbus("write_coil", 402, True, device_id=0),
         modbus("write_coil", 405, False, device_id=0),
@@ -195,8 +200,11 @@ def test_psb_arm_programmes_protection_registers() -> None:
         modbus("write_register", 550, round(399.0 / 500.0 * FULL_SCALE), device_id=0),
         modbus("write_register", 553, round(2.53 / 180.0 * FULL_SCALE), device_id=0),
         modbus("write_register", 556, round(990.0 / 30000.0 * FULL_SCALE), device_id=0),
+        modbus("write_register", 569, round(1.65 / 180.0 * FULL_SCALE), device_id=0),
+        modbus("write_register", 570, round(990.0 / 30000.0 * FULL_SCALE), device_id=0),
         reg(501, 0.0, 180.0),
         reg(499, 0.0, 180.0),
+        env=dataclasses.replace(envelope("BID2"), current_sink_max=1.5),
     )
     unit.arm()
     client.assert_done()

@@ -26,7 +26,9 @@ set value, and sinks up to its *sink* current set value while it is above.
   it sinks ``|a|`` while the bus sits above the window bottom. (``a = 0``: both 0.)
 - ``hold_voltage(v, limit)``: ``I = limit``, sink ``I = limit``, ``U = v``, output on.
 - ``arm()``: remote on, output off, U/I/P mode, power set values at ``power_max``, OVP at
-  1.05 x the window top, OCP at 1.1 x the larger current limit, OPP at 1.1 x ``power_max``.
+  1.05 x the window top; source OCP (register 553) at 1.1 x ``current_source_max`` and sink
+  OCP (569) at 1.1 x ``current_sink_max`` (a direction whose limit is 0 takes the other's);
+  source and sink OPP (556/570) at 1.1 x ``power_max``.
 - Only registers whose value changes are written (a ramp step is one register write);
   ``read()`` is one read of registers 505-509.
 """
@@ -109,10 +111,23 @@ def it6000c_arm(supply: IT6000C, voltage_max: float, current_max: float, power_m
         supply.opp_enabled = True
 
 
-def psb_arm(psb: Psb10000, voltage_max: float, current_max: float, power_max: float) -> None:
-    """Remote, output off, U/I/P mode, power set values, OVP/OCP/OPP, currents 0."""
+def psb_arm(
+    psb: Psb10000,
+    voltage_max: float,
+    current_max: float,
+    power_max: float,
+    *,
+    sink_current_max: float | None = None,
+) -> None:
+    """Remote, output off, U/I/P mode, power set values, OVP, source and sink OCP/OPP, currents 0.
+
+    The PSB has separate protections per direction: source OCP/OPP (registers 553/556) from
+    ``current_max``, sink OCP/OPP (569/570) from ``sink_current_max`` (default: the same).
+    """
     rating = psb.rating
     watts = min(power_max, rating.power)
+    sink_amps = current_max if sink_current_max is None else sink_current_max
+    opp = min(CURRENT_TRIP_FACTOR * power_max, 1.1 * rating.power)
     psb.set_remote(True)
     psb.set_output(False)
     psb.set_resistance_mode(False)
@@ -120,7 +135,9 @@ def psb_arm(psb: Psb10000, voltage_max: float, current_max: float, power_max: fl
     psb.set_sink_power(watts)
     psb.set_ovp(min(VOLTAGE_TRIP_FACTOR * voltage_max, 1.1 * rating.voltage))
     psb.set_ocp(min(CURRENT_TRIP_FACTOR * current_max, 1.1 * rating.current))
-    psb.set_opp(min(CURRENT_TRIP_FACTOR * power_max, 1.1 * rating.power))
+    psb.set_opp(opp)
+    psb.set_sink_ocp(min(CURRENT_TRIP_FACTOR * sink_amps, 1.1 * rating.current))
+    psb.set_sink_opp(opp)
     psb.set_current(0.0)
     psb.set_sink_current(0.0)
 
@@ -312,7 +329,14 @@ class Psb10000Unit(BidirectionalUnit):
     def arm(self) -> None:
         env = self._envelope
         with self._sending():
-            psb_arm(self.psb, env.voltage_max, self._current_max(), env.power_max)
+            source, sink = env.current_source_max, env.current_sink_max
+            psb_arm(
+                self.psb,
+                env.voltage_max,
+                source or sink,
+                env.power_max,
+                sink_current_max=sink or source,
+            )
             self._output_on = False
             self._levels = {"I": 0.0, "sink I": 0.0}
             self._commit(Mode.IDLE, None)

@@ -28,6 +28,7 @@ from instruments.chroma63200a import Chroma63200A
 from instruments.eza2500 import Eza2500
 from instruments.it6000c import IT6000C
 from instruments.n5700 import N5700
+from instruments.psb10000 import DEFAULT_DEVICE_ID as PSB_DEVICE_ID
 from instruments.psb10000 import Psb10000
 from instruments.registry import driver_info
 
@@ -93,7 +94,7 @@ def driver_options(
         options.update(
             rating=instrument_rating(inst),
             model=inst.model,
-            device_id=int(settings.get("device_id", 1)),
+            device_id=int(settings.get("device_id", PSB_DEVICE_ID)),
         )
     elif inst.driver == "eza2500":
         options.update(
