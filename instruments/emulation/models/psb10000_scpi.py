@@ -24,6 +24,10 @@ instro quotes it). ``MEAS:ARR?`` answers ``350.00V,-2.00A,-0.70kW`` on a unit of
 more: a magnitude prefix on the power (guide; the 10 kW threshold and the comma without a
 space are assumed).
 
+Compound messages: a header after ``;`` that is undefined relative to the path so far is
+resolved from the root (cEAsource.cpp sends ``SYST:NOM:VOLT?;SYST:NOM:CURR?;SYST:NOM:POW?``
+and ``VOLT:PROT 60.00 V;CURR:PROT 10.00 A;...`` to real units; assumed from that client).
+
 Remote: a setting without ``SYST:LOCK ON`` queues ``-221,"Settings conflict"`` (guide; -201
 belongs to the front-panel lock, not modelled). ``*RST`` switches to remote first, then sets
 the output off, set values to 0 and protections to 110 % (assumed defaults).
@@ -262,6 +266,7 @@ class Psb10000ScpiModel(ScpiModel):
     vendor: ClassVar[str] = "EA Elektro-Automatik"
     firmware: ClassVar[str] = "KE 3.10 (emulated)"
     number_format = EaFormat(2)
+    root_fallback = True
     commands = (
         IDENTITY,
         Command(
@@ -338,6 +343,7 @@ class Psb10000ScpiModel(ScpiModel):
             self.plant.bidirectional(self.key), Nominal.of(self.ctx), self.measure, self.key
         )
         plant = self.plant
+        plant.add_trip_listener(self.physics.count_trip)
         self.monitor = InterfaceMonitor(self._interface_timeout, lambda: plant.time)
 
     def push(self) -> None:
