@@ -436,9 +436,9 @@ class ScpiDevice:
     error_format: ClassVar[str] = PLAIN_ERRORS
     error_queue_size: ClassVar[int] = 20
     error_details: ClassVar[bool] = False
-    #: Resolve a header that is undefined relative to the compound path from the root
-    #: instead (EA's parsers do: clients send ``SYST:NOM:VOLT?;SYST:NOM:CURR?``).
-    root_fallback: ClassVar[bool] = False
+    #: Start every message unit of a compound message at the root, as EA's parsers do
+    #: (clients send ``SYST:NOM:VOLT?;SYST:NOM:CURR?`` and ``SINK:CURR 2;POW 500``).
+    units_from_root: ClassVar[bool] = False
     table: ClassVar[CommandTable] = CommandTable(COMMON_COMMANDS)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -633,14 +633,9 @@ class ScpiDevice:
         if header.common:
             words = header.words
         else:
-            words = header.words if header.absolute else path + header.words
-        try:
-            entry, suffixes = self.table.resolve(words, header.query)
-        except ScpiError as exc:
-            if not (self.root_fallback and path and exc.code == UNDEFINED_HEADER):
-                raise
-            words = header.words
-            entry, suffixes = self.table.resolve(words, header.query)
+            relative = not (header.absolute or self.units_from_root)
+            words = path + header.words if relative else header.words
+        entry, suffixes = self.table.resolve(words, header.query)
         if not header.common:
             path = words[:-1]
         tokens = tuple(split_params(param_text))

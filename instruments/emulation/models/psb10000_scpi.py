@@ -24,9 +24,10 @@ instro quotes it). ``MEAS:ARR?`` answers ``350.00V,-2.00A,-0.70kW`` on a unit of
 more: a magnitude prefix on the power (guide; the 10 kW threshold and the comma without a
 space are assumed).
 
-Compound messages: a header after ``;`` that is undefined relative to the path so far is
-resolved from the root (cEAsource.cpp sends ``SYST:NOM:VOLT?;SYST:NOM:CURR?;SYST:NOM:POW?``
-and ``VOLT:PROT 60.00 V;CURR:PROT 10.00 A;...`` to real units; assumed from that client).
+Compound messages: every unit after ``;`` starts at the root, not at the previous header's
+path (assumed from cEAsource.cpp, which sends ``SYST:NOM:VOLT?;SYST:NOM:CURR?;SYST:NOM:POW?``
+and ``VOLT 300.00 V;CURR 0.00 A;SINK:CURR 2.00 A;POW 5000.00 W;SINK:POW 5000.00 W`` to real
+units and means the source ``POW`` there).
 
 Remote: a setting without ``SYST:LOCK ON`` queues ``-221,"Settings conflict"`` (guide; -201
 belongs to the front-panel lock, not modelled). ``*RST`` switches to remote first, then sets
@@ -266,7 +267,7 @@ class Psb10000ScpiModel(ScpiModel):
     vendor: ClassVar[str] = "EA Elektro-Automatik"
     firmware: ClassVar[str] = "KE 3.10 (emulated)"
     number_format = EaFormat(2)
-    root_fallback = True
+    units_from_root = True
     commands = (
         IDENTITY,
         Command(
