@@ -113,7 +113,7 @@ DRIVERS: Mapping[str, DriverSpec] = MappingProxyType(
                 "modbus_tcp",
                 "psb10000",
                 "EA PSB 10000 bidirectional supply (ModBus TCP)",
-                (SettingSpec("device_id", "int", "Modbus unit (device) id", 0, 0, 247),),
+                (SettingSpec("device_id", "int", "Modbus unit id (answers 0 and 1)", 0, 0, 247),),
             ),
             DriverSpec(
                 "psb10000-scpi",
