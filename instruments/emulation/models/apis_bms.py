@@ -16,7 +16,7 @@ number - 30001:
 
 Settings ``soc_register`` / ``status_register`` (register numbers, as in APIS's
 ``dcdc_batt_comm.yml``; defaults 30030/30031) move SoC and status, as they move the driver's
-reads; the block then extends to cover them.
+reads; they are then answered besides the block.
 
 Addresses beyond the block answer exception 2 (there are no holding registers, coils or
 discrete inputs, so any write does too); frames for another unit id are ignored, as on an
@@ -144,7 +144,7 @@ class ApisBmsModel(InstrumentModel):
                 f"{ctx.key}: soc_register {soc_wire + 30001} and status_register "
                 f"{status_wire + 30001} must differ and lie outside 30001-30003 and 30010-30019"
             )
-        for address in range(max(BLOCK_WORDS, soc_wire + 1, status_wire + 1)):
+        for address in sorted({*range(BLOCK_WORDS), soc_wire, status_wire}):
             if address == soc_wire:
                 self.device.input(address, "relative SoC", self._soc_word)
             elif address == status_wire:
