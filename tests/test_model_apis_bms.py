@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from plant_servers import PlantServers, bus_node, context, emulated_bench, modbu
 from hil.errors import ConfigError
 from instruments.apis_bms import ApisBms, Permission
 from instruments.emulation.models.apis_bms import ApisBmsModel
+from instruments.emulation.models.base import ModelContext
 from instruments.emulation.plant import LoadMode, LoadSpec, NodeSpec
 
 TIMEOUT_S = 5.0
@@ -196,3 +198,40 @@ def test_registers_follow_any_state(rig: Rig, soc: float, allowed: bool) -> None
 def test_driver_identifies_the_emulated_battery(rig: Rig) -> None:
     identity = rig.bms.identify()
     assert (identity.vendor, identity.firmware) == ("HE", "protocol 010000")
+
+
+def moved(**settings: int) -> ModelContext:
+    """E001's BMS context with extra bench-file settings (register numbers, as the manual)."""
+    ctx = context(emulated_bench(), "E001", "apis_bms")
+    instrument = dataclasses.replace(
+        ctx.instrument, settings={**ctx.instrument.settings, **settings}
+    )
+    return dataclasses.replace(ctx, instrument=instrument)
+
+
+def test_register_settings_move_soc_and_status_for_the_model_and_the_driver() -> None:
+    ctx = moved(soc_register=30040, status_register=30041)
+    nodes = [bus_node(), NodeSpec(name=ctx.battery_node)]
+    with PlantServers(nodes, ApisBmsModel.port_specs(ctx)) as h:
+        model = h.add(ApisBmsModel, ctx)
+        port = h.serve_tcp(model)
+        resource = f"modbus-rtu-tcp://127.0.0.1:{port}"
+        bms = ApisBms.open(resource, timeout=TIMEOUT_S, soc_register=30040, status_register=30041)
+        try:
+            assert bms.read().soc_percent == pytest.approx(30.0)
+            with modbus_client(port, rtu=True) as client:
+                assert client.read_input_registers(39, count=2, device_id=1).registers == [300, 0]
+                assert client.read_input_registers(29, count=2, device_id=1).registers == [0, 0]
+        finally:
+            bms.close()
+
+
+def test_register_settings_that_collide_are_a_config_error() -> None:
+    ctx = moved(soc_register=30001)
+    with (
+        PlantServers(
+            [bus_node(), NodeSpec(name=ctx.battery_node)], ApisBmsModel.port_specs(ctx)
+        ) as h,
+        pytest.raises(ConfigError, match="soc_register 30001"),
+    ):
+        h.add(ApisBmsModel, ctx)
