@@ -143,6 +143,22 @@ DRIVERS: Mapping[str, DriverSpec] = MappingProxyType(
                 (
                     SettingSpec("device_id", "int", "Modbus unit (device) id", 1, 1, 247),
                     SettingSpec("baudrate", "int", "serial speed", 9600, choices=_SERIAL_BAUDS),
+                    SettingSpec(
+                        "soc_register",
+                        "int",
+                        "input register number of the SoC (3xxxx, manual; wire = n - 30001)",
+                        30030,
+                        30001,
+                        39999,
+                    ),
+                    SettingSpec(
+                        "status_register",
+                        "int",
+                        "input register number of the status (3xxxx; wire = n - 30001)",
+                        30031,
+                        30001,
+                        39999,
+                    ),
                 ),
             ),
         )

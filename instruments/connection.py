@@ -441,9 +441,10 @@ def parse_modbus_resource(resource: str) -> ModbusEndpoint:
 class ModbusConnection(_Line):
     """A Modbus line (TCP, RTU over TCP, RTU on a serial line) through pymodbus.
 
-    Register and coil addresses are the literal protocol addresses on the wire (the APIS
-    battery's 30030 is sent as 30030). ``client_factory`` replaces the pymodbus client
-    (scripted tests).
+    Register and coil addresses are the literal protocol addresses on the wire; a driver
+    whose manual numbers registers otherwise converts first (the APIS battery's input register
+    30030 goes out as 29, see ``instruments.wire.apis_bms``). ``client_factory`` replaces the
+    pymodbus client (scripted tests).
     """
 
     kind = "Modbus resource"

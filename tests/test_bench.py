@@ -185,7 +185,11 @@ def test_open_builds_one_adapter_per_unit_and_collects_identities() -> None:
             modbus("read_holding_registers", 125, 2, device_id=0, reply=[0x46EA, 0x6000]),
         ],
         E001_converter=[eza_read(Command.MODE, {"mode": int(EzaMode.WAIT)})],
-        E001_battery=[modbus("read_input_registers", 30030, 2, reply=[500, 3])],
+        E001_battery=[
+            modbus("read_input_registers", 29, 2, reply=[500, 0]),
+            modbus("read_input_registers", 0, 3, reply=[0x3031, 0x3030, 0x3030]),
+            modbus("read_input_registers", 9, 10, reply=[0x4845, *[0] * 9]),
+        ],
     )
     with Bench.open(config(), opener=scripts, clock=SimClock(lambda s: s)) as bench:
         assert isinstance(bench.unit("SUP1"), SupplyUnit)
@@ -204,6 +208,10 @@ def test_open_builds_one_adapter_per_unit_and_collects_identities() -> None:
         ]
         assert bench.identities[0].vendor == "Keysight Technologies"
         assert bench.identities[4].model == "EZA-2500"
+        assert (bench.identities[5].vendor, bench.identities[5].firmware) == (
+            "HE",
+            "protocol 010000",
+        )
         assert bench.envelope.unit("E001").soc_min == pytest.approx(0.2)
     for resource in scripts.visa.values():
         assert resource.sent == ["*IDN?"]  # identity queries only: no setting was sent

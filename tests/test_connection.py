@@ -267,16 +267,16 @@ class ModbusTcpResponder(LineServer):
         (True, "socket://127.0.0.1:{port}"),
     ],
 )
-def test_bms_over_a_real_modbus_socket_reads_literal_30030(rtu: bool, form: str) -> None:
-    registers = InputRegisters({30030: 875, 30031: 2})
+def test_bms_over_a_real_modbus_socket_reads_30030_at_wire_29(rtu: bool, form: str) -> None:
+    registers = InputRegisters({29: 875, 30: 1})
     server = ModbusTcpResponder(registers, rtu=rtu)
     bms = ApisBms.open(form.format(port=server.port), device_id=1, timeout=2.0)
     try:
         reading = bms.read()
         assert reading.soc_percent == 87.5
-        assert reading.permission is Permission.DISCHARGE_ONLY
-        assert registers.requests == [(1, 4, 30030, 2)]
-        registers.values.pop(30031)
+        assert reading.permission is Permission.NONE
+        assert registers.requests == [(1, 4, 29, 2)]
+        registers.values.pop(30)
         with pytest.raises(InstrumentReportedError, match="illegal data address"):
             bms.read()
     finally:
@@ -353,7 +353,7 @@ def test_eza2500_over_a_pty_path() -> None:
 
 
 def test_bms_over_modbus_rtu_on_a_pty() -> None:
-    registers = InputRegisters({30030: 1000, 30031: 0})
+    registers = InputRegisters({29: 1000, 30: 1})
 
     def answer(frame: bytes) -> bytes:
         assert crc16(frame[:-2]) == struct.unpack("<H", frame[-2:])[0]
@@ -365,7 +365,7 @@ def test_bms_over_modbus_rtu_on_a_pty() -> None:
     try:
         reading = bms.read()
         assert (reading.soc_percent, reading.permission) == (100.0, Permission.NONE)
-        assert registers.requests == [(1, 4, 30030, 2)]
+        assert registers.requests == [(1, 4, 29, 2)]
     finally:
         bms.close()
         device.close()

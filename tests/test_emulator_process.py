@@ -157,11 +157,21 @@ def test_plain_pymodbus_reads_the_psb_and_a_battery(emulator: EmulatorProcess) -
     rtu = resource(emulator, "E003.battery").removeprefix("modbus-rtu-tcp://")
     host, port = rtu.split(":")
     with ModbusTcpClient(host, port=int(port), framer=FramerType.RTU) as bms:
-        reply = bms.read_input_registers(30030, count=2, device_id=1)
+        # APIS numbers them 30030/30031 and sends number - 30001 (apis-dcdc_batt_comm
+        # drivers/essx_server.py): SoC x10 and status at wire 29-30, version at 0-2.
+        reply = bms.read_input_registers(29, count=2, device_id=1)
         assert not reply.isError()
-        soc_tenths, permission = reply.registers
+        soc_tenths, status = reply.registers
+        version = bms.read_input_registers(0, count=3, device_id=1)
+        emulator.control.fault("E003.battery", "permission")
+        try:
+            withdrawn = bms.read_input_registers(29, count=2, device_id=1)
+        finally:
+            emulator.control.clear("E003.battery")
     assert soc_tenths == pytest.approx(700, abs=2)  # E003 starts at SoC 0.70
-    assert permission == 3
+    assert status & 1 == 0  # bit 0 clear: interchange allowed
+    assert not version.isError() and version.registers == [0x3031, 0x3030, 0x3030]
+    assert not withdrawn.isError() and withdrawn.registers[1] & 1 == 1  # not allowed
 
 
 @pytest.mark.parametrize(
@@ -175,7 +185,7 @@ def test_plain_pymodbus_reads_the_psb_and_a_battery(emulator: EmulatorProcess) -
         ("E002.converter", "offset", {"quantity": "current", "value": 0.3}, None),
         ("SUP1.supply", "trip", {"trip": "OVP"}, "OVP"),
         ("E003.converter", "alarm", {"level": "heavy"}, None),
-        ("E004.battery", "permission", {"value": 1}, None),
+        ("E004.battery", "permission", {}, None),
     ],
 )
 def test_control_channel_injects_every_fault_kind(

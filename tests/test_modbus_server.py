@@ -71,7 +71,8 @@ class Supply:
 
 
 class Battery:
-    """APIS battery: SoC in 0.1 % steps and the interchange permission."""
+    """A battery-like unit for these server tests, at wire addresses 30030/30031 (arbitrary:
+    the real APIS battery answers at wire 29/30, see ``instruments/wire/apis_bms.py``)."""
 
     def __init__(self) -> None:
         self.soc = 51.7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from plant_servers import PlantServers, bus_node, context, emulated_bench, modbu
 from hil.errors import ConfigError
 from instruments.apis_bms import ApisBms, Permission
 from instruments.emulation.models.apis_bms import ApisBmsModel
+from instruments.emulation.models.base import ModelContext
 from instruments.emulation.plant import LoadMode, LoadSpec, NodeSpec
 
 TIMEOUT_S = 5.0
@@ -80,31 +82,38 @@ def test_soc_falls_while_the_battery_discharges(rig: Rig) -> None:
 def test_set_soc_and_permission(rig: Rig) -> None:
     assert rig.set("soc", 0.623)
     assert rig.bms.soc() == pytest.approx(62.3)
-    assert rig.set("permission", "charge")
-    assert rig.bms.permission() is Permission.CHARGE_ONLY
-    assert rig.set("permission", 2)
-    assert rig.bms.permission() is Permission.DISCHARGE_ONLY
+    assert rig.set("permission", "none")
+    assert rig.bms.permission() is Permission.NONE
+    assert rig.set("permission", 3)
+    assert rig.bms.permission() is Permission.BOTH
     assert not rig.set("mode", 1)
-    with pytest.raises(ConfigError, match="permission"):
-        rig.set("permission", 4)
+    for one_way in ("charge", "discharge", 1, 2, 4, True):
+        with pytest.raises(ConfigError, match="only bit 0"):
+            rig.set("permission", one_way)
     with pytest.raises(ConfigError, match="soc"):
         rig.set("soc", "full")
     with pytest.raises(ConfigError, match="soc"):
         rig.set("soc", 1.5)
 
 
-def test_permission_fault_overrides_until_cleared(rig: Rig) -> None:
-    rig.fault("permission", value=1)
-    assert rig.bms.permission() is Permission.CHARGE_ONLY
-    rig.fault("permission", value=0)
+def test_permission_fault_sets_status_bit_0_until_cleared(rig: Rig) -> None:
+    rig.fault("permission")
     assert rig.bms.read().permission is Permission.NONE
-    assert rig.h.call(lambda: rig.model.status())["permission_fault"] == 0
+    assert rig.bms.read().status == 1
+    status = rig.h.call(lambda: rig.model.status())
+    assert (status["permission_fault"], status["permission"], status["status_word"]) == (
+        True,
+        0,
+        1,
+    )
     rig.h.call(rig.model.clear_faults)
     assert rig.bms.permission() is Permission.BOTH
-    with pytest.raises(ConfigError, match="needs 'value'"):
-        rig.fault("permission")
-    with pytest.raises(ConfigError, match=r"0\.\.3"):
-        rig.fault("permission", value=True)
+    rig.fault("permission", value="none")
+    assert rig.bms.permission() is Permission.NONE
+    with pytest.raises(ConfigError, match="only be 0 or 'none'"):
+        rig.fault("permission", value=3)
+    with pytest.raises(ConfigError, match="only bit 0"):
+        rig.fault("permission", value=1)
 
 
 def test_open_contactor_reports_no_permission(rig: Rig) -> None:
@@ -131,16 +140,26 @@ def test_soc_offset_fault_skews_the_register(rig: Rig) -> None:
     assert rig.bms.soc() == pytest.approx(30.0)
 
 
-def test_plain_client_sees_literal_addresses_and_exception_2(rig: Rig) -> None:
+def test_plain_client_reads_the_3xxxx_block_at_number_minus_30001(rig: Rig) -> None:
+    """A plain pymodbus client, as apis-dcdc_batt_comm ``drivers/essx/essx_modbus.py`` reads."""
     with modbus_client(rig.port, rtu=True) as client:
-        ok = client.read_input_registers(30030, count=2, device_id=1)
-        assert not ok.isError() and ok.registers == [300, 3]
+        ok = client.read_input_registers(29, count=2, device_id=1)
+        assert not ok.isError() and ok.registers == [300, 0]
+        version = client.read_input_registers(0, count=3, device_id=1)
+        assert not version.isError() and version.registers == [0x3031, 0x3030, 0x3030]
+        block = client.read_input_registers(0, count=31, device_id=1)
+        assert not block.isError()
+        assert block.registers[30010 - 30001] == ord("H") * 256 + ord("E")
+        assert block.registers[30030 - 30001 :] == [300, 0]
+        rig.fault("permission")
+        withdrawn = client.read_input_registers(29, count=2, device_id=1)
+        assert not withdrawn.isError() and withdrawn.registers == [300, 1]
         for response in (
-            client.read_input_registers(30032, count=1, device_id=1),
-            client.read_input_registers(30029, count=2, device_id=1),
-            client.read_input_registers(30030, count=3, device_id=1),
-            client.read_holding_registers(30030, count=1, device_id=1),
-            client.write_register(30030, 500, device_id=1),
+            client.read_input_registers(31, count=1, device_id=1),
+            client.read_input_registers(30, count=2, device_id=1),
+            client.read_input_registers(30030, count=2, device_id=1),
+            client.read_holding_registers(29, count=1, device_id=1),
+            client.write_register(29, 500, device_id=1),
             client.read_coils(0, count=1, device_id=1),
         ):
             assert response.isError() and response.exception_code == 2
@@ -166,10 +185,53 @@ def test_driver_over_a_pty() -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(soc=st.floats(min_value=0.0, max_value=1.0), permission=st.integers(0, 3))
-def test_registers_follow_any_state(rig: Rig, soc: float, permission: int) -> None:
+@given(soc=st.floats(min_value=0.0, max_value=1.0), allowed=st.booleans())
+def test_registers_follow_any_state(rig: Rig, soc: float, allowed: bool) -> None:
     rig.set("soc", soc)
-    rig.set("permission", permission)
+    rig.set("permission", "both" if allowed else "none")
     reading = rig.bms.read()
     assert reading.soc_percent == pytest.approx(round(soc * 1000) / 10)
-    assert reading.permission == permission
+    assert reading.permission is (Permission.BOTH if allowed else Permission.NONE)
+    assert reading.status == (0 if allowed else 1)
+
+
+def test_driver_identifies_the_emulated_battery(rig: Rig) -> None:
+    identity = rig.bms.identify()
+    assert (identity.vendor, identity.firmware) == ("HE", "protocol 010000")
+
+
+def moved(**settings: int) -> ModelContext:
+    """E001's BMS context with extra bench-file settings (register numbers, as the manual)."""
+    ctx = context(emulated_bench(), "E001", "apis_bms")
+    instrument = dataclasses.replace(
+        ctx.instrument, settings={**ctx.instrument.settings, **settings}
+    )
+    return dataclasses.replace(ctx, instrument=instrument)
+
+
+def test_register_settings_move_soc_and_status_for_the_model_and_the_driver() -> None:
+    ctx = moved(soc_register=30040, status_register=30041)
+    nodes = [bus_node(), NodeSpec(name=ctx.battery_node)]
+    with PlantServers(nodes, ApisBmsModel.port_specs(ctx)) as h:
+        model = h.add(ApisBmsModel, ctx)
+        port = h.serve_tcp(model)
+        resource = f"modbus-rtu-tcp://127.0.0.1:{port}"
+        bms = ApisBms.open(resource, timeout=TIMEOUT_S, soc_register=30040, status_register=30041)
+        try:
+            assert bms.read().soc_percent == pytest.approx(30.0)
+            with modbus_client(port, rtu=True) as client:
+                assert client.read_input_registers(39, count=2, device_id=1).registers == [300, 0]
+                assert client.read_input_registers(29, count=2, device_id=1).registers == [0, 0]
+        finally:
+            bms.close()
+
+
+def test_register_settings_that_collide_are_a_config_error() -> None:
+    ctx = moved(soc_register=30001)
+    with (
+        PlantServers(
+            [bus_node(), NodeSpec(name=ctx.battery_node)], ApisBmsModel.port_specs(ctx)
+        ) as h,
+        pytest.raises(ConfigError, match="soc_register 30001"),
+    ):
+        h.add(ApisBmsModel, ctx)

@@ -62,8 +62,9 @@ def set_mode(mode: EzaMode) -> list[SerialStep]:
     return [write_step(Command.MODE, {"mode": int(mode)}), mode_read(mode)]
 
 
-def bms_read(soc_tenths: int, permission: int) -> ModbusStep:
-    return modbus("read_input_registers", 30030, 2, reply=[soc_tenths, permission])
+def bms_read(soc_tenths: int, *, allowed: bool = True) -> ModbusStep:
+    """The BMS's one read: SoC (30030) and status (30031) at wire 29, count 2."""
+    return modbus("read_input_registers", 29, 2, reply=[soc_tenths, 0 if allowed else 1])
 
 
 def envelope(
@@ -152,7 +153,7 @@ def test_discharge_from_wait_follows_apis_order_then_ramps_with_one_frame() -> N
         write_step(Command.LIMITS, {**ARMED, "dig": 1.0}),
         *set_mode(EzaMode.DISCHARGE),
         write_step(Command.LIMITS, {**ARMED, "dig": 1.5}),
-        bms=[bms_read(500, 3), bms_read(500, 3)],
+        bms=[bms_read(500), bms_read(500)],
     )
     unit.arm()
     unit.set_current(1.0)
@@ -171,7 +172,7 @@ def test_charge_uses_the_magnitude_and_zero_goes_to_wait() -> None:
         *set_mode(EzaMode.WAIT),
         read_step(Command.LIMITS, {**LIMITS, "dig": 2.0}),
         write_step(Command.LIMITS, LIMITS),
-        bms=[bms_read(500, 3)],
+        bms=[bms_read(500)],
     )
     unit.set_current(-2.0)
     unit.set_current(0.0)
@@ -180,15 +181,15 @@ def test_charge_uses_the_magnitude_and_zero_goes_to_wait() -> None:
 
 
 def test_a_direction_the_battery_forbids_is_refused_naming_the_permission() -> None:
-    unit, port, client = make(bms=[bms_read(500, 2)])
-    with pytest.raises(CapabilityError, match=r"E003.*charge.*DISCHARGE_ONLY.*30031"):
+    unit, port, client = make(bms=[bms_read(500, allowed=False)])
+    with pytest.raises(CapabilityError, match=r"E003.*charge.*NONE.*30031"):
         unit.set_current(-1.0)
     assert port.written == []
     assert [call for call, *_ in client.log] == ["read_input_registers"]
 
 
 def test_discharging_below_the_soc_window_is_refused() -> None:
-    unit, port, _ = make(bms=[bms_read(150, 3)])
+    unit, port, _ = make(bms=[bms_read(150)])
     with pytest.raises(EnvelopeError, match=r"E003.*0\.15.*soc_min"):
         unit.set_current(1.0)
     assert port.written == []
@@ -204,7 +205,7 @@ def test_voltage_reference_sends_voltage_limits_then_mode() -> None:
         write_step(Command.VOLTAGE_REFERENCE, {"dvg": 360.0, "drg": 0.039}),
         read_step(Command.LIMITS, {**LIMITS, "dig": 2.3}),
         write_step(Command.LIMITS, {**LIMITS, "dig": 2.3}),
-        bms=[bms_read(500, 3), bms_read(500, 3)],
+        bms=[bms_read(500), bms_read(500)],
     )
     unit.hold_voltage(350.0, 2.3)
     unit.hold_voltage(360.0, 2.3, droop=0.039)  # already the reference: no mode frames
@@ -236,7 +237,7 @@ def test_read_turns_apis_signs_into_bus_convention_and_flags() -> None:
         read_step(Command.METERS, meters),
         mode_read(EzaMode.CHARGE),
         read_step(Command.STATUS, {"cst": (1 << 2) | 1, "ext": 0}),
-        bms=[bms_read(500, 1)],
+        bms=[bms_read(500, allowed=False)],
     )
     reading = unit.read()
     port.assert_done()
@@ -246,7 +247,7 @@ def test_read_turns_apis_signs_into_bus_convention_and_flags() -> None:
     assert reading.battery_current == pytest.approx(-7.0, abs=1e-2)
     assert reading.battery_voltage == pytest.approx(50.0, abs=0.01)
     assert reading.mode is Mode.CURRENT
-    assert reading.flags == {"ALARM", "NO_DISCHARGE"}
+    assert reading.flags == {"ALARM", "NO_CHARGE", "NO_DISCHARGE"}
     assert reading.soc == 0.5 and reading.temperature == pytest.approx(30.0)
 
 
@@ -256,7 +257,7 @@ def test_a_heavy_alarm_reads_as_fault() -> None:
         read_step(Command.METERS, meters),
         mode_read(EzaMode.WAIT),
         read_step(Command.STATUS, {"cst": 2 << 2, "ext": 0}),
-        bms=[bms_read(500, 3)],
+        bms=[bms_read(500)],
     )
     reading = unit.read()
     assert reading.mode is Mode.FAULT and "HEAVY_ALARM" in reading.flags
@@ -272,7 +273,7 @@ def test_safe_off_with_a_dead_converter_reports_and_never_raises() -> None:
 
 
 def test_safe_off_that_races_a_set_point_wins() -> None:
-    unit, port, client = make(*set_mode(EzaMode.WAIT), bms=[bms_read(500, 3)])
+    unit, port, client = make(*set_mode(EzaMode.WAIT), bms=[bms_read(500)])
     outcome: list[list[str]] = []
     client.hook = lambda: outcome.append(unit.safe_off())
     with pytest.raises(SafetyTrip, match=r"safe_off\(\) ran while set_current\(\+1 A\)"):

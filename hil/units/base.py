@@ -89,8 +89,9 @@ class SafeStep:
 def probe_identity(driver: Instrument) -> Identity:
     """The instrument's identity, after proving that it answers.
 
-    SCPI and Modbus supplies answer their identity query; the EZA-2500 and the APIS BMS have
-    no identity command, so their mode / registers are read first (a silent one raises).
+    SCPI and Modbus supplies answer their identity query; the EZA-2500 has no identity
+    command, so its mode is read first; the APIS BMS's SoC and status are read before its
+    identity block, so that both must answer (a silent one raises).
     """
     if isinstance(driver, Eza2500):
         driver.mode()

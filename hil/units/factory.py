@@ -108,6 +108,8 @@ def driver_options(
         options.update(
             device_id=int(settings.get("device_id", 1)),
             baudrate=int(settings.get("baudrate", 9600)),
+            soc_register=int(settings.get("soc_register", 30030)),
+            status_register=int(settings.get("status_register", 30031)),
         )
     options.update((extra or {}).get(inst.driver, {}))
     return options
