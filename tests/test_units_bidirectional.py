@@ -28,7 +28,7 @@ from instruments.scripted import (
 )
 
 SCPI = "TCPIP0::127.0.0.1::30000::SOCKET"
-READ = "MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?"
+READ = "MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?"
 PSB_RATING = Rating(500.0, 180.0, 30000.0)
 
 
@@ -132,14 +132,28 @@ def test_itech_arm_programmes_protections_and_power_limits() -> None:
 
 def test_itech_read_keeps_its_sign_which_is_the_bus_convention() -> None:
     unit, _ = make_itech(
-        query(READ, "3.501E+02;-1.2E+00;1;CURR"),
-        query(READ, "350;0.3;1;VOLTAGE"),
-        query(READ, "0;0;0;CURR"),
+        query(READ, "3.501E+02;-1.2E+00;1;CURRent;0"),
+        query(READ, "350;0.3;1;VOLTage;0"),
+        query(READ, "0;0;0;CURR;0"),
     )
     sinking = unit.read()
     assert sinking.bus_current == pytest.approx(-1.2) and sinking.mode is Mode.CURRENT
     assert unit.read().mode is Mode.VOLTAGE_REFERENCE
     assert unit.read().mode is Mode.IDLE
+
+
+def test_itech_read_decodes_the_questionable_bits() -> None:
+    unit, _ = make_itech(
+        query(READ, "350;0;0;CURRent;4"),
+        query(READ, "350;0;0;CURRent;8192"),
+        query(READ, "350;0.5;1;CURRent;1024"),
+    )
+    over_current = unit.read()
+    assert over_current.mode is Mode.FAULT and over_current.flags == {"OCP"}
+    watchdog = unit.read()
+    assert watchdog.mode is Mode.FAULT and watchdog.flags == {"PROT"}
+    reversed_sense = unit.read()
+    assert reversed_sense.mode is Mode.CURRENT and reversed_sense.flags == {"REV"}
 
 
 def test_itech_safe_off_switches_the_output_off() -> None:
