@@ -144,7 +144,7 @@ def test_never_sends_a_current_outside_its_rating(amps: float) -> None:
     supply = IT6000C(ScpiConnection(RESOURCE, opener=VisaScript(resource)), model="IT6006C-500-40")
     inside = -40.0 <= amps <= 40.0
     if inside:
-        resource.expect(write(f"CURR {format(amps, '.10g')}"))
+        resource.expect(write(f"CURR {format(amps + 0.0, '.10g')}"))
         supply.current = amps
     else:
         with pytest.raises(RatingError):
