@@ -187,7 +187,13 @@ def _dynamic() -> list[Command]:
         ),
         _stored(f"{base}:RISE", "dyn_rise", Number("", slew_low, slew_high, slew_high)),
         _stored(f"{base}:FALL", "dyn_fall", Number("", slew_low, slew_high, slew_high)),
-        _stored(f"{base}:REPeat", "dyn_repeat", Number(min=0, max=65535, default=0, integer=True)),
+        Command(
+            f"{base}:REPeat",
+            set=lambda dev, count: setattr(dev, "dyn_repeat", int(count)),
+            query=lambda dev: dev.dyn_repeat,
+            params=(Number(min=0, max=65535, integer=True),),
+            on_reset=lambda dev: setattr(dev, "dyn_repeat", 0),
+        ),
     ]
 
 
@@ -215,6 +221,7 @@ class Chroma63200AModel(ScpiModel):
     dyn_l2: float
     dyn_t1: float
     dyn_t2: float
+    dyn_repeat: int
     remote: bool
 
     commands = (
