@@ -187,3 +187,9 @@ def test_status_registers_decode_the_real_bits() -> None:
     assert supply.operation_status() is OperationStatus.CC_NEG
     assert supply.questionable_status() == QuestionableStatus.OCP_NEG | QuestionableStatus.INHIBIT
     resource.assert_done()
+
+
+def test_scpi_maxima_of_the_validated_it6054c() -> None:
+    resource = ScriptedVisaResource()
+    supply = IT6000C(ScpiConnection(RESOURCE, opener=VisaScript(resource)), model="IT6054C-800-225")
+    assert supply.protection_maxima() == pytest.approx((808.0, 227.25, 55080.0))
