@@ -12,7 +12,7 @@ from hil.clock import SimClock
 from hil.controller import CurrentController, Mode
 from hil.envelope import UnitEnvelope
 from hil.errors import CommunicationError, EnvelopeError, InstrumentReportedError
-from hil.units import It6000cUnit, Psb10000Unit
+from hil.units import BidirectionalBattery, It6000cUnit, NodeLevels, Part, Psb10000Unit
 from instruments.base import Rating
 from instruments.connection import ModbusConnection, ScpiConnection
 from instruments.it6000c import IT6000C
@@ -285,3 +285,16 @@ def test_set_points_outside_the_envelope_never_reach_either_wire(amps: float) ->
     with pytest.raises(EnvelopeError):
         psb.set_current(amps)
     assert resource.log == [] and client.log == []
+
+
+def test_itech_battery_node_reports_its_questionable_bits() -> None:
+    unit, resource = make_itech(
+        query("OUTP?;:STAT:QUES:COND?", "0;1"),
+        query("OUTP?;:STAT:QUES:COND?", "1;0"),
+    )
+    battery = BidirectionalBattery(
+        envelope("BID1"), Part("BID1", "battery", "it6000c", unit.supply), NodeLevels(48.0, 5.0)
+    )
+    assert battery.flags() == {"battery.OVP"}
+    assert battery.flags() == frozenset()
+    resource.assert_done()

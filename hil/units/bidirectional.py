@@ -123,6 +123,15 @@ def it6000c_flags(status: QuestionableStatus, prefix: str = "") -> frozenset[str
     return frozenset(prefix + name for bit, name in _ITECH_FLAGS.items() if bit in status)
 
 
+def it6000c_status(supply: IT6000C) -> tuple[bool, QuestionableStatus]:
+    """Output state and questionable bits in one round trip."""
+    queries = ("OUTP?", "STAT:QUES:COND?")
+    state, status = query_fields(supply, queries)
+    where = {"resource": supply.resource, "command": ";:".join(queries)}
+    on = parse_bool(state, **where)
+    return on, QuestionableStatus(int(parse_number(status, **where)))
+
+
 def it6000c_arm(supply: IT6000C, voltage_max: float, current_max: float, power_max: float) -> None:
     """Remote, output off, fixed mode, and OVP/OCP/power limits/OPP switched on."""
     volts_top, amps_top, watts_top = supply.protection_maxima()
