@@ -76,8 +76,11 @@ def rating_from_model_name(model: str) -> Rating:
 
 
 def format_number(value: float) -> str:
-    """A set-point as sent on the wire: up to 10 significant digits, no unit (``12.5``)."""
-    return format(float(value), ".10g")
+    """A set-point as sent on the wire: up to 10 significant digits, no unit (``12.5``).
+
+    Zero is ``0`` whatever its sign: ``-0.0 + 0.0`` is ``+0.0``, so no ``-0`` reaches a load.
+    """
+    return format(float(value) + 0.0, ".10g")
 
 
 def check_setpoint(

@@ -10,20 +10,31 @@ ITECH IT8900 programming guide is not in the search index). Sources:
 - *High Power DC Electronic Load 63200 Series Operation & Programming Manual*: ``*IDN?`` →
   ``Chroma,63203,12345678,01.00``; ``*OPC?`` → ``1`` — confirmed.
 - *63600 Series Operation & Programming Manual* (same command language): ``LOAD ON|OFF``,
-  ``CURR:STAT:L1``, ``MEAS:VOLT?``/``MEAS:CURR?``; ``STAT:CHAN:COND?`` bits OTP=1, OVP=2,
-  OCP=4, OPP=8, REV=16 — confirmed for the 63600, *assumed* identical on the 63200A.
-- A third-party 63206A/63210A driver (PythonEquipmentDrivers) uses ``MODE CCH|CRH|CPH…``
-  (mode and range in one word), ``CURR:STAT:L1``, ``VOLT:STAT:L1``, ``VOLT:STAT:ILIM``,
-  ``LOAD:SHOR``, ``MEAS:POW?`` — *assumed* (secondary source).
-- ``CONF:VOLT:ON`` (turn-on voltage) is taken from the 63600 language — *assumed*.
+  ``CURR:STAT:L1``, ``MEAS:VOLT?``/``MEAS:CURR?`` — *assumed* identical on the 63200A.
+- Status: the *63200A Series Operation & Programming Manual* §5.2.3 Table 5-2
+  (easymanua.ls p. 131) lists the conditions OT, OC, OP, RV, max sine-wave current limit in
+  the words and order of the 63600 manual's §6.2.3, whose channel status is OTP 1, OVP 2,
+  OCP 4, OPP 8, REV 16, SYNC 32, MAX LIM 64, FAN 128; the 63200A's own bit weights could not
+  be read, so these are *assumed* (the 63200 non-A manual's questionable register differs:
+  OC 1, OV 2, OP 4, RV 8, OT 16). ``STAT:CHAN:COND?`` and ``STAT:QUES:COND?`` carry them.
+- A third-party 63206A driver (``AnnaGiasson/PythonEquipmentDrivers``,
+  ``pythonequipmentdrivers/sink/Chroma_63206A.py``, commit 1817eb12) uses ``MODE CCH|CRH|
+  CPH|CCDH…`` (mode and range in one word; ``CCD*`` dynamic CC), ``CURR:STAT:L1``,
+  ``CURR:DYN:L1|L2|T1|T2|RISE|FALL|REP``, ``VOLT:STAT:L1``, ``VOLT:STAT:ILIM``, ``LOAD:SHOR``,
+  ``MEAS:POW?`` — *assumed* (secondary source).
+- ``CONF:VOLT:ON`` (turn-on voltage) and ``CONF:REM ON|OFF`` are taken from the 63600
+  language — *assumed*. No source says remote must be entered on LAN or GPIB, so the driver
+  does not send ``CONF:REM ON`` by itself; :meth:`Chroma63200A.remote` does, where a setup
+  needs it.
 
 Models: the name encodes the rating, ``632PPA-<volts>-<amps>`` with PP the power in kW
 (``63206A-600-210``: 6 kW, 600 V, 210 A). For the 350 V bus use a 600 V model; for the 48 V
 battery node a 150 V model (every 63200A model carries well over 20 A). The exact model
 list was not confirmed; the bench file names the model (or gives the rating).
 
-Wire format: ``LOAD ON``, ``MODE CCH``, ``CURR:STAT:L1 2.5`` (no unit), ``MEAS:CURR?``. The
-load reports sunk current as a *positive* number; adapters turn it into bus convention.
+Wire format: ``LOAD ON``, ``MODE CCH``, ``CURR:STAT:L1 2.5`` (no unit; zero is ``0``, never
+``-0``), ``MEAS:CURR?``. The load reports sunk current as a *positive* number; adapters turn
+it into bus convention.
 """
 
 from __future__ import annotations
@@ -59,6 +70,9 @@ class LoadMode(Enum):
     CPL = "CPL"
     CPM = "CPM"
     CPH = "CPH"
+    CCDL = "CCDL"
+    CCDM = "CCDM"
+    CCDH = "CCDH"
 
     @property
     def regulation(self) -> str:
@@ -67,13 +81,26 @@ class LoadMode(Enum):
 
 
 class ChannelStatus(IntFlag):
-    """``STAT:CHAN:COND?`` bits."""
+    """``STAT:CHAN:COND?`` bits (63600 manual layout; see the module docstring)."""
 
     OTP = 1
     OVP = 2
     OCP = 4
     OPP = 8
     REV = 16
+    SYNC = 32
+    MAX_LIM = 64
+    FAN = 128
+
+
+#: Channel status bits latched until ``LOAD:PROT:CLE``: a protection or a reversed input.
+TRIPS = (
+    ChannelStatus.OTP
+    | ChannelStatus.OVP
+    | ChannelStatus.OCP
+    | ChannelStatus.OPP
+    | ChannelStatus.REV
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,14 @@ def _slew(load: Chroma63200A) -> tuple[float, float]:
     return (0.0, 1e3)
 
 
+def _dwell(load: Chroma63200A) -> tuple[float, float]:
+    return (0.000025, 50.0)
+
+
+def _repeat(load: Chroma63200A) -> tuple[float, float]:
+    return (0.0, 65535.0)
+
+
 class Chroma63200A(RatedScpiInstrument):
     """Chroma 63200A load. Set-points are checked against ``rating`` before sending."""
 
@@ -129,6 +164,15 @@ class Chroma63200A(RatedScpiInstrument):
         unit="A/us",
         limits=_slew,
         doc="``CURR:STAT:FALL``: falling slew rate in A/µs.",
+    )
+    dynamic_l1 = ScpiNumber("CURR:DYN:L1", unit="A", limits=_amps, doc="Dynamic level 1 (A).")
+    dynamic_l2 = ScpiNumber("CURR:DYN:L2", unit="A", limits=_amps, doc="Dynamic level 2 (A).")
+    dynamic_t1 = ScpiNumber("CURR:DYN:T1", unit="s", limits=_dwell, doc="Time at level 1.")
+    dynamic_t2 = ScpiNumber("CURR:DYN:T2", unit="s", limits=_dwell, doc="Time at level 2.")
+    dynamic_rise = ScpiNumber("CURR:DYN:RISE", unit="A/us", limits=_slew)
+    dynamic_fall = ScpiNumber("CURR:DYN:FALL", unit="A/us", limits=_slew)
+    dynamic_repeat = ScpiNumber(
+        "CURR:DYN:REP", unit="", limits=_repeat, doc="Dynamic cycles (0: for ever)."
     )
     cv_voltage = ScpiNumber(
         "VOLT:STAT:L1", unit="V", limits=_volts, doc="``VOLT:STAT:L1``: static CV level."
@@ -155,6 +199,10 @@ class Chroma63200A(RatedScpiInstrument):
     def clear_protection(self) -> None:
         """``LOAD:PROT:CLE``: clear latched protection."""
         self.write_setting("LOAD:PROT:CLE")
+
+    def remote(self) -> None:
+        """``CONF:REM ON``: remote state (63600 language, *assumed*; not needed on LAN)."""
+        self.write_setting("CONF:REM ON")
 
     def channel_status(self) -> ChannelStatus:
         """``STAT:CHAN:COND?``: live protection status."""

@@ -7,14 +7,29 @@ Resources: ``ASRL/dev/ttyUSB0::INSTR`` (USB virtual COM, 115200 8N1),
 Sign convention here is the instrument's own: ``CURR`` and ``MEAS:CURR?`` are positive
 when the supply sources and negative when it sinks (the adapters map it to the bus).
 
-Commands used (from the project reference, corroborated by third-party IT6000C drivers;
-the ITECH IT6000C programming guide itself was not found in the search index, so treat
-them as *assumed*): ``SYST:REM``/``SYST:LOC``; ``OUTP ON|OFF``; ``OUTP:PROT:CLE``;
-``FUNC VOLT|CURR`` (CV or CC priority); ``FUNC:MODE FIXED``; ``VOLT``, ``CURR`` (signed in
-CC priority); limits ``CURR:LIM`` / ``CURR:LIM:NEG`` (negative), ``VOLT:LIM`` /
-``VOLT:LIM:NEG``, ``POW:LIM`` / ``POW:LIM:NEG`` (negative); slews ``VOLT:SLEW:POS|NEG`` and
-``CURR:SLEW:POS|NEG``; protections ``VOLT:PROT`` (``:STAT``, ``:DEL``), likewise ``CURR:``
-and ``POW:``; ``MEAS:VOLT?``, ``MEAS:CURR?``, ``MEAS:POW?``.
+Sources (read, not copied): **OpenBench** (``VlasovLabTech/OpenBench-lab-control`` at
+commit 69a28518, ``src/openbench/drivers/itech_it6000c/{protocol,supply,transport}.py``), a
+driver validated on a physical IT6054C-800-225 over its USB virtual COM port, and
+**pts-itech-m3905d-psu** (PyPI, module ``pts_itech_m3905d_psu``) for the IT-M3900 family,
+which shares the command language. ITECH's own programming guide was not found.
+
+- Commands: ``SYST:REM``/``SYST:LOC``; ``OUTP ON|OFF``; ``OUTP:PROT:CLE``; ``FUNC VOLT|CURR``
+  (CV or CC priority); ``FUNC:MODE FIXED``; ``VOLT``, ``CURR`` (signed in CC priority);
+  limits ``CURR:LIM`` / ``CURR:LIM:NEG`` (negative), ``VOLT:LIM`` / ``VOLT:LIM:NEG``,
+  ``POW:LIM`` / ``POW:LIM:NEG`` (negative); slews ``VOLT:SLEW:POS|NEG`` and
+  ``CURR:SLEW:POS|NEG``; protections ``VOLT:PROT`` (``:STAT``, ``:DEL``), likewise ``CURR:``
+  and ``POW:``; under-voltage/under-current ``VOLT|CURR:UND:PROT`` (``:STAT``, ``:DEL``,
+  ``:WARM``); ``OUTP:DEL:RISE|FALL``; watchdog ``OUTP:PROT:WDOG[:STAT]``/``:DEL``;
+  ``MEAS:VOLT?``, ``MEAS:CURR?``, ``MEAS:POW?`` (both sources).
+- ``FUNC?`` answers ``VOLTage``/``CURRent`` and ``FUNC:MODE?`` ``FIXed``; the short forms
+  are accepted too (both sources).
+- ``STAT:OPER:COND?``: CC+ 128, CV 256, CP+ 512, CC- 2048, CP- 4096; ``STAT:QUES:COND?``:
+  OVP 1, OCP+ 2, OCP- 4, OPP+ 8, OPP- 16, UVP 32, OTP 64, UCP 128, SENSE 256, SHARE 512,
+  REVERSE 1024, INHIBIT 2048, POWER-STATE 4096, PROTECTION 8192, INTERNAL 16384 (OpenBench).
+  Which bit a watchdog expiry sets is not documented (*assumed*: PROTECTION).
+- SCPI maxima: 101 % of the rated voltage and current, 102 % of the rated power (OpenBench's
+  IT6054C-800-225 profile: 808 V, 227.25 A, 55 080 W). Protection levels above them are
+  refused here before anything is sent; set-points and limits stay within the rating.
 
 The priority rule observed on hardware is enforced *before sending*: ``VOLT:LIM`` and
 ``VOLT:LIM:NEG`` are writable only in CC priority, ``CURR:LIM`` and ``CURR:LIM:NEG`` only in
@@ -27,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntFlag
 
 from hil.errors import CapabilityError
 
@@ -62,6 +77,41 @@ class FunctionMode(Enum):
     SOLAR = "SOL"
     CAR = "CARP"
 
+
+class OperationStatus(IntFlag):
+    """``STAT:OPER:COND?`` bits (OpenBench): the regulation loop in control."""
+
+    CC_POS = 128
+    CV = 256
+    CP_POS = 512
+    CC_NEG = 2048
+    CP_NEG = 4096
+
+
+class QuestionableStatus(IntFlag):
+    """``STAT:QUES:COND?`` bits (OpenBench): latched protections and faults."""
+
+    OVP = 1
+    OCP_POS = 2
+    OCP_NEG = 4
+    OPP_POS = 8
+    OPP_NEG = 16
+    UVP = 32
+    OTP = 64
+    UCP = 128
+    SENSE = 256
+    SHARE = 512
+    REVERSE = 1024
+    INHIBIT = 2048
+    POWER_STATE = 4096
+    PROTECTION = 8192
+    INTERNAL = 16384
+
+
+#: SCPI maxima as fractions of the rating (OpenBench, IT6054C-800-225).
+SCPI_VOLTAGE_MAX = 1.01
+SCPI_CURRENT_MAX = 1.01
+SCPI_POWER_MAX = 1.02
 
 _PRIORITY_ALIASES = {"VOLTAGE": Priority.VOLTAGE, "CURRENT": Priority.CURRENT}
 _MODE_ALIASES = {
@@ -119,15 +169,20 @@ def _watts_negative(supply: IT6000C) -> tuple[float, float]:
 
 
 def _protection_volts(supply: IT6000C) -> tuple[float, float]:
-    return (0.0, 1.1 * supply.rating.voltage)
+    return (0.0, SCPI_VOLTAGE_MAX * supply.rating.voltage)
 
 
 def _protection_amps(supply: IT6000C) -> tuple[float, float]:
-    return (0.0, 1.1 * supply.rating.current)
+    return (0.0, SCPI_CURRENT_MAX * supply.rating.current)
+
+
+def _undercurrent_amps(supply: IT6000C) -> tuple[float, float]:
+    top = SCPI_CURRENT_MAX * supply.rating.current
+    return (-top, top)
 
 
 def _protection_watts(supply: IT6000C) -> tuple[float, float]:
-    return (0.0, 1.1 * supply.rating.power)
+    return (0.0, SCPI_POWER_MAX * supply.rating.power)
 
 
 def _seconds(supply: IT6000C) -> tuple[float, float]:
@@ -225,6 +280,28 @@ class IT6000C(RatedScpiInstrument):
     )
     opp_enabled = ScpiSwitch("POW:PROT:STAT")
     opp_delay = ScpiNumber("POW:PROT:DEL", unit="s", limits=_seconds)
+    uvp = ScpiNumber(
+        "VOLT:UND:PROT",
+        unit="V",
+        limits=_protection_volts,
+        doc="``VOLT:UND:PROT``: under-voltage protection level.",
+    )
+    uvp_enabled = ScpiSwitch("VOLT:UND:PROT:STAT")
+    uvp_delay = ScpiNumber("VOLT:UND:PROT:DEL", unit="s", limits=_seconds)
+    uvp_warmup = ScpiNumber("VOLT:UND:PROT:WARM", unit="s", limits=_seconds)
+    ucp = ScpiNumber(
+        "CURR:UND:PROT",
+        unit="A",
+        limits=_undercurrent_amps,
+        doc="``CURR:UND:PROT``: under-current protection level (signed).",
+    )
+    ucp_enabled = ScpiSwitch("CURR:UND:PROT:STAT")
+    ucp_delay = ScpiNumber("CURR:UND:PROT:DEL", unit="s", limits=_seconds)
+    ucp_warmup = ScpiNumber("CURR:UND:PROT:WARM", unit="s", limits=_seconds)
+    output_rise_delay = ScpiNumber("OUTP:DEL:RISE", unit="s", limits=_seconds)
+    output_fall_delay = ScpiNumber("OUTP:DEL:FALL", unit="s", limits=_seconds)
+    sink_resistance = ScpiSwitch("SINK:RES:STAT", doc="``SINK:RES:STAT``: sink resistance.")
+    voltage_rzero = ScpiSwitch("SYST:VOLT:RZERO", doc="``SYST:VOLT:RZERO``: R-zero state.")
     measured_voltage = ScpiMeasurement("MEAS:VOLT?", unit="V")
     measured_current = ScpiMeasurement("MEAS:CURR?", unit="A")
     measured_power = ScpiMeasurement("MEAS:POW?", unit="W")
@@ -262,6 +339,22 @@ class IT6000C(RatedScpiInstrument):
     def clear_protection(self) -> None:
         """``OUTP:PROT:CLE``: clear a latched protection."""
         self.write_setting("OUTP:PROT:CLE")
+
+    def protection_maxima(self) -> tuple[float, float, float]:
+        """The SCPI maxima of the OVP, OCP and OPP levels (V, A, W)."""
+        return (
+            _protection_volts(self)[1],
+            _protection_amps(self)[1],
+            _protection_watts(self)[1],
+        )
+
+    def operation_status(self) -> OperationStatus:
+        """``STAT:OPER:COND?``: which loop regulates (CC+/CV/CP+/CC-/CP-)."""
+        return OperationStatus(self.query_int("STAT:OPER:COND?"))
+
+    def questionable_status(self) -> QuestionableStatus:
+        """``STAT:QUES:COND?``: latched protections and faults."""
+        return QuestionableStatus(self.query_int("STAT:QUES:COND?"))
 
     def source_current(self, amps: float, voltage_limit: float) -> None:
         """CC priority at ``amps`` (signed), voltage clamped at ``voltage_limit``.

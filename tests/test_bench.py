@@ -285,7 +285,7 @@ def read_reply(driver: str) -> VisaStep:
         )
     if driver == "chroma63200a":
         return query("MEAS:VOLT?;:MEAS:CURR?;:LOAD?;:STAT:CHAN:COND?;:MODE?", "350;2;1;0;CCH")
-    return query("MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?", "350;0.5;1;CURR")
+    return query("MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?", "350;0.5;1;CURRent;0")
 
 
 def test_snapshot_reads_every_unit_at_once() -> None:

@@ -129,9 +129,40 @@ def test_never_sends_a_current_outside_its_rating(amps: float) -> None:
     )
     inside = 0.0 <= amps <= 200.0
     if inside:
-        resource.expect(write("MODE CCH"), write(f"CURR:STAT:L1 {format(amps, '.10g')}"))
+        resource.expect(write("MODE CCH"), write(f"CURR:STAT:L1 {format(amps + 0.0, '.10g')}"))
         load.sink_current(amps)
     else:
         with pytest.raises(RatingError):
             load.sink_current(amps)
+    resource.assert_done()
+
+
+def test_zero_is_sent_as_zero_never_minus_zero() -> None:
+    load, resource = make(write("CURR:STAT:L1 0"), write("CURR:DYN:L2 0"))
+    load.current = -0.0
+    load.dynamic_l2 = -0.0
+    resource.assert_done()
+
+
+def test_dynamic_mode_and_remote_commands() -> None:
+    load, resource = make(
+        write("CONF:REM ON"),
+        write("MODE CCDH"),
+        write("CURR:DYN:L1 10"),
+        write("CURR:DYN:L2 2.5"),
+        write("CURR:DYN:T1 0.001"),
+        write("CURR:DYN:T2 0.003"),
+        write("CURR:DYN:RISE 0.5"),
+        write("CURR:DYN:REP 0"),
+        query("MODE?", "CCDH"),
+        query("MODE?", "CCDH"),
+    )
+    load.remote()
+    load.mode = LoadMode.CCDH
+    load.dynamic_l1, load.dynamic_l2 = 10.0, 2.5
+    load.dynamic_t1, load.dynamic_t2 = 0.001, 0.003
+    load.dynamic_rise = 0.5
+    load.dynamic_repeat = 0
+    assert load.mode is LoadMode.CCDH
+    assert load.mode.regulation == "CC"
     resource.assert_done()

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from hil.errors import CapabilityError, MalformedReply, RatingError
 from instruments.base import Identity, Rating
 from instruments.connection import ScpiConnection
-from instruments.it6000c import IT6000C, FunctionMode, Priority
+from instruments.it6000c import (
+    IT6000C,
+    FunctionMode,
+    OperationStatus,
+    Priority,
+    QuestionableStatus,
+)
 from instruments.scripted import ScriptedVisaResource, VisaScript, VisaStep, query, write
 
 RESOURCE = "ASRLsocket://127.0.0.1:5601::INSTR"
@@ -85,7 +91,7 @@ def test_protections_and_misc_commands() -> None:
         write("FUNC:MODE FIX"),
         write("VOLT:PROT 400"),
         write("VOLT:PROT:STAT ON"),
-        write("CURR:PROT 42"),
+        write("CURR:PROT 40.4"),
         write("POW:LIM:NEG -6000"),
         write("CURR:SLEW:POS 0.01"),
         write("OUTP:PROT:CLE"),
@@ -96,7 +102,7 @@ def test_protections_and_misc_commands() -> None:
     supply.function_mode = FunctionMode.FIXED
     supply.ovp = 400.0
     supply.ovp_enabled = True
-    supply.ocp = 42.0
+    supply.ocp = 40.4
     supply.power_limit_negative = -6000.0
     supply.current_slew_positive = 0.01
     supply.clear_protection()
@@ -138,9 +144,52 @@ def test_never_sends_a_current_outside_its_rating(amps: float) -> None:
     supply = IT6000C(ScpiConnection(RESOURCE, opener=VisaScript(resource)), model="IT6006C-500-40")
     inside = -40.0 <= amps <= 40.0
     if inside:
-        resource.expect(write(f"CURR {format(amps, '.10g')}"))
+        resource.expect(write(f"CURR {format(amps + 0.0, '.10g')}"))
         supply.current = amps
     else:
         with pytest.raises(RatingError):
             supply.current = amps
     resource.assert_done()
+
+
+def test_protection_levels_above_the_scpi_maxima_are_refused_before_sending() -> None:
+    supply, resource = make(
+        write("VOLT:PROT 505"),
+        write("CURR:PROT 40.4"),
+        write("POW:PROT 6120"),
+        write("CURR:UND:PROT -40.4"),
+    )
+    assert supply.protection_maxima() == pytest.approx((505.0, 40.4, 6120.0))
+    supply.ovp, supply.ocp, supply.opp, supply.ucp = 505.0, 40.4, 6120.0, -40.4
+    for name, value in (("ovp", 505.1), ("ocp", 40.41), ("opp", 6120.1), ("uvp", 505.1)):
+        with pytest.raises(RatingError):
+            setattr(supply, name, value)
+    resource.assert_done()
+
+
+def test_long_form_replies_of_the_real_unit() -> None:
+    supply, resource = make(
+        query("FUNC?", "VOLTage"),
+        query("FUNC?", "CURRent"),
+        query("FUNC:MODE?", "FIXed"),
+        query("FUNC:MODE?", "FIX"),
+    )
+    assert [supply.priority, supply.priority] == [Priority.VOLTAGE, Priority.CURRENT]
+    assert [supply.function_mode, supply.function_mode] == [FunctionMode.FIXED] * 2
+    resource.assert_done()
+
+
+def test_status_registers_decode_the_real_bits() -> None:
+    supply, resource = make(
+        query("STAT:OPER:COND?", "2048"),
+        query("STAT:QUES:COND?", "2052"),
+    )
+    assert supply.operation_status() is OperationStatus.CC_NEG
+    assert supply.questionable_status() == QuestionableStatus.OCP_NEG | QuestionableStatus.INHIBIT
+    resource.assert_done()
+
+
+def test_scpi_maxima_of_the_validated_it6054c() -> None:
+    resource = ScriptedVisaResource()
+    supply = IT6000C(ScpiConnection(RESOURCE, opener=VisaScript(resource)), model="IT6054C-800-225")
+    assert supply.protection_maxima() == pytest.approx((808.0, 227.25, 55080.0))

@@ -204,7 +204,7 @@ def test_never_sends_a_setpoint_outside_its_rating(volts: float, amps: float) ->
     for header, value, limit in (("VOLT", volts, 150.0), ("CURR", amps, 5.0)):
         inside = 0.0 <= value <= limit
         if inside:
-            resource.expect(write(f"{header} {format(value, '.10g')}"))
+            resource.expect(write(f"{header} {format(value + 0.0, '.10g')}"))
         try:
             if header == "VOLT":
                 psu.voltage = value

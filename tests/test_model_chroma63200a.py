@@ -268,3 +268,30 @@ def test_driver_holds_the_battery_node_in_cv(battery_rig: Rig) -> None:
         assert load.mode is LoadMode.CVH
     finally:
         load.close()
+
+
+def test_dynamic_cc_draws_the_time_weighted_mean(bus_rig: Rig) -> None:
+    rig = bus_rig
+    rig.send("MODE CCDH;:CURR:DYN:L1 4;:CURR:DYN:L2 1;:CURR:DYN:T1 1ms;:CURR:DYN:T2 0.002")
+    rig.send("CURR:DYN:RISE 0.5;:CURR:DYN:FALL 0.25;:CURR:DYN:REP 0;:LOAD ON")
+    assert scpi_errors(rig.inst) == []
+    rig.h.advance(1.0)
+    assert rig.current() == pytest.approx(-(4.0 * 1 + 1.0 * 2) / 3, abs=1e-6)
+    assert rig.inst.query("MODE?") == "CCDH"
+    assert rig.number("CURR:DYN:T1?") == pytest.approx(0.001)
+    assert rig.number("CURR:DYN:FALL?") == 0.25
+    assert rig.number("CURR:DYN:REP?") == 0
+    rig.send("MODE CCDL;:CURR:DYN:L1 15")  # the low range is 10 % of 140 A
+    assert scpi_errors(rig.inst) == [-222]
+    assert rig.number("CURR:DYN:L1?") == pytest.approx(4.0)
+    rig.send("CURR:DYN:T2 0")
+    assert scpi_errors(rig.inst) == [-222]
+
+
+def test_remote_state_and_questionable_register(bus_rig: Rig) -> None:
+    rig = bus_rig
+    assert rig.inst.query("CONF:REM?") == "0"
+    rig.send("CONF:REM ON")
+    assert rig.inst.query("CONF:REM?") == "1"
+    assert int(rig.inst.query("STAT:QUES:COND?")) == 0
+    assert scpi_errors(rig.inst) == []

@@ -18,7 +18,17 @@ from scpi_clients import scpi_errors, serve_visa, visa_client
 from hil.errors import CapabilityError, InstrumentReportedError
 from hil.units.bidirectional import it6000c_arm
 from instruments.emulation.models import MODELS
-from instruments.emulation.models.it6000c import OPER_CC, OPER_CV, QUES_OV, QUES_WDOG, IT6000CModel
+from instruments.emulation.models.it6000c import (
+    OPER_CC_NEG,
+    OPER_CC_POS,
+    OPER_CV,
+    QUES_OCP_NEG,
+    QUES_OCP_POS,
+    QUES_OVP,
+    QUES_PROTECTION,
+    QUES_UVP,
+    IT6000CModel,
+)
 from instruments.emulation.plant import CurrentSinkSpec, VoltageReferenceSpec
 from instruments.it6000c import IT6000C, Priority
 
@@ -102,7 +112,7 @@ def test_settings_are_refused_in_local(rig: Rig) -> None:
 
 def test_priority_rules_observed_on_hardware(rig: Rig) -> None:
     rig.send("SYST:REM;:VOLT 360")
-    assert rig.inst.query("FUNC?") == "VOLT"
+    assert rig.inst.query("FUNC?") == "VOLTage"  # the long form, as the real unit answers
     rig.send("VOLT:LIM 380")
     assert scpi_errors(rig.inst) == [-221]  # VOLT:LIM only in CC priority
     rig.send("CURR:LIM 2;:CURR:LIM:NEG -1.5")
@@ -110,6 +120,7 @@ def test_priority_rules_observed_on_hardware(rig: Rig) -> None:
     assert rig.number("CURR?") == 2.0  # in CV, CURR mirrors CURR:LIM
 
     rig.send("FUNC CURR")
+    assert rig.inst.query("FUNC?") == "CURRent"
     assert rig.number("VOLT:LIM?") == 360.0  # the active voltage became the limit
     assert rig.number("VOLT?") == 360.0  # and VOLT mirrors VOLT:LIM in CC
     rig.send("CURR:LIM 1")
@@ -135,12 +146,13 @@ def test_cc_priority_sinks_and_sources_on_a_held_bus(rig: Rig) -> None:
     volts = rig.number("MEAS:VOLT?")
     assert volts == pytest.approx(BUS_V - 2.0 * rig.model.ctx.line_ohm, abs=0.01)
     assert rig.number("MEAS:POW?") == pytest.approx(-2.0 * volts, rel=1e-9)
-    assert int(rig.inst.query("STAT:OPER:COND?")) == OPER_CC
+    assert int(rig.inst.query("STAT:OPER:COND?")) == OPER_CC_NEG  # CC- while sinking
     assert rig.inst.query("OUTP?") == "1"
 
     rig.send("CURR 1.5")
     rig.h.advance(1.0)
     assert rig.current() == pytest.approx(1.5, abs=1e-9)
+    assert int(rig.inst.query("STAT:OPER:COND?")) == OPER_CC_POS  # CC+ while sourcing
     assert rig.current("ref") == pytest.approx(-(1.5 - BLEED_A), abs=1e-3)
 
 
@@ -181,6 +193,14 @@ def test_out_of_range_is_refused_with_222(rig: Rig) -> None:
         "POW:LIM:NEG 10",
         "VOLT:PROT 600",
         "OUTP:PROT:WDOG:DEL 0",
+        "VOLT:PROT 505.1",  # SCPI maxima: 101 % of the voltage and current, 102 % of power
+        "CURR:PROT 40.41",
+        "POW:PROT 6120.1",
+        "CURR:LIM 40.41",
+        "POW:LIM 6120.1",
+        "VOLT:UND:PROT 505.1",
+        "CURR:UND:PROT -40.41",
+        "OUTP:DEL:RISE 61",
     ):
         rig.send(command)
         assert scpi_errors(rig.inst) == [-222], command
@@ -194,16 +214,16 @@ def test_out_of_range_is_refused_with_222(rig: Rig) -> None:
 def test_only_the_fixed_function_is_emulated(rig: Rig) -> None:
     rig.send("SYST:REM;:FUNC:MODE LIST")
     assert scpi_errors(rig.inst) == [-221]
-    rig.send("FUNC:MODE FIXED")
+    rig.send("FUNC:MODE FIXED;:FUNC:MODE FIX")
     assert scpi_errors(rig.inst) == []
-    assert rig.inst.query("FUNC:MODE?") == "FIX"
+    assert rig.inst.query("FUNC:MODE?") == "FIXed"
 
 
 def test_over_voltage_protection_latches(rig: Rig) -> None:
     rig.send("SYST:REM;:VOLT:PROT 340;:VOLT:PROT:STAT ON;:VOLT 300;:OUTP ON")
     rig.h.advance(0.5)
     assert rig.inst.query("OUTP?") == "0"
-    assert int(rig.inst.query("STAT:QUES:COND?")) & QUES_OV
+    assert int(rig.inst.query("STAT:QUES:COND?")) == QUES_OVP
     rig.send("OUTP ON")
     assert scpi_errors(rig.inst) == [-221]
     rig.send("VOLT:PROT 400;:OUTP:PROT:CLE")
@@ -227,7 +247,7 @@ def test_communication_watchdog_switches_the_output_off(rig: Rig) -> None:
     rig.h.advance(2.0)  # 6 s of silence: expired 5 s after the last message
     assert not rig.output_on()
     assert rig.current() == pytest.approx(0.0, abs=1e-9)
-    assert int(rig.inst.query("STAT:QUES:COND?")) & QUES_WDOG
+    assert int(rig.inst.query("STAT:QUES:COND?")) == QUES_PROTECTION
     rig.send("OUTP ON")
     assert scpi_errors(rig.inst) == [-221]
     rig.send("OUTP:PROT:CLE;:OUTP:PROT:WDOG OFF;:OUTP ON")
@@ -287,7 +307,7 @@ def test_driver_and_adapter_arming_over_the_serial_line(rig: Rig) -> None:
         reading = supply.read()
         assert reading.voltage == pytest.approx(100.0, abs=0.01)
         assert reading.current == pytest.approx(rig.current(), abs=1e-9)
-        assert supply.query("FUNC?") == Priority.VOLTAGE.value
+        assert supply.priority is Priority.VOLTAGE  # read from the long form "VOLTage"
         supply.output = False
         rig.h.advance(1.0)
         assert not supply.read().output_on
@@ -303,3 +323,70 @@ def test_served_on_a_pty() -> None:
             assert inst.query("*IDN?").startswith("ITECH Electronics,IT6006C-500-40,")
             inst.write("SYST:REM;:VOLT 12")
             assert float(inst.query("VOLT?")) == 12.0
+
+
+def test_scpi_maxima_are_accepted_and_are_the_reset_levels(rig: Rig) -> None:
+    assert rig.number("POW:LIM?") == pytest.approx(6120.0)  # 102 % of 6 kW, as read live
+    assert rig.number("CURR:PROT?") == pytest.approx(40.4)  # 101 % of 40 A
+    assert rig.number("VOLT:PROT? MAX") == pytest.approx(505.0)
+    assert rig.number("CURR:UND:PROT?") == pytest.approx(-40.4)
+    rig.send("SYST:REM;:VOLT:PROT 505;:CURR:PROT 40.4;:POW:PROT 6120;:CURR:LIM 40.4")
+    rig.send("POW:LIM:NEG -6120;:CURR:LIM:NEG -40.4")
+    assert scpi_errors(rig.inst) == []
+
+
+def test_every_query_of_the_validated_driver_gets_a_reply(rig: Rig) -> None:
+    replies = {
+        command: rig.inst.query(command)
+        for command in (
+            "VOLT:UND:PROT:STAT?",
+            "VOLT:UND:PROT?",
+            "VOLT:UND:PROT:DEL?",
+            "VOLT:UND:PROT:WARM?",
+            "CURR:UND:PROT:STAT?",
+            "CURR:UND:PROT?",
+            "CURR:UND:PROT:DEL?",
+            "CURR:UND:PROT:WARM?",
+            "OUTP:DEL:RISE?",
+            "OUTP:DEL:FALL?",
+            "SINK:RES:STAT?",
+            "SYST:VOLT:RZERO?",
+        )
+    }
+    assert replies["SINK:RES:STAT?"] == "0"
+    assert replies["SYST:VOLT:RZERO?"] == "1"
+    assert scpi_errors(rig.inst) == []
+    rig.send(
+        "SYST:REM;:VOLT:UND:PROT 10;:VOLT:UND:PROT:DEL 1;:VOLT:UND:PROT:WARM 20;"
+        ":CURR:UND:PROT:DEL 60;:OUTP:DEL:RISE 0.5;:OUTP:DEL:FALL 2;:SINK:RES:STAT ON;"
+        ":SYST:VOLT:RZERO OFF"
+    )
+    assert scpi_errors(rig.inst) == []
+    assert rig.number("VOLT:UND:PROT:WARM?") == 20.0
+    assert rig.number("OUTP:DEL:FALL?") == 2.0
+    assert rig.inst.query("SINK:RES:STAT?;:SYST:VOLT:RZERO?") == "1;0"
+
+
+def test_system_clear_empties_the_error_queue(rig: Rig) -> None:
+    rig.send("VOLT 10;:VOLT 11")
+    rig.send("SYST:CLE")
+    assert rig.inst.query("SYST:ERR?") == '0,"No error"'
+
+
+def test_under_voltage_protection_latches_uvp(rig: Rig) -> None:
+    rig.send("SYST:REM;:VOLT:UND:PROT 360;:VOLT:UND:PROT:STAT ON;:FUNC CURR")
+    rig.send("VOLT:LIM 380;:CURR 1;:OUTP ON")
+    rig.h.advance(0.5)
+    assert rig.inst.query("OUTP?") == "0"
+    assert int(rig.inst.query("STAT:QUES:COND?")) == QUES_UVP
+
+
+@pytest.mark.parametrize(("amps", "bit"), [(-3.0, QUES_OCP_NEG), (3.0, QUES_OCP_POS)])
+def test_over_current_sets_the_bit_of_its_direction(rig: Rig, amps: float, bit: int) -> None:
+    rig.send(f"SYST:REM;:CURR:PROT 2;:CURR:PROT:STAT ON;:FUNC CURR;:VOLT:LIM 380;:CURR {amps:g}")
+    rig.send("OUTP ON")
+    rig.h.advance(0.5)
+    assert rig.inst.query("OUTP?") == "0"
+    assert int(rig.inst.query("STAT:QUES:COND?")) == bit
+    rig.send("OUTP:PROT:CLE")
+    assert int(rig.inst.query("STAT:QUES:COND?")) == 0

@@ -13,7 +13,7 @@ from hil.clock import SimClock
 from hil.controller import CurrentController, Mode
 from hil.envelope import UnitEnvelope
 from hil.errors import CommunicationError, EnvelopeError, InstrumentReportedError
-from hil.units import It6000cUnit, Psb10000Unit
+from hil.units import BidirectionalBattery, It6000cUnit, NodeLevels, Part, Psb10000Unit
 from instruments.base import Rating
 from instruments.connection import ModbusConnection, ScpiConnection
 from instruments.it6000c import IT6000C
@@ -29,7 +29,7 @@ from instruments.scripted import (
 )
 
 SCPI = "TCPIP0::127.0.0.1::30000::SOCKET"
-READ = "MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?"
+READ = "MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?"
 PSB_RATING = Rating(500.0, 180.0, 30000.0)
 
 
@@ -136,14 +136,28 @@ def test_itech_arm_programmes_protections_and_power_limits() -> None:
 
 def test_itech_read_keeps_its_sign_which_is_the_bus_convention() -> None:
     unit, _ = make_itech(
-        query(READ, "3.501E+02;-1.2E+00;1;CURR"),
-        query(READ, "350;0.3;1;VOLTAGE"),
-        query(READ, "0;0;0;CURR"),
+        query(READ, "3.501E+02;-1.2E+00;1;CURRent;0"),
+        query(READ, "350;0.3;1;VOLTage;0"),
+        query(READ, "0;0;0;CURR;0"),
     )
     sinking = unit.read()
     assert sinking.bus_current == pytest.approx(-1.2) and sinking.mode is Mode.CURRENT
     assert unit.read().mode is Mode.VOLTAGE_REFERENCE
     assert unit.read().mode is Mode.IDLE
+
+
+def test_itech_read_decodes_the_questionable_bits() -> None:
+    unit, _ = make_itech(
+        query(READ, "350;0;0;CURRent;4"),
+        query(READ, "350;0;0;CURRent;8192"),
+        query(READ, "350;0.5;1;CURRent;1024"),
+    )
+    over_current = unit.read()
+    assert over_current.mode is Mode.FAULT and over_current.flags == {"OCP"}
+    watchdog = unit.read()
+    assert watchdog.mode is Mode.FAULT and watchdog.flags == {"PROT"}
+    reversed_sense = unit.read()
+    assert reversed_sense.mode is Mode.CURRENT and reversed_sense.flags == {"REV"}
 
 
 def test_itech_safe_off_switches_the_output_off() -> None:
@@ -279,3 +293,16 @@ def test_set_points_outside_the_envelope_never_reach_either_wire(amps: float) ->
     with pytest.raises(EnvelopeError):
         psb.set_current(amps)
     assert resource.log == [] and client.log == []
+
+
+def test_itech_battery_node_reports_its_questionable_bits() -> None:
+    unit, resource = make_itech(
+        query("OUTP?;:STAT:QUES:COND?", "0;1"),
+        query("OUTP?;:STAT:QUES:COND?", "1;0"),
+    )
+    battery = BidirectionalBattery(
+        envelope("BID1"), Part("BID1", "battery", "it6000c", unit.supply), NodeLevels(48.0, 5.0)
+    )
+    assert battery.flags() == {"battery.OVP"}
+    assert battery.flags() == frozenset()
+    resource.assert_done()

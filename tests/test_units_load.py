@@ -150,3 +150,11 @@ def test_set_points_outside_the_envelope_never_reach_the_wire(amps: float) -> No
     with pytest.raises(EnvelopeError):
         unit.set_current(amps)
     assert resource.log == []
+
+
+def test_status_bits_that_are_not_trips_leave_the_mode_alone() -> None:
+    unit, _ = make(query(READ, "350;2;1;32;CCH"), query(READ, "350;0;0;16;CCH"))
+    synced = unit.read()
+    assert synced.mode is Mode.CURRENT and synced.flags == frozenset()
+    reversed_input = unit.read()
+    assert reversed_input.mode is Mode.FAULT and reversed_input.flags == {"REV"}

@@ -27,7 +27,7 @@ from instruments.n5700 import N5700
 from instruments.psb10000 import Psb10000
 
 from .base import CURRENT_TRIP_FACTOR, Part, SafeStep
-from .bidirectional import it6000c_arm, psb_arm, psb_flags
+from .bidirectional import it6000c_arm, it6000c_flags, it6000c_status, psb_arm, psb_flags
 from .load import chroma_flags, chroma_status
 from .supply import n5700_arm, n5700_flags, n5700_status
 
@@ -316,8 +316,8 @@ class BidirectionalBattery:
     def flags(self) -> frozenset[str]:
         name = self._part.name
         if isinstance(self.driver, IT6000C):
-            on = self.driver.output
-            found: set[str] = set()
+            on, status = it6000c_status(self.driver)
+            found: set[str] = set(it6000c_flags(status, f"{name}."))
         else:
             reading = self.driver.read()
             on = reading.output_on

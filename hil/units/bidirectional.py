@@ -12,9 +12,13 @@ Both source and sink and can hold the bus voltage; each is driven its own natura
 - ``arm()``: ``SYST:REM``, ``OUTP OFF``, ``FUNC:MODE FIX``, OVP ``VOLT:PROT`` at 1.05 x the
   window top, OCP ``CURR:PROT`` at 1.1 x the larger current limit, power limits
   ``POW:LIM``/``POW:LIM:NEG`` at ``power_max``, OPP ``POW:PROT`` at 1.1 x ``power_max``, each
-  protection switched on. No communication watchdog is known.
-- ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?`` (its status bit
-  layout is not confirmed, so a trip shows as the output being off).
+  protection switched on; every level capped at the supply's SCPI maximum (101 % of its
+  rated voltage and current, 102 % of its power), which it would refuse above.
+- ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?``.
+  Questionable bits (OpenBench's map, see :mod:`instruments.it6000c`) become flags: OVP,
+  OCP (OCP+ or OCP-), OPP (OPP+ or OPP-), OTP, UVLO (UVP), INH (INHIBIT), REV, UCP and PROT
+  (PROTECTION, where the emulator reports a watchdog expiry); any of them but REV and UCP
+  makes the mode FAULT.
 
 **EA PSB 10000** (ModBus; the driver signs the current negative in sink mode):
 the PSB sources up to its current set value while its terminal voltage is below its voltage
@@ -42,7 +46,7 @@ from hil.clock import Clock
 from hil.controller import Capabilities, Mode, Reading
 from hil.envelope import UnitEnvelope
 from instruments.base import Rating
-from instruments.it6000c import IT6000C, FunctionMode, Priority
+from instruments.it6000c import IT6000C, FunctionMode, Priority, QuestionableStatus
 from instruments.psb10000 import TRIPS, Psb10000, PsbState, Regulation
 from instruments.scpi import parse_bool, parse_number
 
@@ -58,7 +62,33 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
-IT6000C_READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "FUNC?")
+IT6000C_READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "FUNC?", "STAT:QUES:COND?")
+
+_ITECH_FLAGS = {
+    QuestionableStatus.OVP: "OVP",
+    QuestionableStatus.OCP_POS: "OCP",
+    QuestionableStatus.OCP_NEG: "OCP",
+    QuestionableStatus.OPP_POS: "OPP",
+    QuestionableStatus.OPP_NEG: "OPP",
+    QuestionableStatus.OTP: "OTP",
+    QuestionableStatus.UVP: "UVLO",
+    QuestionableStatus.INHIBIT: "INH",
+    QuestionableStatus.REVERSE: "REV",
+    QuestionableStatus.UCP: "UCP",
+    QuestionableStatus.PROTECTION: "PROT",
+}
+#: Questionable bits after which the output is off: the reading's mode is FAULT.
+_ITECH_TRIPS = (
+    QuestionableStatus.OVP
+    | QuestionableStatus.OCP_POS
+    | QuestionableStatus.OCP_NEG
+    | QuestionableStatus.OPP_POS
+    | QuestionableStatus.OPP_NEG
+    | QuestionableStatus.OTP
+    | QuestionableStatus.UVP
+    | QuestionableStatus.INHIBIT
+    | QuestionableStatus.PROTECTION
+)
 
 _PRIORITY_WORDS = {
     "VOLT": Priority.VOLTAGE,
@@ -90,13 +120,27 @@ def _bidirectional_capabilities(rating: Rating) -> Capabilities:
     )
 
 
+def it6000c_flags(status: QuestionableStatus, prefix: str = "") -> frozenset[str]:
+    """Flag names of the IT6000C's questionable bits (``OVP``, ``OCP``, ``PROT``, ...)."""
+    return frozenset(prefix + name for bit, name in _ITECH_FLAGS.items() if bit in status)
+
+
+def it6000c_status(supply: IT6000C) -> tuple[bool, QuestionableStatus]:
+    """Output state and questionable bits in one round trip."""
+    queries = ("OUTP?", "STAT:QUES:COND?")
+    state, status = query_fields(supply, queries)
+    where = {"resource": supply.resource, "command": ";:".join(queries)}
+    on = parse_bool(state, **where)
+    return on, QuestionableStatus(int(parse_number(status, **where)))
+
+
 def it6000c_arm(supply: IT6000C, voltage_max: float, current_max: float, power_max: float) -> None:
     """Remote, output off, fixed mode, and OVP/OCP/power limits/OPP switched on."""
-    rating = supply.rating
-    ovp = min(VOLTAGE_TRIP_FACTOR * voltage_max, 1.1 * rating.voltage)
-    ocp = min(CURRENT_TRIP_FACTOR * current_max, 1.1 * rating.current)
-    watts = min(power_max, rating.power)
-    opp = min(CURRENT_TRIP_FACTOR * power_max, 1.1 * rating.power)
+    volts_top, amps_top, watts_top = supply.protection_maxima()
+    ovp = min(VOLTAGE_TRIP_FACTOR * voltage_max, volts_top)
+    ocp = min(CURRENT_TRIP_FACTOR * current_max, amps_top)
+    watts = min(power_max, supply.rating.power)
+    opp = min(CURRENT_TRIP_FACTOR * power_max, watts_top)
     with supply.locked():
         supply.remote()
         supply.output = False
@@ -224,7 +268,10 @@ class It6000cUnit(BidirectionalUnit):
         amps = parse_number(fields[1], **where)
         on = parse_bool(fields[2], **where)
         priority = _PRIORITY_WORDS.get(fields[3].strip().strip('"').upper())
-        if not on:
+        status = QuestionableStatus(int(parse_number(fields[4], **where)))
+        if status & _ITECH_TRIPS:
+            mode = Mode.FAULT
+        elif not on:
             mode = Mode.IDLE
         elif priority is Priority.VOLTAGE:
             mode = Mode.VOLTAGE_REFERENCE
@@ -232,7 +279,9 @@ class It6000cUnit(BidirectionalUnit):
             mode = Mode.CURRENT
         else:
             mode = self._commanded
-        return self._reading(t, bus_voltage=volts, bus_current=amps, mode=mode)
+        return self._reading(
+            t, bus_voltage=volts, bus_current=amps, mode=mode, flags=it6000c_flags(status)
+        )
 
     def _safe_off_steps(self) -> list[SafeStep]:
         def output_off() -> None:

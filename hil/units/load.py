@@ -15,6 +15,8 @@ number; the bus convention makes it negative):
   the bus sags out of its window. The 63200A's over-current/power/voltage protections are
   fixed at its rating (no programmable levels in the driver); it has no watchdog.
 - ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:LOAD?;:STAT:CHAN:COND?;:MODE?``.
+  A latched channel bit (OTP, OVP, OCP, OPP, REV) makes the mode FAULT; SYNC, MAX LIM and
+  FAN do not (see :mod:`instruments.chroma63200a` for the bit layout and its source).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hil.clock import Clock
 from hil.controller import Capabilities, Mode, Reading
 from hil.envelope import UnitEnvelope
 from hil.errors import MalformedReply
-from instruments.chroma63200a import ChannelStatus, Chroma63200A, LoadMode
+from instruments.chroma63200a import TRIPS, ChannelStatus, Chroma63200A, LoadMode
 from instruments.scpi import parse_bool, parse_number
 
 from .base import SAFE_OFF_TIMEOUT_S, Part, SafeStep, UnitBase, query_fields
@@ -152,7 +154,7 @@ class LoadUnit(UnitBase):
         on = parse_bool(fields[2], resource=self.load.resource, command=command)
         status = ChannelStatus(_int(fields[3], self.load, command))
         regulation = parse_load_mode(fields[4], self.load, command).regulation
-        if status:
+        if status & TRIPS:
             mode = Mode.FAULT
         elif not on:
             mode = Mode.IDLE

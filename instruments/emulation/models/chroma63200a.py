@@ -12,24 +12,44 @@ Confirmed: *63200A Series User Manual* ch. 4 (easymanua.ls): ``*RST`` forces ``A
 Programming Manual*: ``*IDN?`` is ``Chroma,<model>,<serial>,<firmware>`` (``Chroma,63203,
 12345678,01.00``), ``*OPC?`` is 1. *63600 Series Operation & Programming Manual* (the same
 language; *assumed* identical here): ``LOAD ON|OFF``, ``CURR:STAT:L1``, ``MEAS:VOLT?``,
-``MEAS:CURR?``, ``STAT:CHAN:COND?`` bits OTP 1, OVP 2, OCP 4, OPP 8, REV 16. Third-party
-code driving 63200/63600 loads: ``MODE CCL|CCM|CCH|CRL..|CVL..|CPL..`` (mode and range in
-one word), ``VOLT:STAT:L1``, ``VOLT:STAT:ILIM``, ``CONF:VOLT:ON`` (turn-on voltage; a Von
-above the source voltage leaves a switched-on load drawing nothing), ``LOAD:SHOR``,
-``FETC:*?`` (*assumed* as documented there). The 63200A front panel shows three current
+``MEAS:CURR?``.
+
+Status bits. The *63200A Series Operation & Programming Manual* §5.2.3, Table 5-2
+(easymanua.ls, page 131) lists the questionable conditions, "the same as the channel status
+conditions (Table 5-1)", in the order over-temperature, over-current, over-power, reverse
+voltage, maximum sine-wave current limit. That page is word for word the *63600* manual's
+§6.2.3, Table 6-2, whose channel status (§6.2.1 Table 6-1, and ``STAT:CHAN:COND?`` in
+§5.3.2.19) is OTP 1, OVP 2, OCP 4, OPP 8, REV 16, SYNC 32, MAX LIM 64, FAN 128. Those weights
+are used for ``STAT:CHAN:COND?`` and ``STAT:QUES:COND?``: the order rules out the *63200*
+(non-A) manual's questionable layout (§8.3 Table 8-1: OC 1, OV 2, OP 4, RV 8, OT 16, LD 32,
+ST 64), but the 63200A's own Table 5-1 weights could not be read (*assumed* from the 63600).
+
+Third-party code driving 63200A loads (``AnnaGiasson/PythonEquipmentDrivers``,
+``pythonequipmentdrivers/sink/Chroma_63206A.py`` at commit 1817eb12): ``MODE CCL|CCM|CCH|
+CRL..|CPL..|CCDL|CCDM|CCDH`` (mode and range in one word; ``CCD*`` is dynamic CC),
+``CURR:STAT:L1|L2``, ``CURR:DYN:L1|L2`` (A), ``CURR:DYN:T1|T2`` (s), ``CURR:DYN:RISE|FALL``
+(A/µs), ``CURR:DYN:REP`` (cycles; 0 repeats for ever), ``RES:STAT:L1|L2``,
+``VOLT:STAT:L1|L2``, ``VOLT:STAT:ILIM``, ``POW:STAT:L1|L2``, ``LOAD:SHOR``,
+``MEAS|FETC:VOLT|CURR|POW?``. ``CONF:VOLT:ON`` (turn-on voltage; a Von above the source
+voltage leaves a switched-on load drawing nothing) and ``CONF:REM ON|OFF`` come from the
+63600 language (*assumed*; no source says the 63200A needs ``CONF:REM ON`` on LAN or GPIB,
+so the load accepts every command without it). The 63200A front panel shows three current
 ranges (``I_RANGE = HIGH(2)``) and ``CV_H``.
 
 *Assumed* (datasheet not found): the low and middle ranges span 10 % and 30 % of the high
 range (a level above the present range is -222; changing range clamps the levels); CR and
 CP modes are not emulated (the plant loads are CC and CV only): ``MODE CR*|CP*`` is -221;
-CV with ``VOLT:STAT:ILIM`` below the rating is emulated as the plant's CC load with its
-turn-on voltage at the CV level and its current at the limit (the same characteristic);
-``LOAD:SHOR ON`` sinks the present range's maximum; the slews ``CURR:STAT:RISE|FALL`` are
-stored (the port changes instantly, as the load does at its default maximum slew); the
-load's own OVP trips at 105 % of its voltage rating; ``LOAD ON`` while a protection is
-latched is -221 until ``LOAD:PROT:CLE``, which leaves the input off. Replies use plain
-decimals and ``0,"No error"``. No communication watchdog was found for the 63200A (none in
-the 63200A/63600 command sets), so none is modelled.
+dynamic CC draws the time-weighted mean of ``L1`` for ``T1`` and ``L2`` for ``T2`` (the plant
+steps far slower than the load toggles; the repeat count is stored, the load does not stop
+by itself); ``T1``/``T2`` span 0.025 ms to 50 s; CV with ``VOLT:STAT:ILIM`` below the
+rating is emulated as the plant's CC load with its turn-on voltage at the CV level and its
+current at the limit (the same characteristic); ``LOAD:SHOR ON`` sinks the present range's
+maximum; the slews ``CURR:STAT|DYN:RISE|FALL`` are stored (the port changes instantly, as
+the load does at its default maximum slew); the load's own OVP trips at 105 % of its voltage
+rating; ``LOAD ON`` while a protection is latched is -221 until ``LOAD:PROT:CLE``, which
+leaves the input off. Replies use plain decimals and ``0,"No error"``. No communication
+watchdog was found for the 63200A (none in the 63200A/63600 command sets), so none is
+modelled.
 """
 
 from __future__ import annotations
@@ -54,8 +74,26 @@ from instruments.emulation.scpi import (
 
 log = logging.getLogger(__name__)
 
-MODES = ("CCL", "CCM", "CCH", "CRL", "CRM", "CRH", "CVL", "CVM", "CVH", "CPL", "CPM", "CPH")
+MODES = (
+    "CCL",
+    "CCM",
+    "CCH",
+    "CRL",
+    "CRM",
+    "CRH",
+    "CVL",
+    "CVM",
+    "CVH",
+    "CPL",
+    "CPM",
+    "CPH",
+    "CCDL",
+    "CCDM",
+    "CCDH",
+)
 EMULATED = ("CC", "CV")
+#: ``CURR:DYN:T1|T2`` (s), *assumed*.
+DYNAMIC_T_S = (0.000025, 50.0, 0.001)
 RANGE_FRACTION = {"L": 0.1, "M": 0.3, "H": 1.0}
 OVP_FACTOR = 1.05
 SLEW_A_PER_US = (0.0001, 1000.0)
@@ -69,13 +107,16 @@ STAT_OVP = 2
 STAT_OCP = 4
 STAT_OPP = 8
 STAT_REV = 16
+STAT_SYNC = 32
+STAT_MAX_LIM = 64
+STAT_FAN = 128
 _TRIP_BITS = {TripKind.OTP: STAT_OTP, TripKind.OVP: STAT_OVP, TripKind.OCP: STAT_OCP}
 
 
 def _current_range(dev: Chroma63200AModel) -> float:
-    """Largest CC level in the present range (the high range while not in CC)."""
+    """Largest CC level in the present range (the high range while not in CC or CCD)."""
     if dev.mode.startswith("CC"):
-        return RANGE_FRACTION[dev.mode[2]] * dev.rated_current
+        return RANGE_FRACTION[dev.mode[-1]] * dev.rated_current
     return dev.rated_current
 
 
@@ -102,7 +143,10 @@ def _set_mode(dev: Chroma63200AModel, word: str) -> None:
     if word[:2] not in EMULATED:
         dev.refuse(f"MODE {word}: CR and CP are not emulated")
     dev.mode = word
-    dev.cc_level = min(dev.cc_level, _current_range(dev))
+    top = _current_range(dev)
+    dev.cc_level = min(dev.cc_level, top)
+    dev.dyn_l1 = min(dev.dyn_l1, top)
+    dev.dyn_l2 = min(dev.dyn_l2, top)
     dev.cv_level = min(dev.cv_level, _voltage_range(dev))
     dev.push()
 
@@ -115,6 +159,42 @@ def _set_load(dev: Chroma63200AModel, on: bool) -> None:
 
 def _push(dev: Chroma63200AModel) -> None:
     dev.push()
+
+
+def _dynamic() -> list[Command]:
+    """``CURR:DYN:L1|L2`` (acted on in ``CCD*``), ``T1|T2``, ``RISE|FALL``, ``REP``."""
+    t_low, t_high, t_default = DYNAMIC_T_S
+    slew_low, slew_high = SLEW_A_PER_US
+    base = "[SOURce:]CURRent:DYNamic"
+    return [
+        *(
+            setting(
+                f"{base}:L{n}",
+                f"dyn_l{n}",
+                Number("A", min=0.0, max=_current_range, default=0.0),
+                after=_push,
+            )
+            for n in (1, 2)
+        ),
+        *(
+            setting(
+                f"{base}:T{n}",
+                f"dyn_t{n}",
+                Number("S", min=t_low, max=t_high, default=t_default),
+                after=_push,
+            )
+            for n in (1, 2)
+        ),
+        _stored(f"{base}:RISE", "dyn_rise", Number("", slew_low, slew_high, slew_high)),
+        _stored(f"{base}:FALL", "dyn_fall", Number("", slew_low, slew_high, slew_high)),
+        Command(
+            f"{base}:REPeat",
+            set=lambda dev, count: setattr(dev, "dyn_repeat", int(count)),
+            query=lambda dev: dev.dyn_repeat,
+            params=(Number(min=0, max=65535, integer=True),),
+            on_reset=lambda dev: setattr(dev, "dyn_repeat", 0),
+        ),
+    ]
 
 
 def _stored(pattern: str, attr: str, param: Number) -> Command:
@@ -137,6 +217,12 @@ class Chroma63200AModel(ScpiModel):
     cv_limit: float
     von: float
     short: bool
+    dyn_l1: float
+    dyn_l2: float
+    dyn_t1: float
+    dyn_t2: float
+    dyn_repeat: int
+    remote: bool
 
     commands = (
         IDENTITY,
@@ -173,9 +259,11 @@ class Chroma63200AModel(ScpiModel):
             Number("A", min=0.0, max=_amps),
             after=_push,
         ),
+        *_dynamic(),
         _stored("[SOURce:]POWer:STATic:L1", "cp_level", Number("W", 0.0, _watts, 0.0)),
         _stored("[SOURce:]POWer:STATic:L2", "cp_level2", Number("W", 0.0, _watts, 0.0)),
         _stored("[SOURce:]RESistance:STATic:L1", "cr_level", Number("OHM", 0.0, 1e6, 1e6)),
+        _stored("[SOURce:]RESistance:STATic:L2", "cr_level2", Number("OHM", 0.0, 1e6, 1e6)),
         setting(
             "CONFigure:VOLTage:ON",
             "von",
@@ -189,6 +277,7 @@ class Chroma63200AModel(ScpiModel):
             params=(Boolean(),),
         ),
         setting("LOAD:SHORt[:STATe]", "short", Boolean(default=False), after=_push),
+        setting("CONFigure:REMote", "remote", Boolean(default=False)),
         command("LOAD:PROTection:CLEar", lambda dev: dev.load.clear_trips()),
         Command(
             "CHANnel[:LOAD]",
@@ -209,6 +298,7 @@ class Chroma63200AModel(ScpiModel):
             for verb in ("MEASure", "FETCh")
         ),
         query("STATus:CHANnel:CONDition?", lambda dev: dev.channel_condition()),
+        query("STATus:QUEStionable:CONDition?", lambda dev: dev.channel_condition()),
     )
 
     @classmethod
@@ -240,6 +330,9 @@ class Chroma63200AModel(ScpiModel):
     def push(self) -> None:
         """Mode, level and turn-on voltage onto the plant load (see the module docstring)."""
         mode, level, von = LoadMode.CC, self.cc_level, self.von
+        if self.mode.startswith("CCD"):
+            period = self.dyn_t1 + self.dyn_t2
+            level = (self.dyn_l1 * self.dyn_t1 + self.dyn_l2 * self.dyn_t2) / period
         if self.short:
             level, von = _current_range(self), 0.0
         elif self.mode.startswith("CV"):

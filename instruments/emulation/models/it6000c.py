@@ -5,37 +5,51 @@ CV priority holds ``VOLT`` between ``+CURR:LIM`` and ``CURR:LIM:NEG``; CC priori
 signed ``CURR`` (negative sinks) and stops sourcing at ``VOLT:LIM`` and sinking at
 ``VOLT:LIM:NEG``. The output switch lives in the plant, so ``OUTP?`` reads the plant.
 
-Sources. ITECH's *IT6000C Programming Guide* is not in the search index; what is here comes
-from the project reference and a third-party driver validated on a physical IT6054C-800-225
-over its USB virtual COM port (dated live-test record and a fake transport built from it):
+Sources. ITECH's *IT6000C Programming Guide* is not in the search index. What is here comes
+from two independent open-source drivers, read (not copied):
 
-- Observed on hardware: ``VOLT:LIM`` is writable only in CC priority and ``CURR:LIM`` only
-  in CV priority; changing priority copies the active values into the related limits; and
-  ``CURR?`` mirrors ``CURR:LIM?`` in CV, ``VOLT?`` mirrors ``VOLT:LIM?`` in CC. Modelled as
-  two shared registers (``VOLT`` is ``VOLT:LIM``, ``CURR`` is ``CURR:LIM``) whose meaning
-  follows the priority, which explains all three observations at once. Switching from CC
-  with a negative current to CV copies it into ``CURR:LIM:NEG`` (as the third-party model
-  does) and leaves ``CURR:LIM`` at 0 (*assumed*).
-- ``*IDN?`` shape ``ITECH Electronics,<model>,<serial>,000.006.101,640.R,132.R`` (firmware
-  with commas), 115200 8N1, ``\\n``; the driver brackets every change with ``SYST:REM`` and
-  ``SYST:LOC``. The IT6000C has a communication watchdog, ``OUTP:PROT:WDOG[:STAT]`` and
-  ``OUTP:PROT:WDOG:DEL`` (seen OFF, 30 s; accepted 1-6000 s): modelled on plant time, any
-  received byte restarts it; on expiry the output goes off and stays latched until
-  ``OUTP:PROT:CLE`` (Keysight's watchdog semantics, *assumed* the same here).
-- Protections ``VOLT|CURR|POW:PROT[:LEV]``, ``:STAT``, ``:DEL`` (delays 0-60 s); slews
-  ``VOLT|CURR:SLEW:POS|NEG`` (0.001-2000); ``CURR:LIM:NEG`` and ``POW:LIM:NEG`` are negative.
+- **OpenBench** (``VlasovLabTech/OpenBench-lab-control`` at commit 69a28518,
+  ``src/openbench/drivers/itech_it6000c/{protocol,supply,transport}.py`` and
+  ``tests/test_itech_it6000c.py``), validated on a physical IT6054C-800-225 over its USB
+  virtual COM port (dated live-test records in the same repository). From it:
+  ``*IDN?`` shape ``ITECH Electronics,<model>,<serial>,000.006.101,640.R,132.R``; ``FUNC?``
+  answers the long forms ``VOLTage``/``CURRent`` and ``FUNC:MODE?`` ``FIXed``;
+  ``STAT:OPER:COND`` bits CC+ 128, CV 256, CP+ 512, CC- 2048, CP- 4096; ``STAT:QUES:COND``
+  bits OVP 1, OCP+ 2, OCP- 4, OPP+ 8, OPP- 16, UVP 32, OTP 64, UCP 128, SENSE 256, SHARE 512,
+  REVERSE 1024, INHIBIT 2048, POWER-STATE 4096, PROTECTION 8192, INTERNAL 16384; the
+  IT6054C-800-225's SCPI maxima 808 V, 227.25 A, 55 080 W (101 % of the rated voltage and
+  current, 102 % of the power), which are also its power-limit and OCP values as read live;
+  the queries ``VOLT|CURR:UND:PROT[:LEV]|:STAT|:DEL|:WARM?``, ``OUTP:DEL:RISE|FALL?``,
+  ``SINK:RES:STAT?``, ``SYST:VOLT:RZERO?`` (live values: RZERO 1, sink resistance 0,
+  ``CURR:UND:PROT`` -227.25); delays and warm-ups 0-60 s, slews 0.001-2000, watchdog
+  ``OUTP:PROT:WDOG[:STAT]`` and ``:DEL`` 1-6000 s (seen OFF, 30 s). Observed on hardware:
+  ``VOLT:LIM`` is writable only in CC priority and ``CURR:LIM`` only in CV priority;
+  changing priority copies the active values into the related limits; ``CURR?`` mirrors
+  ``CURR:LIM?`` in CV and ``VOLT?`` mirrors ``VOLT:LIM?`` in CC. Modelled as two shared
+  registers (``VOLT`` is ``VOLT:LIM``, ``CURR`` is ``CURR:LIM``) whose meaning follows the
+  priority. Switching from CC with a negative current to CV copies it into
+  ``CURR:LIM:NEG`` (as OpenBench's fake transport does) and leaves ``CURR:LIM`` at 0
+  (*assumed*).
+- **pts-itech-m3905d-psu** (PyPI, module ``pts_itech_m3905d_psu``), a driver for the
+  IT-M3900 family, which shares the command language: ``FUNCtion?`` returns
+  ``VOLTage``/``CURRent``; ``SYST:ERR?`` answers ``0,"No error"``; ``SYST:CLE`` clears the
+  error queue; ``VOLT:LIM``/``VOLT:LIM:NEG`` in CC and ``CURR:LIM``/``CURR:LIM:NEG`` in CV.
 
-Decided from that evidence (*assumed*): at power-on the supply is in local, and a setting
-sent in local is refused with SCPI's -201 "Invalid while in local" (queries and IEEE 488.2
-commands still work), as ITECH's serial-controlled supplies refuse commands before
-``SYST:REM``; a setting that the
-priority does not allow is -221; a protection latched (plant trip or watchdog) refuses
-``OUTP ON`` with -221 until ``OUTP:PROT:CLE``, which leaves the output off. ``FUNC?`` and
-``FUNC:MODE?`` answer the SCPI short form (``VOLT``, ``FIX``); only ``FUNC:MODE FIX`` is
-emulated (LIST/BATT/SOL/CARP are -221). Status bits (layout not found, Keysight-style):
-questionable OV 1, OC 2, OT 16, watchdog 2048; operation CV 256, CC 1024. The plant has no
-power limit, power trip or trip delay, so ``POW:LIM``, ``POW:PROT`` and ``*:PROT:DEL`` are
-stored only; slews are stored only (the port slews full scale in 0.1 s).
+*Assumed* (no source gives it): at power-on the supply is in local, and a setting sent in
+local is refused with SCPI's -201 "Invalid while in local" (queries and IEEE 488.2 commands
+still work; both drivers send ``SYST:REM`` before every change); a setting the priority does
+not allow is -221; a level above the SCPI maximum is -222; a protection latched (plant trip
+or watchdog) refuses ``OUTP ON`` with -221 until ``OUTP:PROT:CLE``, which leaves the output
+off. Where a watchdog expiry shows is not documented: it is reported as the PROTECTION bit
+(8192). An over-current trip sets OCP- when the supply was sinking (CC with a negative
+``CURR``, or CV with the bus above ``VOLT``) and OCP+ otherwise. Only ``FUNC:MODE FIX`` is
+emulated (LIST/BATT/SOL/CARP are -221). The plant has no power limit, power trip, inhibit
+input, under-current trip or trip delay, so ``POW:LIM``, ``POW:PROT``, ``CURR:UND:PROT``,
+``*:PROT:DEL``/``:WARM`` and ``OUTP:DEL:*`` are stored only and the OPP/UCP/INHIBIT bits
+never rise; ``VOLT:UND:PROT`` (with ``:STAT ON``) is the plant's under-voltage trip (UVP
+bit). Set-points (``VOLT``, ``CURR``) stay within the rating; limits and protection levels
+go up to the SCPI maxima, and the plant port, built at the rating, is driven with them
+clamped to it. Slews are stored only (the port slews full scale in 0.1 s).
 """
 
 from __future__ import annotations
@@ -50,6 +64,7 @@ from instruments.emulation.plant import (
     BidirectionalHandle,
     BidirectionalMode,
     BidirectionalSpec,
+    TripEvent,
     TripKind,
 )
 from instruments.emulation.plant_specs import AnyPortSpec
@@ -66,6 +81,7 @@ from instruments.emulation.scpi import (
     setting,
     status_commands,
 )
+from instruments.emulation.scpi_parser import Bound
 from instruments.emulation.scpi_session import ScpiSession
 from instruments.emulation.transport import SessionFactory
 
@@ -75,19 +91,43 @@ INVALID_WHILE_IN_LOCAL = -201
 CV = "VOLT"
 CC = "CURR"
 FIXED = "FIX"
-PROTECTION_HEADROOM = 1.1
+#: ``FUNC?`` and ``FUNC:MODE?`` answer the long forms (OpenBench, pts-itech-m3905d-psu).
+LONG_FORMS = {
+    CV: "VOLTage",
+    CC: "CURRent",
+    FIXED: "FIXed",
+    "BATT": "BATTery",
+    "SOL": "SOLar",
+    "CARP": "CARProfile",
+}
+#: SCPI maxima as fractions of the rating (IT6054C-800-225: 808 V, 227.25 A, 55 080 W).
+SCPI_VOLTAGE_MAX = 1.01
+SCPI_CURRENT_MAX = 1.01
+SCPI_POWER_MAX = 1.02
 FULL_SCALE_S = 0.1
 WATCHDOG_DELAY_S = (1.0, 6000.0, 30.0)
 PROTECTION_DELAY_S = (0.0, 60.0)
+OUTPUT_DELAY_S = (0.0, 60.0)
 SLEW_RANGE = (0.001, 2000.0, 0.1)
 
+OPER_CC_POS = 128
 OPER_CV = 256
-OPER_CC = 1024
-QUES_OV = 1
-QUES_OC = 2
-QUES_OT = 16
-QUES_WDOG = 2048
-_TRIP_BITS = {TripKind.OVP: QUES_OV, TripKind.OCP: QUES_OC, TripKind.OTP: QUES_OT}
+OPER_CP_POS = 512
+OPER_CC_NEG = 2048
+OPER_CP_NEG = 4096
+
+QUES_OVP = 1
+QUES_OCP_POS = 2
+QUES_OCP_NEG = 4
+QUES_OPP_POS = 8
+QUES_OPP_NEG = 16
+QUES_UVP = 32
+QUES_OTP = 64
+QUES_UCP = 128
+QUES_INHIBIT = 2048
+#: The watchdog's expiry (*assumed*: no source says which bit shows it).
+QUES_PROTECTION = 8192
+_TRIP_BITS = {TripKind.OVP: QUES_OVP, TripKind.UVLO: QUES_UVP, TripKind.OTP: QUES_OTP}
 
 Guard = Callable[[Any, Any], None]
 
@@ -106,10 +146,12 @@ def _in_priority(priority: str, what: str) -> Guard:
     return guard
 
 
-def _fixed_only(dev: IT6000CModel, value: object) -> None:
+def _set_function_mode(dev: IT6000CModel, value: str) -> None:
+    """``FUNC:MODE``: only ``FIXed`` is emulated (the sequencers are -221)."""
     dev.require_remote()
     if value != FIXED:
         dev.refuse(f"FUNC:MODE {value} is not emulated; only FIXed")
+    dev.function_mode = value
 
 
 def _remote_action(func: Callable[[IT6000CModel], None]) -> Callable[[IT6000CModel], None]:
@@ -133,28 +175,34 @@ def _source_max(dev: IT6000CModel) -> float:
     return dev.rated_source
 
 
-def _sink_min(dev: IT6000CModel) -> float:
-    return -dev.rated_sink
+def _max_volts(dev: IT6000CModel) -> float:
+    """SCPI maximum of voltage limits and protection levels."""
+    return SCPI_VOLTAGE_MAX * dev.rated_voltage
 
 
-def _watts(dev: IT6000CModel) -> float:
-    return dev.rated_power
+def _max_source(dev: IT6000CModel) -> float:
+    return SCPI_CURRENT_MAX * dev.rated_source
 
 
-def _neg_watts(dev: IT6000CModel) -> float:
-    return -dev.rated_power
+def _min_sink(dev: IT6000CModel) -> float:
+    return -SCPI_CURRENT_MAX * dev.rated_sink
 
 
-def _prot_volts(dev: IT6000CModel) -> float:
-    return PROTECTION_HEADROOM * dev.rated_voltage
+def _max_amps(dev: IT6000CModel) -> float:
+    """SCPI maximum of a current protection level (either direction)."""
+    return SCPI_CURRENT_MAX * max(dev.rated_source, dev.rated_sink)
 
 
-def _prot_amps(dev: IT6000CModel) -> float:
-    return PROTECTION_HEADROOM * max(dev.rated_source, dev.rated_sink)
+def _min_amps(dev: IT6000CModel) -> float:
+    return -_max_amps(dev)
 
 
-def _prot_watts(dev: IT6000CModel) -> float:
-    return PROTECTION_HEADROOM * dev.rated_power
+def _max_watts(dev: IT6000CModel) -> float:
+    return SCPI_POWER_MAX * dev.rated_power
+
+
+def _min_watts(dev: IT6000CModel) -> float:
+    return -_max_watts(dev)
 
 
 _CURR_PARAM = Number("A", min=_curr_min, max=_source_max)
@@ -212,9 +260,7 @@ def _stored(pattern: str, attr: str, param: Number | Boolean, guard: Guard = _re
     return setting(pattern, attr, param, guard=guard)
 
 
-def _protection(
-    kind: str, short: str, level_max: Callable[[IT6000CModel], float], unit: str
-) -> list[Command]:
+def _protection(kind: str, short: str, level_max: Bound, unit: str) -> list[Command]:
     """``<kind>:PROT[:LEV]``, ``:STAT`` (both acted on by the plant) and ``:DEL`` (stored)."""
     base = f"[SOURce:]{kind}:PROTection"
     low, high = PROTECTION_DELAY_S
@@ -252,6 +298,59 @@ def _slews() -> list[Command]:
     return found
 
 
+def _under_protection(
+    kind: str, short: str, level: tuple[Bound, Bound, float], push: bool
+) -> list[Command]:
+    """``<kind>:UNDer:PROT[:LEV]``, ``:STAT``, ``:DEL`` and ``:WARM`` (OpenBench's queries).
+
+    Under-voltage (``push``) is the plant's under-voltage trip; the rest is stored.
+    """
+    base = f"[SOURce:]{kind}:UNDer:PROTection"
+    low, high, default = level
+    after = _push_protection if push else None
+    delay_low, delay_high = PROTECTION_DELAY_S
+    return [
+        setting(
+            f"{base}[:LEVel]",
+            f"{short}_und",
+            Number(kind[0], min=low, max=high, default=default),
+            guard=_remote,
+            after=after,
+        ),
+        setting(
+            f"{base}:STATe", f"{short}_und_on", Boolean(default=False), guard=_remote, after=after
+        ),
+        _stored(f"{base}:DELay", f"{short}_und_delay", Number("S", delay_low, delay_high, 0.0)),
+        _stored(f"{base}:WARMup", f"{short}_und_warm", Number("S", delay_low, delay_high, 0.0)),
+    ]
+
+
+def _output_delays() -> list[Command]:
+    """``OUTP:DEL:RISE|FALL``: stored (the plant switches at once)."""
+    low, high = OUTPUT_DELAY_S
+    return [
+        _stored(
+            f"OUTPut:DELay:{edge}", f"output_delay_{edge[:4].lower()}", Number("S", low, high, 0.0)
+        )
+        for edge in ("RISE", "FALL")
+    ]
+
+
+def _long_form(attr: str) -> Callable[[IT6000CModel], str]:
+    """A query answering the long form of a stored short form (``VOLT`` → ``VOLTage``)."""
+
+    def answer(dev: IT6000CModel) -> str:
+        short: str = getattr(dev, attr)
+        return LONG_FORMS.get(short, short)
+
+    return answer
+
+
+def _clear_errors(dev: IT6000CModel) -> None:
+    """``SYST:CLE`` (pts-itech-m3905d-psu): empty the error queue."""
+    dev.errors.clear()
+
+
 class IT6000CModel(ScpiModel):
     """ITECH IT6000C: bidirectional supply with priority modes and a communication watchdog."""
 
@@ -278,24 +377,31 @@ class IT6000CModel(ScpiModel):
     pow_prot_on: bool
     watchdog_on: bool
     watchdog_delay: float
+    volt_und: float
+    volt_und_on: bool
+    curr_und: float
+    sink_resistance: bool
+    rzero: bool
 
     commands = (
         IDENTITY,
         command("SYSTem:REMote", _set_remote(True)),
         command("SYSTem:RWLock", _set_remote(True)),
         command("SYSTem:LOCal", _set_remote(False)),
+        command("SYSTem:CLEar", _clear_errors),
         Command(
             "[SOURce:]FUNCtion",
             set=_set_priority,
-            query=lambda dev: dev.priority,
+            query=_long_form("priority"),
             params=(Choice("VOLTage", "CURRent"),),
             on_reset=lambda dev: setattr(dev, "priority", CV),
         ),
-        setting(
+        Command(
             "[SOURce:]FUNCtion:MODE",
-            "function_mode",
-            Choice("FIXed", "LIST", "BATTery", "SOLar", "CARProfile", default="FIXed"),
-            guard=_fixed_only,
+            set=_set_function_mode,
+            query=_long_form("function_mode"),
+            params=(Choice("FIXed", "LIST", "BATTery", "SOLar", "CARProfile"),),
+            on_reset=lambda dev: setattr(dev, "function_mode", FIXED),
         ),
         setting(
             "[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]",
@@ -316,39 +422,44 @@ class IT6000CModel(ScpiModel):
         setting(
             "[SOURce:]VOLTage[:LEVel]:LIMit[:POSitive]",
             "v_reg",
-            Number("V", min=0.0, max=_volts),
+            Number("V", min=0.0, max=_max_volts),
             guard=_in_priority(CC, "VOLT:LIM"),
             after=_push,
         ),
         setting(
             "[SOURce:]VOLTage[:LEVel]:LIMit:NEGative",
             "vlim_neg",
-            Number("V", min=0.0, max=_volts, default=0.0),
+            Number("V", min=0.0, max=_max_volts, default=0.0),
             guard=_in_priority(CC, "VOLT:LIM:NEG"),
             after=_push,
         ),
         setting(
             "[SOURce:]CURRent[:LEVel]:LIMit[:POSitive]",
             "i_reg",
-            Number("A", min=0.0, max=_source_max),
+            Number("A", min=0.0, max=_max_source),
             guard=_in_priority(CV, "CURR:LIM"),
             after=_push,
         ),
         setting(
             "[SOURce:]CURRent[:LEVel]:LIMit:NEGative",
             "ilim_neg",
-            Number("A", min=_sink_min, max=0.0, default=0.0),
+            Number("A", min=_min_sink, max=0.0, default=0.0),
             guard=_in_priority(CV, "CURR:LIM:NEG"),
             after=_push,
         ),
-        _stored("[SOURce:]POWer[:LEVel]:LIMit[:POSitive]", "pow_lim", Number("W", 0.0, _watts)),
+        _stored("[SOURce:]POWer[:LEVel]:LIMit[:POSitive]", "pow_lim", Number("W", 0.0, _max_watts)),
         _stored(
-            "[SOURce:]POWer[:LEVel]:LIMit:NEGative", "pow_lim_neg", Number("W", _neg_watts, 0.0)
+            "[SOURce:]POWer[:LEVel]:LIMit:NEGative", "pow_lim_neg", Number("W", _min_watts, 0.0)
         ),
         *_slews(),
-        *_protection("VOLTage", "volt", _prot_volts, "V"),
-        *_protection("CURRent", "curr", _prot_amps, "A"),
-        *_protection("POWer", "pow", _prot_watts, "W"),
+        *_protection("VOLTage", "volt", _max_volts, "V"),
+        *_protection("CURRent", "curr", _max_amps, "A"),
+        *_protection("POWer", "pow", _max_watts, "W"),
+        *_under_protection("VOLTage", "volt", (0.0, _max_volts, 0.0), push=True),
+        *_under_protection("CURRent", "curr", (_min_amps, _max_amps, 0.0), push=False),
+        *_output_delays(),
+        _stored("SINK:RESistance:STATe", "sink_resistance", Boolean(default=False)),
+        _stored("SYSTem:VOLTage:RZERo", "rzero", Boolean(default=True)),
         Command(
             "OUTPut[:STATe]",
             set=_set_output,
@@ -400,33 +511,58 @@ class IT6000CModel(ScpiModel):
         self.rated_power = rating.power_max
         self.remote = False
         self.watchdog_tripped = False
+        self.ocp_sinking = False
         self.last_io = self.plant.time
+        self.plant.add_trip_listener(self._on_trip)
 
     def apply_defaults(self) -> None:
         """``*RST`` values that depend on the rating: power limits and protection levels."""
         super().apply_defaults()
-        self.pow_lim = self.rated_power
-        self.pow_lim_neg = -self.rated_power
-        self.volt_prot = _prot_volts(self)
-        self.curr_prot = _prot_amps(self)
-        self.pow_prot = _prot_watts(self)
+        self.pow_lim = _max_watts(self)
+        self.pow_lim_neg = _min_watts(self)
+        self.volt_prot = _max_volts(self)
+        self.curr_prot = _max_amps(self)
+        self.pow_prot = _max_watts(self)
+        self.curr_und = _min_amps(self)
 
     def push(self) -> None:
-        """The priority and the shared registers onto the plant port."""
+        """The priority and the shared registers onto the plant port.
+
+        Limits may exceed the rating (up to the SCPI maxima); the port, built at the
+        rating, gets them clamped to it.
+        """
         port = self.port
+        volts = min(self.v_reg, self.rated_voltage)
         if self.priority == CV:
             port.set_mode(BidirectionalMode.CV)
-            port.set_voltage(self.v_reg)
-            port.set_current_limits(self.i_reg, -self.ilim_neg)
+            port.set_voltage(volts)
+            port.set_current_limits(
+                min(self.i_reg, self.rated_source), min(-self.ilim_neg, self.rated_sink)
+            )
         else:
             port.set_mode(BidirectionalMode.CC)
             port.set_current(self.i_reg)
-            port.set_voltage_limits(self.vlim_neg, self.v_reg)
+            port.set_voltage_limits(min(self.vlim_neg, volts), volts)
         self.push_protection()
 
     def push_protection(self) -> None:
-        self.port.set_protection(TripKind.OVP, self.volt_prot if self.volt_prot_on else None)
-        self.port.set_protection(TripKind.OCP, self.curr_prot if self.curr_prot_on else None)
+        """OVP, OCP and UVP (the plant's under-voltage trip) where switched on."""
+        port = self.port
+        port.set_protection(TripKind.OVP, self.volt_prot if self.volt_prot_on else None)
+        port.set_protection(TripKind.OCP, self.curr_prot if self.curr_prot_on else None)
+        port.set_protection(TripKind.UVLO, self.volt_und if self.volt_und_on else None)
+
+    def _on_trip(self, event: TripEvent) -> None:
+        """Note the direction of an over-current trip of this port (OCP+ or OCP-)."""
+        if event.port == self.key and event.kind is TripKind.OCP:
+            self.ocp_sinking = self.sinking()
+
+    def sinking(self) -> bool:
+        """Whether the supply draws from the bus: a negative ``CURR`` in CC priority, or
+        the bus above ``VOLT`` in CV priority."""
+        if self.priority == CC:
+            return self.i_reg < 0.0
+        return self.port.state().voltage > self.v_reg
 
     def reset(self) -> None:
         self.port.set_output(False)
@@ -473,13 +609,22 @@ class IT6000CModel(ScpiModel):
 
     # -- status ------------------------------------------------------------------------
     def operation_condition(self) -> int:
-        mode = self.port.state().mode
-        return {"CV": OPER_CV, "CC": OPER_CC}.get(mode, 0)
+        """CV 256, CC+ 128 (sourcing) or CC- 2048 (sinking); CP never (no power limit)."""
+        state = self.port.state()
+        if state.mode == "CV":
+            return OPER_CV
+        if state.mode == "CC":
+            return OPER_CC_NEG if state.current < 0.0 else OPER_CC_POS
+        return 0
 
     def questionable_condition(self) -> int:
-        bits = QUES_WDOG if self.watchdog_tripped else 0
+        """Latched trips: OVP 1, OCP+ 2 / OCP- 4, UVP 32, OTP 64; the watchdog 8192."""
+        bits = QUES_PROTECTION if self.watchdog_tripped else 0
         for kind in self.port.trips:
-            bits |= _TRIP_BITS.get(kind, 0)
+            if kind is TripKind.OCP:
+                bits |= QUES_OCP_NEG if self.ocp_sinking else QUES_OCP_POS
+            else:
+                bits |= _TRIP_BITS.get(kind, 0)
         return bits
 
     def status(self) -> dict[str, Any]:
