@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -238,3 +240,29 @@ def test_allow_remote_exposes_the_control_channel_only_with_its_own_flag(expose:
         warnings = [line for line in child.stderr.read().decode().splitlines() if "WARN" in line]
     exposed = [line for line in warnings if "control channel" in line and "exposed" in line]
     assert len(exposed) == (1 if expose else 0), warnings
+
+
+def test_scpi_caches_stay_bounded_by_count_and_bytes() -> None:
+    from test_scpi_device import Supply
+
+    from instruments.emulation.scpi_parser import CACHE_BYTES, CACHE_ENTRIES
+
+    device = Supply()
+    table = Supply.table
+    unit = b"VOLT 1.5;:CURR 2;:MEAS:VOLT?;"
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(60):
+            message = b"*CLS;" + unit * (60_000 // len(unit)) + b"VOLT %d" % (i % 50)
+            device.execute_line(message)
+            device.execute_line(b"VOLT %d.%d" % (i % 50, i))
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    for cache in (table.plans, table.lines):
+        assert len(cache) <= CACHE_ENTRIES and cache.bytes <= CACHE_BYTES
+        assert all(len(key) <= 1024 for key in cache)
+    assert grown < 8 << 20, f"SCPI caches grew by {grown / 2**20:.0f} MiB"
