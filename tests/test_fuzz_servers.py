@@ -103,7 +103,5 @@ def test_fuzz_server_kind(served: Served, name: str, caplog: pytest.LogCaptureFi
 
 @pytest.mark.fuzz_long
 @pytest.mark.parametrize("name", list(KINDS))
-def test_fuzz_server_kind_long(
-    served: Served, name: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_fuzz_server_kind_long(served: Served, name: str, caplog: pytest.LogCaptureFixture) -> None:
     run_attack(served, name, LONG_INPUTS, caplog)
