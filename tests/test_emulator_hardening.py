@@ -266,3 +266,52 @@ def test_scpi_caches_stay_bounded_by_count_and_bytes() -> None:
         assert len(cache) <= CACHE_ENTRIES and cache.bytes <= CACHE_BYTES
         assert all(len(key) <= 1024 for key in cache)
     assert grown < 8 << 20, f"SCPI caches grew by {grown / 2**20:.0f} MiB"
+
+
+def test_rtu_junk_is_worked_off_in_bounded_slices_and_the_line_recovers() -> None:
+    from instruments.emulation.modbus import FEED_WORK_BUDGET, ModbusBus, ModbusDevice, rtu_frame
+
+    session = ModbusBus([ModbusDevice(1).holding(0, "x", lambda: 5)]).rtu_session()
+    junk = bytes((1, 0x41)) * (128 << 10)  # unit 1, an unknown function: the costly case
+    request = rtu_frame(1, bytes((3, 0, 0, 0, 1)))
+    replies = session.feed(junk + request)
+    assert session.backlog, "one feed must not frame 256 KiB of junk at once"
+    calls = 1
+    while session.backlog:
+        replies += session.feed(b"")
+        calls += 1
+    assert replies == [rtu_frame(1, bytes((3, 2, 0, 5)))]
+    assert calls >= len(junk) // FEED_WORK_BUDGET
+
+
+def test_rtu_over_tcp_answers_after_a_flood_of_junk_and_other_servers_keep_serving() -> None:
+    from instruments.emulation.modbus import ModbusBus, ModbusDevice, rtu_frame
+    from instruments.emulation.transport import BackgroundLoop, ServerGroup
+
+    bus = ModbusBus([ModbusDevice(1).holding(0, "x", lambda: 5)])
+    group = ServerGroup()
+    with BackgroundLoop() as loop:
+        rtu = loop.run(group.serve_tcp(bus.rtu_session, instrument="rtu"))
+        tcp = loop.run(group.serve_tcp(bus.tcp_session, instrument="tcp"))
+        try:
+            with socket.create_connection(("127.0.0.1", rtu), timeout=30) as flood:
+                flood.sendall(
+                    bytes((1, 0x41)) * (128 << 10) + rtu_frame(1, b"\x03\x00\x00\x00\x01")
+                )
+                with socket.create_connection(("127.0.0.1", tcp), timeout=30) as other:
+                    other.sendall(bytes.fromhex("0007 0000 0006 01 03 0000 0001"))
+                    expected = bytes.fromhex("0007 0000 0005 01 03 02 0005")
+                    answer = b""
+                    while len(answer) < len(expected):
+                        chunk = other.recv(64)
+                        assert chunk, "the Modbus TCP server closed the connection"
+                        answer += chunk
+                    assert answer == expected
+                reply = b""
+                while len(reply) < 7:
+                    chunk = flood.recv(64)
+                    assert chunk, "the RTU server closed the connection"
+                    reply += chunk
+                assert reply == rtu_frame(1, bytes((3, 2, 0, 5)))
+        finally:
+            loop.run(group.close())
