@@ -265,6 +265,8 @@ def modbus_rtu_junk(rng: random.Random) -> bytes:
     """RTU-shaped nonsense: CRC-valid frames of random functions, long headers, noise."""
 
     def shaped(rng: random.Random) -> bytes:
+        if rng.random() < 0.002:  # the costly flood: 64 KiB of "unit 1, some function"
+            return bytes((1, rng.choice((0x41, 0x10, 0x07, 0x01)))) * (32 << 10)
         unit = rng.choice((0, 1, 1, 1, 2, rng.randrange(256)))
         frame = rtu_frame(unit, _pdu(rng))
         if rng.random() < 0.2:
