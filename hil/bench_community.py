@@ -2,9 +2,10 @@
 
 A bench whose units negotiate deals autonomously (``hil.agents``) names here the APIS
 ``scenario.json`` every unit starts with (a path relative to the bench file and inside its
-folder, or an absolute path given on purpose; read unchanged, ``//`` comments included), the members (APIS ``memberUnitIds``; default: every unit with a
-battery) and the seed of the agents' phases. The scenario is loaded and checked with the
-bench file, so a broken scenario is reported before any instrument is touched.
+folder, or an absolute path given on purpose; read unchanged, ``//`` comments included),
+the members (APIS ``memberUnitIds``; default: every unit with a battery) and the seed of
+the agents' phases. The scenario is loaded and checked with the bench file, so a broken
+scenario is reported before any instrument is touched.
 """
 
 from __future__ import annotations

@@ -210,9 +210,7 @@ class _PolicyJson:
         node: Any = self.data
         for depth, part in enumerate(path):
             if not isinstance(node, dict):
-                raise self.fail(
-                    path[:depth], f"must be an object (a section), not {_shown(node)}"
-                )
+                raise self.fail(path[:depth], f"must be an object (a section), not {_shown(node)}")
             if part not in node:
                 return None
             node = node[part]
