@@ -37,7 +37,7 @@ from hil.safety import EmulatorWatchdog
 FAULTS: dict[str, dict[str, Any]] = {
     "disconnect": {"seconds": 1.0},
     "delay": {"seconds": 0.6},
-    "garbage": {"count": 20},
+    "garbage": {"count": 100},
     "drop": {"count": 8},
     "stale": {"on": True},
     "offset": {"value": 0.6},
@@ -97,7 +97,7 @@ class Pair:
     def exchanges(self, step: str) -> list[tuple[float, Exchange]]:
         ref = self.reference
         if step != "handOver":
-            return [(0.0, Exchange.between(self.source, ref, 1.5, amount_wh=12, reference=ref))]
+            return [(0.0, Exchange.between(self.source, ref, 1.5, amount_wh=6, reference=ref))]
         short = Exchange.between(self.feeder, ref, 1.0, duration=20.0, reference=ref)
         second = Exchange.between(self.other, self.successor, 0.8, duration=60.0)
         return [(0.0, short), (5.0, second)]
