@@ -280,8 +280,9 @@ class ExchangeEngine:
         """Why a step failed, when a protection is the cause: a ``SafetyTrip`` if a unit
         on the bus reports a latched trip, a heavy alarm or a withdrawn battery permission.
 
-        A tripped converter refuses commands (EZA-2500 NAK 0xFFFD, "not accepted" while in
-        its fault state: EZA-2500 communication spec, response codes) and a tripped unit
+        A tripped converter refuses commands (EZA-2500 NAK 0xFFFD, "valid but not accepted
+        now": apis-dcdc_batt_comm ``drivers/essx/essx_type_oes.py``; that a latched trip is
+        answered so is what our emulator does, assumed for the hardware) and a tripped unit
         fails its checkpoint; both are the protection's doing, so the verdict is a safety
         trip, not an error. Only toolkit and OS errors are looked into (not Ctrl-C); a unit
         that does not answer is left to the shutdown."""
