@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from emulated_rig import Rig
+from emulated_rig import EMULATED_BENCH, Rig
 
 from hil.engine import ExchangeEngine, ExchangeRun
 from hil.errors import HilError, SafetyTrip
@@ -131,11 +131,26 @@ SCPI_MODBUS = Pair(
 PAIRS = {pair.name: pair for pair in (EZA, SCPI_MODBUS)}
 
 
+#: Sensor noise for the two bidirectional supplies, whose emulated meters are otherwise
+#: exact: the frozen-meter check needs meters that move in their last digits, as real ones
+#: do (the default bench keeps them exact for the model tests).
+LIVE_METERS = """
+[emulation.ports.BID1.sensor]
+current_noise = 0.01
+voltage_noise = 0.05
+[emulation.ports.BID2.sensor]
+current_noise = 0.01
+voltage_noise = 0.05
+"""
+
+
 @pytest.fixture(scope="module")
-def rig_session() -> Iterator[Rig]:
-    """This module's bench: short timeouts (a dead line costs 0.25 s), a 20 s ramp-up
-    timeout and the frozen-meter check on, so that the cases stay quick."""
-    rig = Rig.start(timeout=TIMEOUT_S, policy={"ramp_up_timeout": 20.0, "stale_periods": 3})
+def rig_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """This module's bench: the default one with live meters everywhere, short timeouts
+    (a dead line costs 0.25 s), a 20 s ramp-up timeout and the frozen-meter check on."""
+    path = tmp_path_factory.mktemp("matrix") / "emulated-live-meters.toml"
+    path.write_text(EMULATED_BENCH.read_text(encoding="utf-8") + LIVE_METERS, encoding="utf-8")
+    rig = Rig.start(path, timeout=TIMEOUT_S, policy={"ramp_up_timeout": 20.0, "stale_periods": 3})
     try:
         yield rig
     finally:
