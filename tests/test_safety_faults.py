@@ -222,7 +222,14 @@ def test_fault_at_any_step_scrams_ends_all_safe_and_named(
     target = pair.target(kind, step)
     unit = target.split(".", 1)[0]
     if kind in LINE_FAULTS:
-        request.addfinalizer(rig.bench.units[unit].reconnect)  # no late reply leaks on
+
+        def fresh_line() -> None:
+            """The fault cleared (a disconnect may still be in force), the line reopened:
+            no late reply leaks into the next case."""
+            rig.control.clear()
+            rig.bench.units[unit].reconnect()
+
+        request.addfinalizer(fresh_line)
     injected: list[str] = []
 
     def inject(at: str, run: ExchangeRun) -> None:
