@@ -36,7 +36,7 @@ from hil.safety import EmulatorWatchdog
 #: ``garbage`` outlast the drivers' retries, ``delay`` the instrument timeout.
 FAULTS: dict[str, dict[str, Any]] = {
     "disconnect": {"seconds": 1.0},
-    "delay": {"seconds": 0.6},
+    "delay": {"seconds": 1.2},
     "garbage": {"count": 100},
     "drop": {"count": 4},
     "stale": {"on": True},
@@ -65,7 +65,7 @@ STEPS = (
 #: the constant-current unit is hit, at ``handOver`` the unit taking over the reference.
 REFERENCE_STEPS = frozenset({"activate", "rampUp", "authorize", "deactivate"})
 WATCHDOG_S = 5.0
-TIMEOUT_S = 0.25
+TIMEOUT_S = 0.5
 #: IT6000C protection trips that the driver does not report yet: the tripped reference is
 #: seen only as a failed checkpoint (an ERROR). Issue 21 (IT6000C status bits) fixes it.
 UNREPORTED_TRIPS = frozenset(
@@ -146,8 +146,8 @@ voltage_noise = 0.05
 
 @pytest.fixture(scope="module")
 def rig_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """This module's bench: the default one with live meters everywhere, short timeouts
-    (a dead line costs 0.25 s), a 20 s ramp-up timeout and the frozen-meter check on."""
+    """This module's bench: the default one with live meters everywhere, the plugin's
+    0.5 s instrument timeout, a 20 s ramp-up timeout and the frozen-meter check on."""
     path = tmp_path_factory.mktemp("matrix") / "emulated-live-meters.toml"
     path.write_text(EMULATED_BENCH.read_text(encoding="utf-8") + LIVE_METERS, encoding="utf-8")
     rig = Rig.start(path, timeout=TIMEOUT_S, policy={"ramp_up_timeout": 20.0, "stale_periods": 3})
