@@ -66,11 +66,6 @@ STEPS = (
 REFERENCE_STEPS = frozenset({"activate", "rampUp", "authorize", "deactivate"})
 WATCHDOG_S = 5.0
 TIMEOUT_S = 0.5
-#: IT6000C protection trips that the driver does not report yet: the tripped reference is
-#: seen only as a failed checkpoint (an ERROR). Issue 21 (IT6000C status bits) fixes it.
-UNREPORTED_TRIPS = frozenset(
-    {("scpi+modbus", "trip", "authorize"), ("scpi+modbus", "trip", "deactivate")}
-)
 
 
 @dataclass(frozen=True)
@@ -196,16 +191,11 @@ def _run(rig: Rig, engine: ExchangeEngine, pair: Pair, step: str) -> BaseExcepti
     return None
 
 
-def _case(pair: Pair, kind: str, step: str) -> Any:
-    marks = []
-    if (pair.name, kind, step) in UNREPORTED_TRIPS:
-        reason = "issue 21: the IT6000C driver does not report a latched OVP in its reading"
-        marks.append(pytest.mark.xfail(reason=reason, strict=True))
-    return pytest.param(pair.name, kind, step, id=f"{pair.name}-{kind}-{step}", marks=marks)
-
-
 CASES = [
-    _case(pair, kind, step) for pair in PAIRS.values() for kind in pair.kinds for step in STEPS
+    pytest.param(pair.name, kind, step, id=f"{pair.name}-{kind}-{step}")
+    for pair in PAIRS.values()
+    for kind in pair.kinds
+    for step in STEPS
 ]
 
 
