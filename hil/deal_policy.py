@@ -23,9 +23,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from hil.apis_json import KeyPath, json_key_path, read_apis_json
+from hil.apis_policy import (
+    DealRule,
+    PolicyField,
+    deal_number_problem,
+    declared_fields,
+    policy_field,
+)
 from hil.bench_config import BenchConfig
 from hil.errors import ConfigError
 
@@ -36,44 +43,60 @@ OPERATION_MODES: tuple[OperationMode, ...] = ("autonomous", "heteronomous", "sto
 DEFAULT_BATTERY_WH = 4800.0
 
 
+#: How :meth:`DealPolicy.problem` checks a declared number: a number > 0 or a whole number
+#: of Wh > 0 (the ``kind`` of its :class:`~hil.apis_policy.PolicyField`).
+_POSITIVE = "number"
+_WHOLE = "amount"
+
+
 @dataclass(frozen=True)
 class DealPolicy:
-    """APIS's deal-making numbers (units: A, Wh, s, fractions)."""
+    """APIS's deal-making numbers (units: A, Wh, s, fractions); each field declared once
+    (APIS key, kind) with :func:`~hil.apis_policy.policy_field`."""
 
-    deal_current: float = 1.0  # mediator.deal.gridCurrentA
-    amount_min_wh: int = 50  # mediator.deal.amountMinWh
-    amount_max_wh: int = 50  # mediator.deal.amountMaxWh
-    amount_unit_wh: int = 50  # mediator.deal.amountUnitWh
-    negotiation_timeout: float = 2.0  # mediator.negotiationTimeoutMsec
-    house_keeping_period: float = 60.0  # user.houseKeepingPeriodMsec
-    data_acquisition_period: float = 5.0  # controller.dataAcquisitionPeriodMsec
-    unit_current_capacity: float = 2.3  # hwConfig gridCurrentCapacityA
-    soc_force_stop_discharge: float = 0.20  # gridMaster.deal.forceStopCondition…LowerLimitRsoc
-    soc_force_stop_charge: float = 0.95  # …chargeUnitUpperLimitRsoc
-    operation_mode: OperationMode = "autonomous"  # operationMode
-    member_unit_ids: tuple[str, ...] = ()  # memberUnitIds (empty: every battery unit)
-    battery_capacity_wh: float = DEFAULT_BATTERY_WH  # hwConfig batteryNominalCapacityWh
+    deal_current: float = policy_field(1.0, apis_key="mediator.deal.gridCurrentA", unit="A")
+    amount_min_wh: int = policy_field(
+        50, apis_key="mediator.deal.amountMinWh", kind=_WHOLE, unit="Wh"
+    )
+    amount_max_wh: int = policy_field(
+        50, apis_key="mediator.deal.amountMaxWh", kind=_WHOLE, unit="Wh"
+    )
+    amount_unit_wh: int = policy_field(
+        50, apis_key="mediator.deal.amountUnitWh", kind=_WHOLE, unit="Wh"
+    )
+    negotiation_timeout: float = policy_field(
+        2.0, apis_key="mediator.negotiationTimeoutMsec", unit="s"
+    )
+    house_keeping_period: float = policy_field(
+        60.0, apis_key="user.houseKeepingPeriodMsec", unit="s"
+    )
+    data_acquisition_period: float = policy_field(
+        5.0, apis_key="controller.dataAcquisitionPeriodMsec", unit="s"
+    )
+    unit_current_capacity: float = policy_field(
+        2.3, apis_key="gridCurrentCapacityA", unit="A"
+    )  # hwConfig
+    soc_force_stop_discharge: float = policy_field(
+        0.20,
+        apis_key="gridMaster.deal.forceStopCondition.dischargeUnitLowerLimitRsoc",
+        kind="other",
+    )
+    soc_force_stop_charge: float = policy_field(
+        0.95, apis_key="gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc", kind="other"
+    )
+    operation_mode: OperationMode = field(
+        default="autonomous",
+        metadata={"policy": PolicyField(apis_key="operationMode", kind="other")},
+    )
+    #: Empty: every battery unit.
+    member_unit_ids: tuple[str, ...] = policy_field((), apis_key="memberUnitIds", kind="other")
+    battery_capacity_wh: float = policy_field(
+        DEFAULT_BATTERY_WH, apis_key="batteryNominalCapacityWh", unit="Wh"
+    )  # hwConfig
     unit_battery_wh: Mapping[str, float] = field(default_factory=dict)  # per-unit override
 
-    #: Field → APIS key, for reports and messages.
-    APIS_KEYS = MappingProxyType(
-        {
-            "deal_current": "mediator.deal.gridCurrentA",
-            "amount_min_wh": "mediator.deal.amountMinWh",
-            "amount_max_wh": "mediator.deal.amountMaxWh",
-            "amount_unit_wh": "mediator.deal.amountUnitWh",
-            "negotiation_timeout": "mediator.negotiationTimeoutMsec",
-            "house_keeping_period": "user.houseKeepingPeriodMsec",
-            "data_acquisition_period": "controller.dataAcquisitionPeriodMsec",
-            "unit_current_capacity": "gridCurrentCapacityA",
-            "soc_force_stop_discharge": "gridMaster.deal.forceStopCondition."
-            "dischargeUnitLowerLimitRsoc",
-            "soc_force_stop_charge": "gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc",
-            "operation_mode": "operationMode",
-            "member_unit_ids": "memberUnitIds",
-            "battery_capacity_wh": "batteryNominalCapacityWh",
-        }
-    )
+    #: Field → APIS key, for reports and messages (from the declarations).
+    APIS_KEYS: ClassVar[Mapping[str, str]]
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -83,35 +106,28 @@ class DealPolicy:
 
     def problem(self) -> tuple[str, str] | None:
         """The first broken rule as (field, why), or None."""
-        for name in (
-            "deal_current",
-            "negotiation_timeout",
-            "house_keeping_period",
-            "data_acquisition_period",
-            "unit_current_capacity",
-            "battery_capacity_wh",
-        ):
+        declared = declared_fields(DealPolicy)
+        for name, (d, _) in declared.items():
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if d.kind == _POSITIVE and not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
                 return name, f"{value!r} must be a number > 0"
-        for name in ("amount_min_wh", "amount_max_wh", "amount_unit_wh"):
+        for name, (d, _) in declared.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if d.kind == _WHOLE and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
                 return name, f"{value!r} must be a whole number of Wh > 0"
-        if self.amount_min_wh > self.amount_max_wh:
-            return "amount_min_wh", (
-                f"{self.amount_min_wh} Wh is above amount_max_wh {self.amount_max_wh} Wh"
-            )
-        if self.amount_unit_wh > self.amount_max_wh:
-            return "amount_unit_wh", (
-                f"{self.amount_unit_wh} Wh is above amount_max_wh {self.amount_max_wh} Wh, "
-                "so every deal would floor to 0 Wh"
-            )
-        if self.deal_current > self.unit_current_capacity:
-            return "deal_current", (
-                f"{self.deal_current:g} A is above the unit capacity "
-                f"{self.unit_current_capacity:g} A, so no unit could make a deal"
-            )
+        deal = deal_number_problem(
+            self.amount_min_wh,
+            self.amount_max_wh,
+            self.amount_unit_wh,
+            self.deal_current,
+            self.unit_current_capacity,
+        )
+        if deal is not None:
+            return _worded(*deal)
         if not 0 <= self.soc_force_stop_discharge < self.soc_force_stop_charge <= 1:
             return "soc_force_stop_discharge", (
                 f"need 0 ≤ {self.soc_force_stop_discharge:g} < "
@@ -179,6 +195,25 @@ class DealPolicy:
         out["member_unit_ids"] = list(self.member_unit_ids)
         out["deal_interlock_capacity"] = self.deal_interlock_capacity
         return out
+
+
+DealPolicy.APIS_KEYS = MappingProxyType(
+    {name: d.apis_key for name, (d, _) in declared_fields(DealPolicy).items()}
+)
+
+
+def _worded(rule: DealRule, value: float, limit: float) -> tuple[str, str]:
+    """A broken :func:`~hil.apis_policy.deal_number_problem` rule as (field, why)."""
+    if rule == "amount_min":
+        return "amount_min_wh", f"{value:.0f} Wh is above amount_max_wh {limit:.0f} Wh"
+    if rule == "amount_unit":
+        return "amount_unit_wh", (
+            f"{value:.0f} Wh is above amount_max_wh {limit:.0f} Wh, "
+            "so every deal would floor to 0 Wh"
+        )
+    return "deal_current", (
+        f"{value:g} A is above the unit capacity {limit:g} A, so no unit could make a deal"
+    )
 
 
 # =========================================================================================
