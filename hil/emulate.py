@@ -3,6 +3,11 @@
 Prints one line per instrument (``unit instrument driver resource``) and ``control
 HOST:PORT`` — or, with ``--json``, one JSON line — flushed before serving, then runs until
 SIGINT, SIGTERM or a ``shutdown`` request. Every path out makes every output safe first.
+
+``--lifeline FD`` (set by :func:`instruments.emulation.process.start_emulator`, not by
+people): a pipe's read end whose write end only the parent holds. EOF on it means the
+parent died (the kernel closed its end, SIGKILL included): every output is made safe and the
+emulator exits. A person's own ``hil emulate`` has no lifeline and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -44,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow --host other than 127.0.0.1 (instruments become reachable from outside)",
     )
+    parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(emulator, as_json=args.json))
+    asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline))
     return 0
 
 
@@ -86,21 +93,37 @@ def _print_info(info: EmulatorInfo, *, as_json: bool) -> None:
     print(f"control {info.control}", flush=True)
 
 
-async def _serve(emulator: Emulator, *, as_json: bool) -> None:
+async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     reason: list[str] = []
 
     def on_signal(name: str) -> None:
-        reason.append(name)
+        reason.append(f"received {name}")
         emulator.stopped.set()
+
+    def on_lifeline() -> None:
+        assert lifeline is not None
+        try:
+            data = os.read(lifeline, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(lifeline)
+            reason.append("its parent process died (lifeline closed)")
+            emulator.stopped.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    if lifeline is not None:
+        os.set_blocking(lifeline, False)
+        loop.add_reader(lifeline, on_lifeline)
     info = await emulator.start()
     _print_info(info, as_json=as_json)
     try:
         await emulator.stopped.wait()
     finally:
         if reason:
-            emulator.make_safe(f"emulator received {reason[0]}")
+            emulator.make_safe(f"emulator {reason[0]}")
         await emulator.stop()
