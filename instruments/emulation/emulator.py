@@ -273,7 +273,11 @@ class Emulator:
         self.stopped = asyncio.Event()
         self._group = ServerGroup()
         self._control = ControlServer(
-            self, on_shutdown=self._request_shutdown, host=host, port=control_port
+            self,
+            on_shutdown=self._request_shutdown,
+            host=host,
+            port=control_port,
+            before_advance=self._group.drain_input,
         )
         self._ticker: asyncio.Task[None] | None = None
 
