@@ -244,6 +244,24 @@ def _last_line(log_file: IO[bytes]) -> str:
     return lines[-1] if lines else ""
 
 
+def exit_when_parent_dies() -> None:
+    """In a ``multiprocessing`` child serving instruments (the benchmarks' servers): exit
+    at once when the parent process dies, SIGKILL included (its sentinel becomes ready)."""
+    import multiprocessing
+    import multiprocessing.connection
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _read_line(process: subprocess.Popen[bytes], timeout: float) -> bytes | None:
     """The child's first stdout line, or None if it exits or stays silent too long."""
     assert process.stdout is not None
