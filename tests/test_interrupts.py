@@ -250,7 +250,10 @@ def test_hil_run_ctrl_c_while_the_report_is_built_still_writes_it(
     child.wait_line(" tests in ")
     child.signal(signal.SIGINT, group=True)
     code = child.finish()
-    assert code == 2, child.output()[-3000:]
+    # 2: the signal came while the report was built; 0: only after it was done (a loaded
+    # machine may deliver the line late) — either way the report is whole, no traceback
+    assert code in (0, 2), child.output()[-3000:]
+    assert "Traceback" not in child.output()
     assert (tmp_path / "run" / "report.pdf").is_file()
     assert run_end(tmp_path / "run")["outcome"] == "PASS"
     assert_nothing_left(child)
