@@ -48,6 +48,13 @@ HOUSE_VFLOOR = 1.0
 """Constant-power terminals use at least this voltage (V) in ``i = P / V``, as the fast plant."""
 
 
+class ReferenceDiverged(ArithmeticError):
+    """The plain fixed point found no step solution: a converter keeps drawing constant power
+    from a battery node nobody holds, so the node collapses within the step. The fast plant
+    steps through such a collapse with a bounded number of corrections; the reference does not
+    pretend to integrate it."""
+
+
 class ReferencePlant(Plant):
     """The plant integrated by the plain fixed-step method described in the module docstring.
 
@@ -103,6 +110,11 @@ class ReferencePlant(Plant):
             inj = new
             if settled.all():
                 break
+        else:
+            raise ReferenceDiverged(
+                f"reference plant: constant-power currents did not settle at t={self._time:.6g} s "
+                "(a converter drawing power from a node its battery no longer holds)"
+            )
         self._store(V, E, g, lo, hi)
         self._count_energy(dt, house_power)
         self._time += dt
