@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.plant_speed import DAY_S, day_plant, household_plant, run_day, thousand_port_plant
 from instruments.emulation import plant as plant_module
+from instruments.emulation import plant_network
 from instruments.emulation.plant import ConverterMode, Plant
 from instruments.emulation.plant_network import Network
 
@@ -78,6 +79,11 @@ def no_dt_cache() -> Any:
     return patched(Network, "solve", solve)
 
 
+def no_active_set() -> Any:
+    """Every node solve by the bracketed Newton/bisection (no active-set pass)."""
+    return patched(plant_network, "_FAST_ITERATIONS", 0)
+
+
 def no_watch_flags() -> Any:
     """Trip levels checked every step even where none is set."""
     original = Plant._refresh_watch
@@ -94,6 +100,7 @@ TRICKS: dict[str, Callable[[], Any]] = {
     "injection_extrapolation": no_injection_extrapolation,
     "dt_cache": no_dt_cache,
     "watch_flags": no_watch_flags,
+    "active_set": no_active_set,
 }
 WORKLOADS: dict[str, Callable[[], None]] = {
     "day19": day19,
