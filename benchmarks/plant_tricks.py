@@ -22,7 +22,6 @@ from benchmarks.plant_speed import DAY_S, day_plant, household_plant, run_day, t
 from instruments.emulation import plant as plant_module
 from instruments.emulation import plant_network
 from instruments.emulation.plant import ConverterMode, Plant
-from instruments.emulation.plant_network import Network
 
 
 def day19() -> None:
@@ -68,17 +67,6 @@ def no_injection_extrapolation() -> Any:
     return patched(Plant, "_predict_injection", predict)
 
 
-def no_dt_cache() -> Any:
-    """The node solve's ``C / dt`` denominators recomputed every solve."""
-    original = Network.solve
-
-    def solve(self: Network, dt: float, v_old: Any) -> None:
-        self._dt_cached = 0.0
-        original(self, dt, v_old)
-
-    return patched(Network, "solve", solve)
-
-
 def no_active_set() -> Any:
     """Every node solve by the bracketed Newton/bisection (no active-set pass)."""
     return patched(plant_network, "_FAST_ITERATIONS", 0)
@@ -98,7 +86,6 @@ def no_watch_flags() -> Any:
 TRICKS: dict[str, Callable[[], Any]] = {
     "ocv_refresh_skip": no_ocv_refresh_skip,
     "injection_extrapolation": no_injection_extrapolation,
-    "dt_cache": no_dt_cache,
     "watch_flags": no_watch_flags,
     "active_set": no_active_set,
 }
