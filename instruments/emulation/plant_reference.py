@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from instruments.emulation.plant import (
     BatteryHandle,
@@ -46,6 +48,19 @@ HOUSE_BIAS_A = 2e-3
 
 HOUSE_VFLOOR = 1.0
 """Constant-power terminals use at least this voltage (V) in ``i = P / V``, as the fast plant."""
+
+
+@dataclass(frozen=True)
+class _HouseStep:
+    """Every household over one step: profile powers (W), the limits of the power it delivers
+    into its battery node (W) and its mode (0 normal, 1 reserve, 2 full, 3 isolated)."""
+
+    pv: FloatArray
+    load: FloatArray
+    net_p: FloatArray
+    p_lo: FloatArray
+    p_hi: FloatArray
+    mode: npt.NDArray[np.int_]
 
 
 class ReferenceDiverged(ArithmeticError):
@@ -163,8 +178,8 @@ class ReferencePlant(Plant):
 
     # -- converter battery sides and households (constant power) --------------------------
 
-    def _household_power(self, dt: float) -> FloatArray | None:
-        """Each household's power limits (lo, hi) and mode for this step, or None."""
+    def _household_power(self, dt: float) -> _HouseStep | None:
+        """Each household's profile powers, power limits and mode for this step, or None."""
         houses = self._houses
         if houses is None:
             return None
@@ -181,13 +196,13 @@ class ReferencePlant(Plant):
         hi = np.where(reserve, np.maximum(net_p, 0.0), net_p)
         lo[~on] = hi[~on] = 0.0
         mode = np.select([~on, full, reserve], [3, 2, 1], 0)
-        return np.stack([pv, load, net_p, lo, hi, mode.astype(np.float64)])
+        return _HouseStep(pv=pv, load=load, net_p=net_p, p_lo=lo, p_hi=hi, mode=mode)
 
     def _injections(
         self,
         i: FloatArray,
         V: FloatArray,
-        house: FloatArray | None,
+        house: _HouseStep | None,
         E: FloatArray,
         g: FloatArray,
         lo: FloatArray,
@@ -208,7 +223,7 @@ class ReferencePlant(Plant):
             new[self._cpt] = -(pg + loss) * vb / np.maximum(vb, self._conv_vmin) ** 2
         houses = self._houses
         if houses is not None and house is not None:
-            p_lo, p_hi, mode = house[3], house[4], house[5]
+            p_lo, p_hi, mode = house.p_lo, house.p_hi, house.mode
             ht = houses.ht
             vh = np.maximum(V[houses.node], HOUSE_VFLOOR)
             current = p_lo / vh
@@ -274,7 +289,7 @@ class ReferencePlant(Plant):
         if self._houses is not None:
             net.cur[LO, self._houses.ht] = net.cur[HI, self._houses.ht] = i[self._houses.ht]
 
-    def _count_energy(self, dt: float, house: FloatArray | None) -> None:
+    def _count_energy(self, dt: float, house: _HouseStep | None) -> None:
         net, ctx = self._net, self._ctx
         ctx.energy_j += net.vt * net.i * dt
         if self._n_conv:
@@ -288,7 +303,7 @@ class ReferencePlant(Plant):
             ctx.bat_soc_rate = -ctx.bat_ocv * ib
         houses = self._houses
         if houses is not None and house is not None:
-            pv, load, net_p, mode = house[0], house[1], house[2], house[5]
+            pv, load, net_p, mode = house.pv, house.load, house.net_p, house.mode
             p = net.vt[houses.ht] * net.i[houses.ht]
             reserve_like = (mode == 1) | (mode == 3)
             full_like = (mode == 2) | (mode == 3)
