@@ -38,6 +38,10 @@ class PolicyField:
     note: str = ""
     #: False where ``apis_key`` names no APIS key (a toolkit number): the docs show the note.
     apis: bool = True
+    #: The APIS JSON file that carries ``apis_key`` (as a dotted path) and how its value
+    #: reads there (:mod:`hil.deal_policy`); "" where no file is read.
+    file: Literal["", "policy.json", "hwConfig.json"] = ""
+    json: Literal["", "number", "whole", "percent", "mode", "members"] = ""
 
     def bounds(self) -> dict[str, Any]:
         """The bounds as :meth:`~hil.toml_source.Table.opt_number` and ``integer`` take them."""

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Final, Literal, cast
 
 from hil.apis_json import KeyPath, json_key_path, read_apis_json
 from hil.apis_policy import (
@@ -47,6 +47,8 @@ DEFAULT_BATTERY_WH = 4800.0
 #: of Wh > 0 (the ``kind`` of its :class:`~hil.apis_policy.PolicyField`).
 _POSITIVE = "number"
 _WHOLE = "amount"
+_POLICY: Final = "policy.json"
+_HW: Final = "hwConfig.json"
 
 
 @dataclass(frozen=True)
@@ -54,45 +56,62 @@ class DealPolicy:
     """APIS's deal-making numbers (units: A, Wh, s, fractions); each field declared once
     (APIS key, kind) with :func:`~hil.apis_policy.policy_field`."""
 
-    deal_current: float = policy_field(1.0, apis_key="mediator.deal.gridCurrentA", unit="A")
+    deal_current: float = policy_field(
+        1.0, apis_key="mediator.deal.gridCurrentA", unit="A", file=_POLICY, json="number"
+    )
     amount_min_wh: int = policy_field(
-        50, apis_key="mediator.deal.amountMinWh", kind=_WHOLE, unit="Wh"
+        50, apis_key="mediator.deal.amountMinWh", kind=_WHOLE, unit="Wh", file=_POLICY, json="whole"
     )
     amount_max_wh: int = policy_field(
-        50, apis_key="mediator.deal.amountMaxWh", kind=_WHOLE, unit="Wh"
+        50, apis_key="mediator.deal.amountMaxWh", kind=_WHOLE, unit="Wh", file=_POLICY, json="whole"
     )
     amount_unit_wh: int = policy_field(
-        50, apis_key="mediator.deal.amountUnitWh", kind=_WHOLE, unit="Wh"
+        50,
+        apis_key="mediator.deal.amountUnitWh",
+        kind=_WHOLE,
+        unit="Wh",
+        file=_POLICY,
+        json="whole",
     )
     negotiation_timeout: float = policy_field(
-        2.0, apis_key="mediator.negotiationTimeoutMsec", unit="s"
+        2.0, apis_key="mediator.negotiationTimeoutMsec", unit="s", file=_POLICY, json="number"
     )
     house_keeping_period: float = policy_field(
-        60.0, apis_key="user.houseKeepingPeriodMsec", unit="s"
+        60.0, apis_key="user.houseKeepingPeriodMsec", unit="s", file=_POLICY, json="number"
     )
     data_acquisition_period: float = policy_field(
-        5.0, apis_key="controller.dataAcquisitionPeriodMsec", unit="s"
+        5.0, apis_key="controller.dataAcquisitionPeriodMsec", unit="s", file=_POLICY, json="number"
     )
     unit_current_capacity: float = policy_field(
-        2.3, apis_key="gridCurrentCapacityA", unit="A"
-    )  # hwConfig
+        2.3, apis_key="gridCurrentCapacityA", unit="A", file=_HW, json="number"
+    )
     soc_force_stop_discharge: float = policy_field(
         0.20,
         apis_key="gridMaster.deal.forceStopCondition.dischargeUnitLowerLimitRsoc",
         kind="other",
+        file=_POLICY,
+        json="percent",
     )
     soc_force_stop_charge: float = policy_field(
-        0.95, apis_key="gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc", kind="other"
+        0.95,
+        apis_key="gridMaster.deal.forceStopCondition.chargeUnitUpperLimitRsoc",
+        kind="other",
+        file=_POLICY,
+        json="percent",
     )
     operation_mode: OperationMode = field(
         default="autonomous",
-        metadata={"policy": PolicyField(apis_key="operationMode", kind="other")},
+        metadata={
+            "policy": PolicyField(apis_key="operationMode", kind="other", file=_POLICY, json="mode")
+        },
     )
     #: Empty: every battery unit.
-    member_unit_ids: tuple[str, ...] = policy_field((), apis_key="memberUnitIds", kind="other")
+    member_unit_ids: tuple[str, ...] = policy_field(
+        (), apis_key="memberUnitIds", kind="other", file=_POLICY, json="members"
+    )
     battery_capacity_wh: float = policy_field(
-        DEFAULT_BATTERY_WH, apis_key="batteryNominalCapacityWh", unit="Wh"
-    )  # hwConfig
+        DEFAULT_BATTERY_WH, apis_key="batteryNominalCapacityWh", unit="Wh", file=_HW, json="number"
+    )
     unit_battery_wh: Mapping[str, float] = field(default_factory=dict)  # per-unit override
 
     #: Field → APIS key, for reports and messages (from the declarations).
@@ -305,42 +324,37 @@ class _PolicyJson:
         return tuple(value)
 
 
+def _read_declared(data: Any, source: str, base: DealPolicy, file: str) -> DealPolicy:
+    """``base`` with every field declared in ``file`` read from ``data``: its APIS key as a
+    key path, read as its declaration says (``…Msec`` keys are ms, stored as s)."""
+    p = _PolicyJson(data, source)
+    values: dict[str, Any] = {}
+    for name, (d, _) in declared_fields(DealPolicy).items():
+        if d.file != file:
+            continue
+        path, current = tuple(d.apis_key.split(".")), getattr(base, name)
+        if d.json == "number":
+            values[name] = p.number(path, current, 1e-3 if path[-1].endswith("Msec") else 1.0)
+        elif d.json == "whole":
+            values[name] = p.whole(path, current)
+        elif d.json == "percent":
+            values[name] = p.percent(path, current)
+        elif d.json == "mode":
+            values[name] = p.mode(path, current)
+        elif d.json == "members":
+            values[name] = p.members(path) or current
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def parse_policy_json(
     data: Any, source: str = "<policy>", base: DealPolicy | None = None
 ) -> DealPolicy:
     """The deal-making numbers of a parsed APIS ``policy.json``; absent keys keep ``base``'s
     (APIS's defaults). ``ConfigError`` names the key path of a bad value."""
-    base = base or DealPolicy()
-    p = _PolicyJson(data, source)
-    deal = ("mediator", "deal")
-    force = ("gridMaster", "deal", "forceStopCondition")
-    values: dict[str, Any] = {
-        "deal_current": p.number((*deal, "gridCurrentA"), base.deal_current),
-        "amount_min_wh": p.whole((*deal, "amountMinWh"), base.amount_min_wh),
-        "amount_max_wh": p.whole((*deal, "amountMaxWh"), base.amount_max_wh),
-        "amount_unit_wh": p.whole((*deal, "amountUnitWh"), base.amount_unit_wh),
-        "negotiation_timeout": p.number(
-            ("mediator", "negotiationTimeoutMsec"), base.negotiation_timeout, 1e-3
-        ),
-        "house_keeping_period": p.number(
-            ("user", "houseKeepingPeriodMsec"), base.house_keeping_period, 1e-3
-        ),
-        "data_acquisition_period": p.number(
-            ("controller", "dataAcquisitionPeriodMsec"), base.data_acquisition_period, 1e-3
-        ),
-        "soc_force_stop_discharge": p.percent(
-            (*force, "dischargeUnitLowerLimitRsoc"), base.soc_force_stop_discharge
-        ),
-        "soc_force_stop_charge": p.percent(
-            (*force, "chargeUnitUpperLimitRsoc"), base.soc_force_stop_charge
-        ),
-        "operation_mode": p.mode(("operationMode",), base.operation_mode),
-        "member_unit_ids": p.members(("memberUnitIds",)) or base.member_unit_ids,
-    }
-    try:
-        return dataclasses.replace(base, **values)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return _read_declared(data, source, base or DealPolicy(), _POLICY)
 
 
 def read_policy_json(path: str | Path, base: DealPolicy | None = None) -> DealPolicy:
@@ -353,16 +367,7 @@ def parse_hw_config_json(
 ) -> DealPolicy:
     """``base`` with the unit capacity (``gridCurrentCapacityA``) and battery capacity
     (``batteryNominalCapacityWh``) of a parsed APIS ``hwConfig.json``."""
-    base = base or DealPolicy()
-    p = _PolicyJson(data, source)
-    values: dict[str, Any] = {
-        "unit_current_capacity": p.number(("gridCurrentCapacityA",), base.unit_current_capacity),
-        "battery_capacity_wh": p.number(("batteryNominalCapacityWh",), base.battery_capacity_wh),
-    }
-    try:
-        return dataclasses.replace(base, **values)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return _read_declared(data, source, base or DealPolicy(), _HW)
 
 
 def read_hw_config_json(path: str | Path, base: DealPolicy | None = None) -> DealPolicy:
