@@ -42,7 +42,7 @@ class Sequencer:
         history: list[ExchangeRun],
     ) -> None:
         self.ctx = ctx
-        self.units = commands
+        self.commands = commands
         self.accounting = accounting
         self.sampler = sampler
         self.authorize = authorize
@@ -140,7 +140,7 @@ def plan(seq: Sequencer, run: ExchangeRun) -> None:
 
 def activate(seq: Sequencer, run: ExchangeRun) -> None:
     """Dead-bus check and UVLO mask wait, then the reference holds the bus."""
-    ctx, units = seq.ctx, seq.units
+    ctx, commands = seq.ctx, seq.commands
     ctx.enter(run, Step.ACTIVATE)
     policy, vr = ctx.policy, run.plan.reference
     deadline = ctx.clock.now() + policy.ramp_up_timeout
@@ -148,7 +148,7 @@ def activate(seq: Sequencer, run: ExchangeRun) -> None:
     high = policy.voltage_range_min + policy.uvlo_mask
     waited = 0
     while True:
-        reading = units.read(vr)
+        reading = commands.read(vr)
         vg = reading.bus_voltage
         if vg > policy.activation_voltage_max:
             raise SafetyTrip(
@@ -164,14 +164,14 @@ def activate(seq: Sequencer, run: ExchangeRun) -> None:
                 f"UVLO mask {low:g}-{high:g} V, for {policy.ramp_up_timeout:g} s"
             )
         waited += 1
-        units.wait(policy.checkpoint_wait)
+        commands.wait(policy.checkpoint_wait)
     dvg = policy.operation_voltage
     top = dvg + 2 * policy.voltage_separation if seq.authorize else dvg
-    limit = units.reference_limit(vr, max(dvg, top))
+    limit = commands.reference_limit(vr, max(dvg, top))
     bus = ctx.bus
     bus.reference, bus.vr_setpoint, bus.vr_limit = vr, dvg, limit
     bus.bus_settling = True
-    units.hold(vr, dvg, limit)
+    commands.hold(vr, dvg, limit)
     ctx.record(
         run,
         Step.ACTIVATE,
@@ -186,14 +186,14 @@ def activate(seq: Sequencer, run: ExchangeRun) -> None:
 
 def ramp_up(seq: Sequencer, run: ExchangeRun) -> None:
     """Poll until the bus is within ``voltage_allowance`` of the operation voltage."""
-    ctx, units = seq.ctx, seq.units
+    ctx, commands = seq.ctx, seq.commands
     ctx.enter(run, Step.RAMP_UP)
     policy, vr = ctx.policy, run.plan.reference
     dvg = policy.operation_voltage
     started = ctx.clock.now()
     while True:
-        units.wait(policy.checkpoint_wait)
-        reading = units.read(vr)
+        commands.wait(policy.checkpoint_wait)
+        reading = commands.read(vr)
         if reading.bus_voltage >= dvg - policy.voltage_allowance:
             break
         if ctx.clock.now() - started >= policy.ramp_up_timeout:
@@ -213,7 +213,7 @@ def ramp_up(seq: Sequencer, run: ExchangeRun) -> None:
 def authorize(seq: Sequencer, run: ExchangeRun) -> None:
     """APIS authorization: random moves of the reference voltage, each confirmed, so a
     second voltage source on the bus shows up before any current flows."""
-    ctx, units, bus = seq.ctx, seq.units, seq.ctx.bus
+    ctx, commands, bus = seq.ctx, seq.commands, seq.ctx.bus
     ctx.enter(run, Step.AUTHORIZE)
     policy, vr = ctx.policy, run.plan.reference
     env, window = ctx.units[vr].envelope, ctx.bench.config.envelope.bus
@@ -227,12 +227,12 @@ def authorize(seq: Sequencer, run: ExchangeRun) -> None:
         [seq.rng.choice(moves) for _ in range(policy.authorization_trials)] if moves else []
     ):
         bus.vr_setpoint = volts
-        units.hold(vr, volts, bus.vr_limit)
-        reading = units.checkpoint_voltage(vr, volts)
+        commands.hold(vr, volts, bus.vr_limit)
+        reading = commands.checkpoint_voltage(vr, volts)
         trace.append({"dvg": volts, "read_voltage": reading.bus_voltage, "t": reading.t})
     bus.vr_setpoint = dvg
-    units.hold(vr, dvg, bus.vr_limit)
-    reading = units.checkpoint_voltage(vr, dvg)
+    commands.hold(vr, dvg, bus.vr_limit)
+    reading = commands.checkpoint_voltage(vr, dvg)
     trace.append({"dvg": dvg, "read_voltage": reading.bus_voltage, "t": reading.t})
     ctx.record(run, Step.AUTHORIZE, reference=vr, moves=trace)
 
@@ -250,7 +250,7 @@ def join(seq: Sequencer, run: ExchangeRun) -> None:
     ctx.enter(run, Step.ACTIVATE)
     vr = ctx.bus.reference
     assert vr is not None
-    reading = seq.units.read(vr)
+    reading = seq.commands.read(vr)
     run.vr_target = reading.bus_current + run.plan.legs.get(vr, 0.0)
     ctx.record(
         run,
@@ -268,7 +268,7 @@ def warm_up(seq: Sequencer, run: ExchangeRun) -> None:
     ctx.enter(run, Step.WARM_UP)
     p, cc = run.plan, ctx.bus.cc
     targets = {uid: cc.get(uid, 0.0) + p.legs[uid] for uid in p.cc_units}
-    trace = seq.units.ramp(targets)
+    trace = seq.commands.ramp(targets)
     run.compensated = {uid: p.legs[uid] for uid in p.cc_units}
     ctx.record(run, Step.WARM_UP, targets=targets, trace=trace)
 
@@ -279,7 +279,7 @@ def compensate(seq: Sequencer, run: ExchangeRun) -> None:
 
     The adjuster never leaves its envelope: at its limit compensation ends *limited*
     (recorded), the reference carrying the small rest."""
-    ctx, units, bus = seq.ctx, seq.units, seq.ctx.bus
+    ctx, commands, bus = seq.ctx, seq.commands, seq.ctx.bus
     ctx.enter(run, Step.COMPENSATE)
     policy, p, target = ctx.policy, run.plan, run.vr_target
     vr, adjuster = bus.reference, p.adjuster
@@ -288,7 +288,7 @@ def compensate(seq: Sequencer, run: ExchangeRun) -> None:
     trials = policy.compensation_trials
     limited = False
     for trial in range(trials + 1):
-        reading = units.read(vr)
+        reading = commands.read(vr)
         drift = reading.bus_current - target
         trace.append({"reference_current": reading.bus_current, "drift": drift, "t": reading.t})
         if abs(drift) <= policy.compensation_drift_allowance or limited:
@@ -307,7 +307,7 @@ def compensate(seq: Sequencer, run: ExchangeRun) -> None:
                 f"current compensation would reverse unit {adjuster} (set-point "
                 f"{old:+.4g} A, drift {drift:+.4g} A at reference {vr})"
             )
-        cap = units.cc_limit(adjuster, new)
+        cap = commands.cc_limit(adjuster, new)
         if abs(new) > cap:
             new, limited = math.copysign(cap, new), True
             log.warning(
@@ -319,9 +319,9 @@ def compensate(seq: Sequencer, run: ExchangeRun) -> None:
         if new == old:
             break
         bus.settling.add(adjuster)
-        units.set(adjuster, new)
+        commands.set(adjuster, new)
         run.compensated[adjuster] = run.compensated[adjuster] + (new - old)
-        units.wait(policy.checkpoint_wait)
+        commands.wait(policy.checkpoint_wait)
         bus.settling.discard(adjuster)
         trace[-1]["adjuster_setpoint"] = new
     ctx.record(
@@ -355,7 +355,7 @@ def stop(seq: Sequencer, run: ExchangeRun) -> None:
     now = ctx.clock.now()
     # Every unit of the exchange is read (and inspected) before it steps down, so a
     # protection or a battery permission withdrawn at the stop still trips the bench.
-    readings: dict[str, Reading] = {uid: seq.units.read(uid) for uid in p.legs}
+    readings: dict[str, Reading] = {uid: seq.commands.read(uid) for uid in p.legs}
     if run.last_cumulate is not None and now > run.last_cumulate + EPS_S:
         seq.accounting.cumulate(run, now, readings)
     run.t_stop = now
@@ -364,7 +364,7 @@ def stop(seq: Sequencer, run: ExchangeRun) -> None:
         if uid in bus.cc and uid != bus.reference:
             rest = bus.cc[uid] - run.leg(uid)
             targets[uid] = 0.0 if abs(rest) <= 1e-6 else rest
-    trace = seq.units.ramp(targets)
+    trace = seq.commands.ramp(targets)
     del bus.runs[run.name]
     ctx.record(
         run,
@@ -378,7 +378,7 @@ def stop(seq: Sequencer, run: ExchangeRun) -> None:
 
 def deactivate(seq: Sequencer, run: ExchangeRun) -> None:
     """Lower the reference voltage (APIS: to min + separation), then idle it."""
-    ctx, units, bus = seq.ctx, seq.units, seq.ctx.bus
+    ctx, commands, bus = seq.ctx, seq.commands, seq.ctx.bus
     ctx.enter(run, Step.DEACTIVATE)
     policy, vr = ctx.policy, bus.reference
     assert vr is not None and bus.vr_limit is not None
@@ -386,16 +386,16 @@ def deactivate(seq: Sequencer, run: ExchangeRun) -> None:
     bus.settling.add(vr)
     volts = policy.stop_voltage
     bus.vr_setpoint = volts
-    units.hold(vr, volts, bus.vr_limit)
+    commands.hold(vr, volts, bus.vr_limit)
     lowered: Reading | None = None
     for _ in range(max(1, policy.checkpoint_retries)):
-        units.wait(policy.checkpoint_wait)
-        lowered = units.read(vr)
+        commands.wait(policy.checkpoint_wait)
+        lowered = commands.read(vr)
         if lowered.bus_voltage <= volts + policy.voltage_allowance:
             break
     ctx.units[vr].idle()
     bus.drop_reference()
-    reading = units.checkpoint(vr, 0.0, policy.checkpoint_wait)
+    reading = commands.checkpoint(vr, 0.0, policy.checkpoint_wait)
     bus.settling.discard(vr)
     bus.bus_settling = False
     ctx.record(
@@ -423,7 +423,7 @@ def successor(seq: Sequencer) -> str:
 def hand_over(seq: Sequencer, run: ExchangeRun) -> None:
     """APIS hand-over: droop on both, the new one takes over, the old one leaves, the
     new one's droop returns to 0."""
-    ctx, units, bus = seq.ctx, seq.units, seq.ctx.bus
+    ctx, commands, bus = seq.ctx, seq.commands, seq.ctx.bus
     ctx.enter(run, Step.HAND_OVER)
     policy = ctx.policy
     old, dvg, old_limit = bus.reference, bus.vr_setpoint, bus.vr_limit
@@ -432,17 +432,17 @@ def hand_over(seq: Sequencer, run: ExchangeRun) -> None:
     problem = reference_problem(ctx.bench, new, bus.cc.get(new, 0.0))
     if problem is not None:
         raise ExchangeError(f"handOver: {problem}")
-    new_limit = units.reference_limit(new, dvg)
+    new_limit = commands.reference_limit(new, dvg)
     bus.settling |= {old, new}
-    old_droop = units.hold(old, dvg, old_limit, policy.handover_droop)
-    new_droop = units.hold(new, dvg, new_limit, policy.handover_droop)
+    old_droop = commands.hold(old, dvg, old_limit, policy.handover_droop)
+    new_droop = commands.hold(new, dvg, new_limit, policy.handover_droop)
     carried = bus.cc.pop(new, 0.0)
     bus.reference, bus.vr_limit = new, new_limit
-    units.wait(policy.checkpoint_wait)
+    commands.wait(policy.checkpoint_wait)
     ctx.units[old].idle()
-    old_reading = units.checkpoint(old, 0.0, policy.checkpoint_wait)
-    units.hold(new, dvg, new_limit)
-    new_reading = units.checkpoint_voltage(new, dvg)
+    old_reading = commands.checkpoint(old, 0.0, policy.checkpoint_wait)
+    commands.hold(new, dvg, new_limit)
+    new_reading = commands.checkpoint_voltage(new, dvg)
     bus.settling -= {old, new}
     ctx.record(
         run,
