@@ -246,3 +246,36 @@ def test_sony_rig_unit_takes_part(rig: Rig) -> None:
     assert rig.bench.safe_off_all() == {uid: [] for uid in rig.bench.units}
     rig.control.advance(0.1)
     assert rig.status()["all_safe"]
+
+
+def test_a_new_step_is_one_function_and_one_table_entry(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sequence is the table: a step added to it runs in its place, with the bus up."""
+    from hil import engine_steps
+    from hil.engine_bus import Step
+    from hil.engine_steps import START_SEQUENCE, Sequencer, Stage, always
+
+    def probe(seq: Sequencer, run: ExchangeRun) -> None:
+        adjuster = run.plan.adjuster
+        reading = seq.commands.read(adjuster)
+        seq.ctx.record(
+            run,
+            Step.START,
+            probe=True,
+            adjuster_current=reading.bus_current,
+            adjuster_setpoint=seq.ctx.bus.cc[adjuster],
+        )
+
+    table = (*START_SEQUENCE[:-1], Stage(always, probe), START_SEQUENCE[-1])
+    monkeypatch.setattr(engine_steps, "START_SEQUENCE", table)
+    engine = rig.engine()
+    (run,) = engine.run(Exchange.between("E001", "E003", 1.0, amount_wh=5, name="probed"))
+
+    steps = [s["step"] for s in run.steps]
+    assert steps == [*APIS_STEPS[:-2], "start", *APIS_STEPS[-2:], "deactivate"]
+    probed = run.steps[steps.index("start")]
+    assert probed["probe"] is True and probed["adjuster_setpoint"] > 0
+    allowance = engine.policy.current_allowance
+    assert abs(probed["adjuster_current"] - probed["adjuster_setpoint"]) <= allowance
+    assert run.state is State.DONE and not engine.active
