@@ -24,7 +24,8 @@ import threading
 from dataclasses import dataclass
 from enum import IntEnum
 
-from hil.errors import ConfigError, MalformedReply
+from instruments.errors import ConfigError, MalformedReply
+from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, SerialSettings
@@ -199,3 +200,42 @@ class ApisBms:
     def close(self) -> None:
         with self._lock:
             self.connection.close()
+
+
+#: The family a bench file names ``driver = "apis_bms"`` (ratings: ``instruments/apis_bms.toml``).
+FAMILY = register(
+    Family(
+        name="apis_bms",
+        function="bms",
+        transport="modbus_rtu",
+        description="APIS battery BMS (Modbus RTU, RS-485)",
+        opener=ApisBms.open,
+        ratings="apis_bms.toml",
+        settings=(
+            SettingSpec("device_id", "int", "Modbus unit (device) id", 1, 1, 247),
+            SettingSpec(
+                "baudrate",
+                "int",
+                "serial speed",
+                BMS_BAUDRATE,
+                choices=SERIAL_BAUDS,
+            ),
+            SettingSpec(
+                "soc_register",
+                "int",
+                "input register number of the SoC (3xxxx, manual; wire = n - 30001)",
+                SOC_NUMBER,
+                30001,
+                39999,
+            ),
+            SettingSpec(
+                "status_register",
+                "int",
+                "input register number of the status (3xxxx; wire = n - 30001)",
+                STATUS_NUMBER,
+                30001,
+                39999,
+            ),
+        ),
+    )
+)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from hil.errors import ConfigError, RatingError
+from instruments.errors import ConfigError, RatingError
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ import logging
 from dataclasses import dataclass
 from enum import Enum, IntFlag
 
+from instruments.families import Family, SettingSpec, register
+
 from .base import check_setpoint
 from .scpi import (
     RatedScpiInstrument,
@@ -237,3 +239,27 @@ class Chroma63200A(RatedScpiInstrument):
                 load_on=self.load,
                 status=self.channel_status(),
             )
+
+
+#: The family a bench file names ``driver = "chroma63200a"``
+#: (ratings: ``instruments/chroma63200a.toml``).
+FAMILY = register(
+    Family(
+        name="chroma63200a",
+        function="load",
+        transport="visa",
+        description="Chroma 63200A DC electronic load (SCPI)",
+        opener=Chroma63200A.open,
+        ratings="chroma63200a.toml",
+        settings=(
+            SettingSpec(
+                "cv_voltage",
+                "float",
+                "V: run in constant-voltage mode at this level (battery emulation)",
+                minimum=0.0,
+                opens=False,
+            ),
+        ),
+        open_keywords=frozenset({"rating"}),
+    )
+)

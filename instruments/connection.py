@@ -46,7 +46,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from hil.errors import (
+from instruments.errors import (
     CommunicationError,
     ConfigError,
     InstrumentReportedError,

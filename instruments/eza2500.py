@@ -36,8 +36,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import NoReturn
 
-from hil.clock import Clock, WallClock
-from hil.errors import ConfigError, InstrumentReportedError, InstrumentTimeout, MalformedReply
+from instruments.clock import Clock, WallClock
+from instruments.errors import (
+    ConfigError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    MalformedReply,
+)
+from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, SerialConnection, SerialPort, SerialSettings
@@ -559,3 +565,30 @@ class Eza2500:
     def close(self) -> None:
         with self._lock:
             self.connection.close()
+
+
+#: The family a bench file names ``driver = "eza2500"`` (ratings: ``instruments/eza2500.toml``).
+#: Emulated benches drop APIS's 62 ms pause between frames (it is for the real RS-485 line).
+FAMILY = register(
+    Family(
+        name="eza2500",
+        function="converter",
+        transport="serial",
+        description="TDK-Lambda EZA-2500 DC/DC converter (binary frames, RS-485)",
+        opener=Eza2500.open,
+        ratings="eza2500.toml",
+        settings=(
+            SettingSpec("ad1", "int", "frame address byte AD1", APIS_AD1, 0, 255),
+            SettingSpec("ad2", "int", "frame address byte AD2", APIS_AD2, 0, 255),
+            SettingSpec(
+                "baudrate",
+                "int",
+                "serial speed",
+                BAUDRATE,
+                choices=SERIAL_BAUDS,
+            ),
+        ),
+        open_keywords=frozenset({"rating", "retries"}),
+        emulated_options={"pacing": 0.0},
+    )
+)

@@ -44,7 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntFlag
 
-from hil.errors import CapabilityError
+from instruments.errors import CapabilityError
+from instruments.families import Family, register
 
 from .base import Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
@@ -394,3 +395,17 @@ class IT6000C(RatedScpiInstrument):
                 power=self.measured_power,
                 output_on=self.output,
             )
+
+
+#: The family a bench file names ``driver = "it6000c"`` (ratings: ``instruments/it6000c.toml``).
+FAMILY = register(
+    Family(
+        name="it6000c",
+        function="bidirectional",
+        transport="visa",
+        description="ITECH IT6000C regenerative supply (SCPI)",
+        opener=IT6000C.open,
+        ratings="it6000c.toml",
+        open_keywords=frozenset({"rating"}),
+    )
+)

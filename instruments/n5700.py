@@ -30,7 +30,8 @@ import logging
 from dataclasses import dataclass
 from enum import IntFlag
 
-from hil.errors import ConfigError, RatingError
+from instruments.errors import ConfigError, RatingError
+from instruments.families import Family, SettingSpec, register
 
 from .base import Rating, check_setpoint
 from .scpi import RatedScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
@@ -237,3 +238,33 @@ class N5700(RatedScpiInstrument):
                 operation=self.operation_condition(),
                 questionable=self.questionable_condition(),
             )
+
+
+#: The family a bench file names ``driver = "n5700"`` (ratings: ``instruments/n5700.toml``).
+FAMILY = register(
+    Family(
+        name="n5700",
+        function="supply",
+        transport="visa",
+        description="Keysight N5700 system DC supply (SCPI)",
+        opener=N5700.open,
+        ratings="n5700.toml",
+        settings=(
+            SettingSpec(
+                "hold_voltage",
+                "float",
+                "V: voltage the supply holds while its unit is active (battery-side supplies)",
+                minimum=0.0,
+                opens=False,
+            ),
+            SettingSpec(
+                "current_limit",
+                "float",
+                "A: current limit while holding",
+                minimum=0.0,
+                opens=False,
+            ),
+        ),
+        open_keywords=frozenset({"rating"}),
+    )
+)

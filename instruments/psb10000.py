@@ -50,7 +50,8 @@ import threading
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from hil.errors import MalformedReply
+from instruments.errors import MalformedReply
+from instruments.families import Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, ScpiConnection
@@ -517,3 +518,37 @@ class Psb10000Scpi(ScpiInstrument):
             for part, unit in zip(parts, ("V", "A", "W"), strict=True)
         ]
         return ScpiArray(*values)
+
+
+#: The PSB over ModBus TCP, ``driver = "psb10000"`` (ratings: ``instruments/psb10000.toml``).
+FAMILY = register(
+    Family(
+        name="psb10000",
+        function="bidirectional",
+        transport="modbus_tcp",
+        description="EA PSB 10000 bidirectional supply (ModBus TCP)",
+        opener=Psb10000.open,
+        ratings="psb10000.toml",
+        settings=(
+            SettingSpec(
+                "device_id", "int", "Modbus unit id (answers 0 and 1)", DEFAULT_DEVICE_ID, 0, 247
+            ),
+        ),
+        open_keywords=frozenset({"rating", "model"}),
+    )
+)
+
+#: The PSB over SCPI, ``driver = "psb10000-scpi"`` (same ratings file as over ModBus).
+FAMILY_SCPI = register(
+    Family(
+        name="psb10000-scpi",
+        function="bidirectional",
+        transport="visa",
+        description="EA PSB 10000 bidirectional supply (SCPI)",
+        opener=Psb10000Scpi.open,
+        ratings="psb10000.toml",
+        open_keywords=frozenset({"rating"}),
+        unadapted="the bidirectional adapter drives the PSB over ModBus (driver psb10000); "
+        "psb10000-scpi serves identification and scripted tests",
+    )
+)

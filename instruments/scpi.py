@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
-from hil.errors import ConfigError, InstrumentReportedError, MalformedReply
+from instruments.errors import ConfigError, InstrumentReportedError, MalformedReply
 
 from .base import Identity, Rating, check_setpoint, format_number, rating_from_model_name
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection

@@ -23,7 +23,6 @@ from hil.units import (
     SupplyUnit,
     UnitBase,
 )
-from hil.units.factory import instrument_rating
 from instruments.apis_bms import ApisBms
 from instruments.base import Instrument
 from instruments.chroma63200a import Chroma63200A
@@ -141,7 +140,7 @@ class Scripts:
 
     def __call__(self, inst: InstrumentConfig) -> Instrument:
         steps = self.steps.get(inst.key, [])
-        rating = instrument_rating(inst)
+        rating = inst.rating.driver_rating()
         if inst.driver in ("n5700", "chroma63200a", "it6000c"):
             resource = self.visa_factory(steps)
             self.visa[inst.key] = resource

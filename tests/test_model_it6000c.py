@@ -17,7 +17,7 @@ from scpi_clients import scpi_errors, serve_visa, visa_client
 
 from hil.errors import CapabilityError, InstrumentReportedError
 from hil.units.bidirectional import it6000c_arm
-from instruments.emulation.models import MODELS
+from instruments.emulation.models import models
 from instruments.emulation.models.it6000c import (
     OPER_CC_NEG,
     OPER_CC_POS,
@@ -88,7 +88,7 @@ def rig() -> Iterator[Rig]:
 
 
 def test_registered_for_its_driver() -> None:
-    assert MODELS["it6000c"] is IT6000CModel
+    assert models()["it6000c"] is IT6000CModel
 
 
 def test_identity_and_error_format(rig: Rig) -> None:

@@ -12,7 +12,6 @@ from hil.units.battery import BidirectionalBattery, NodeLevels, SupplyLoadBatter
 from hil.units.bidirectional import BidirectionalUnit, It6000cUnit, Psb10000Unit
 from hil.units.converter import ConverterUnit
 from hil.units.factory import (
-    ADAPTED_DRIVERS,
     EMULATOR_DRIVER_OPTIONS,
     build_unit,
     driver_options,
@@ -23,7 +22,6 @@ from hil.units.load import LoadUnit
 from hil.units.supply import SupplyUnit
 
 __all__ = [
-    "ADAPTED_DRIVERS",
     "EMULATOR_DRIVER_OPTIONS",
     "SAFE_OFF_TIMEOUT_S",
     "BidirectionalBattery",

@@ -16,21 +16,21 @@ its open drivers into the adapter for its kind:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from hil.bench_config import InstrumentConfig, UnitConfig
 from hil.clock import Clock
 from hil.errors import ConfigError
-from hil.instrument_models import EMULATED
+from hil.ratings import EMULATED
 from instruments.apis_bms import ApisBms
-from instruments.base import Instrument, Rating
+from instruments.base import Instrument
 from instruments.chroma63200a import Chroma63200A
 from instruments.eza2500 import Eza2500
+from instruments.families import families, family
 from instruments.it6000c import IT6000C
 from instruments.n5700 import N5700
-from instruments.psb10000 import DEFAULT_DEVICE_ID as PSB_DEVICE_ID
 from instruments.psb10000 import Psb10000
-from instruments.registry import driver_info
 
 from .base import SAFE_OFF_TIMEOUT_S, Part, UnitBase
 from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
@@ -39,28 +39,23 @@ from .converter import ConverterUnit
 from .load import LoadUnit
 from .supply import SupplyUnit
 
-#: Driver name → what the instrument does for its unit, for every driver an adapter uses.
-ADAPTED_DRIVERS: Mapping[str, str] = {
-    "n5700": "supply",
-    "chroma63200a": "load",
-    "it6000c": "bidirectional",
-    "psb10000": "bidirectional",
-    "eza2500": "converter",
-    "apis_bms": "bms",
-}
-
-#: Per-driver options for benches whose instruments are emulated: the emulator needs no
-#: pause between EZA-2500 frames (APIS's 62 ms is for the real RS-485 line).
-EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {"eza2500": {"pacing": 0.0}}
+#: Extra ``open`` keywords per family for benches whose instruments are emulated (each
+#: family declares its own, e.g. the EZA-2500 drops its 62 ms pause between frames).
+EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {name: fam.emulated_options for name, fam in families().items() if fam.emulated_options}
+)
 
 D = TypeVar("D")
 
 
 def instrument_problem(inst: InstrumentConfig) -> str | None:
     """Why ``inst`` cannot be opened by the adapters, or None (no I/O)."""
-    if inst.driver not in ADAPTED_DRIVERS:
-        return f"driver {inst.driver!r} has no unit adapter; adapted drivers: " + ", ".join(
-            sorted(ADAPTED_DRIVERS)
+    fam = family(inst.driver)
+    if fam.unadapted:
+        adapted = sorted(name for name, f in families().items() if not f.unadapted)
+        return (
+            f"driver {inst.driver!r} has no unit adapter ({fam.unadapted}); adapted drivers: "
+            + ", ".join(adapted)
         )
     if inst.resource == EMULATED:
         return (
@@ -70,13 +65,6 @@ def instrument_problem(inst: InstrumentConfig) -> str | None:
     return None
 
 
-def instrument_rating(inst: InstrumentConfig) -> Rating:
-    """The driver's rating from the model table: voltage, largest current, power."""
-    rating = inst.rating
-    current = max(rating.current_source_max, rating.current_sink_max)
-    return Rating(voltage=rating.voltage_max, current=current, power=rating.power_max)
-
-
 def driver_options(
     inst: InstrumentConfig,
     *,
@@ -84,33 +72,17 @@ def driver_options(
     extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for the driver's ``open`` from the bench file's instrument entry."""
-    if inst.driver not in ADAPTED_DRIVERS:
+    fam = family(inst.driver)
+    if fam.unadapted:
         raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
-    settings = inst.settings
-    options: dict[str, Any] = {"name": inst.key, "timeout": timeout or inst.timeout}
-    if inst.driver in ("n5700", "chroma63200a", "it6000c"):
-        options["rating"] = instrument_rating(inst)
-    elif inst.driver == "psb10000":
-        options.update(
-            rating=instrument_rating(inst),
-            model=inst.model,
-            device_id=int(settings.get("device_id", PSB_DEVICE_ID)),
-        )
-    elif inst.driver == "eza2500":
-        options.update(
-            rating=instrument_rating(inst),
-            ad1=int(settings.get("ad1", 0)),
-            ad2=int(settings.get("ad2", 16)),
-            baudrate=int(settings.get("baudrate", 19200)),
-            retries=max(1, inst.retries),
-        )
-    elif inst.driver == "apis_bms":
-        options.update(
-            device_id=int(settings.get("device_id", 1)),
-            baudrate=int(settings.get("baudrate", 9600)),
-            soc_register=int(settings.get("soc_register", 30030)),
-            status_register=int(settings.get("status_register", 30031)),
-        )
+    options = fam.open_options(
+        inst.settings,
+        name=inst.key,
+        timeout=timeout or inst.timeout,
+        rating=inst.rating,
+        model=inst.model,
+        retries=inst.retries,
+    )
     options.update((extra or {}).get(inst.driver, {}))
     return options
 
@@ -125,9 +97,7 @@ def open_instrument(
     problem = instrument_problem(inst)
     if problem is not None:
         raise ConfigError(f"{inst.key} ({inst.driver}): {problem}")
-    # ``registry.open_driver`` takes the driver name as ``name``, which is also the drivers'
-    # option for the instrument's label, so call the class's opener directly.
-    opener = driver_info(inst.driver).opener
+    opener = family(inst.driver).opener
     return opener(inst.resource, **driver_options(inst, timeout=timeout, extra=extra))
 
 
@@ -158,14 +128,14 @@ def build_unit(
 ) -> UnitBase:
     """The adapter for one unit, given its open drivers keyed by instrument name."""
     for inst in config.instruments:
-        if inst.driver not in ADAPTED_DRIVERS:
+        if family(inst.driver).unadapted:
             raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
     env = config.envelope
     bus = [i for i in config.instruments if i.node == "bus"]
     if len(bus) != 1:
         raise ConfigError(f"unit {config.id}: needs exactly one instrument on the bus")
     main = bus[0]
-    function = ADAPTED_DRIVERS[main.driver]
+    function = main.function
     name, driver_name, timeout = main.name, main.driver, safe_off_timeout
     if config.kind == "supply" and function == "supply":
         psu = _driver(drivers, main, N5700)
@@ -228,7 +198,7 @@ def _converter(
     env = config.envelope
     side: dict[str, list[InstrumentConfig]] = {}
     for inst in config.battery_side:
-        side.setdefault(ADAPTED_DRIVERS[inst.driver], []).append(inst)
+        side.setdefault(inst.function, []).append(inst)
     bms_configs = side.pop("bms", [])
     if len(bms_configs) > 1:
         raise ConfigError(f"unit {config.id}: at most one apis_bms on the battery side")
