@@ -28,35 +28,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import IntFlag
 
 from instruments.errors import ConfigError, RatingError
 from instruments.families import Family, SettingSpec, register
 
 from .base import Rating, check_setpoint
 from .scpi import RatedScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .wire.n5700 import (
+    OVP_FACTOR,
+    UV_LIMIT_FACTOR,
+    Operation,
+    Questionable,
+    ovp_range,
+)
 
 log = logging.getLogger(__name__)
 
 #: OVP range per voltage rating (User's Guide table): rating -> (minimum, maximum).
-OVP_TABLE: dict[float, tuple[float, float]] = {
-    6.0: (0.5, 7.5),
-    8.0: (0.5, 10.0),
-    12.5: (1.0, 15.0),
-    20.0: (1.0, 24.0),
-    30.0: (2.0, 36.0),
-    40.0: (2.0, 44.0),
-    60.0: (5.0, 66.0),
-    80.0: (5.0, 88.0),
-    100.0: (5.0, 110.0),
-    150.0: (5.0, 165.0),
-    300.0: (5.0, 330.0),
-    600.0: (5.0, 660.0),
-}
-
-OVP_FACTOR = 1.05
-UV_LIMIT_FACTOR = 0.95
-
 #: Model -> (volts, amps); power is 750 W (N574x/N575x) or 1500 W (N576x/N577x).
 MODELS: dict[str, tuple[float, float]] = {
     "N5741A": (6.0, 100.0),
@@ -97,33 +85,6 @@ def model_rating(model: str) -> Rating:
     volts, amps = MODELS[key]
     power = 1500.0 if key[:4] in ("N576", "N577") else 750.0
     return Rating(voltage=volts, current=amps, power=power)
-
-
-def ovp_range(rating_voltage: float) -> tuple[float, float]:
-    """The OVP table row for a voltage rating (nearest row at or above it)."""
-    for volts in sorted(OVP_TABLE):
-        if rating_voltage <= volts:
-            return OVP_TABLE[volts]
-    raise ConfigError(f"no N5700 OVP table row for a {rating_voltage:g} V rating")
-
-
-class Questionable(IntFlag):
-    """``STAT:QUES:COND?`` bits."""
-
-    OV = 1
-    OC = 2
-    PF = 4
-    OT = 16
-    INH = 512
-    UNR = 1024
-
-
-class Operation(IntFlag):
-    """``STAT:OPER:COND?`` bits."""
-
-    WTG = 32
-    CV = 256
-    CC = 1024
 
 
 @dataclass(frozen=True)
