@@ -179,6 +179,11 @@ class ApisBms:
         """The interchange permission (NONE or BOTH from status bit 0)."""
         return self.read().permission
 
+    def probe(self) -> Identity:
+        """The identity, after reading SoC and status: both blocks must answer."""
+        self.read()
+        return self.identify()
+
     def identify(self) -> Identity:
         """Vendor name (30010…) and protocol version (30001-30003) from the battery."""
         version_wire = wire_address(PROTOCOL_VERSION_NUMBER)

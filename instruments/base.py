@@ -120,6 +120,10 @@ class Instrument(Protocol):
         """Vendor, model, serial and firmware, as far as the instrument tells them."""
         ...
 
+    def probe(self) -> Identity:
+        """The identity, after proving that the instrument answers (a silent one raises)."""
+        ...
+
     def reconnect(self) -> None:
         """Close and reopen the transport (after a dropped connection)."""
         ...

@@ -550,6 +550,12 @@ class Eza2500:
             if mode is not None and starting:
                 self.set_mode(mode)
 
+    def probe(self) -> Identity:
+        """The identity, after reading the mode: the EZA-2500 has no identity command, so
+        the mode read proves that it answers."""
+        self.mode()
+        return self.identify()
+
     def identify(self) -> Identity:
         """The EZA-2500 has no identity command in APIS's set: a fixed description."""
         return Identity("TDK-Lambda", "EZA-2500", self.serial, "")

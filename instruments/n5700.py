@@ -26,6 +26,7 @@ Assumed (from Keysight's public model list, not re-checked here): the model tabl
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -33,7 +34,16 @@ from instruments.errors import ConfigError, RatingError
 from instruments.families import Family, SettingSpec, register
 
 from .base import Rating, check_setpoint
-from .scpi import RatedScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .roles import OutputReading, OutputStatus, Regulation, SafeAction
+from .scpi import (
+    RatedScpiInstrument,
+    ScpiMeasurement,
+    ScpiNumber,
+    ScpiSwitch,
+    compound,
+    parse_bool,
+    parse_number,
+)
 from .wire.n5700 import (
     OVP_FACTOR,
     UV_LIMIT_FACTOR,
@@ -130,6 +140,32 @@ def _check_uv_limit(psu: N5700, value: float) -> None:
         )
 
 
+READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "STAT:OPER:COND?", "STAT:QUES:COND?")
+READ_COMMAND = compound(READ_QUERIES)
+STATUS_QUERIES = ("OUTP?", "STAT:QUES:COND?")
+STATUS_COMMAND = compound(STATUS_QUERIES)
+
+_QUESTIONABLE_FLAGS = {
+    Questionable.OV: "OVP",
+    Questionable.OC: "OCP",
+    Questionable.PF: "PF",
+    Questionable.OT: "OTP",
+    Questionable.INH: "INH",
+    Questionable.UNR: "UNR",
+}
+#: Questionable bits after which the output is off.
+_TRIPS = int(
+    Questionable.OV | Questionable.OC | Questionable.PF | Questionable.OT | Questionable.INH
+)
+_CC, _CV = int(Operation.CC), int(Operation.CV)
+
+
+@functools.lru_cache(maxsize=256)
+def flag_names(bits: int) -> frozenset[str]:
+    """Flag names of the questionable condition bits (``OVP``, ``OCP``, ``OTP`` …)."""
+    return frozenset(name for bit, name in _QUESTIONABLE_FLAGS.items() if bits & bit)
+
+
 class N5700(RatedScpiInstrument):
     """Keysight N5700 supply. Set-points are checked against ``rating`` before sending."""
 
@@ -199,6 +235,81 @@ class N5700(RatedScpiInstrument):
                 operation=self.operation_condition(),
                 questionable=self.questionable_condition(),
             )
+
+    # -- the source-supply role (instruments.roles.SourceSupply) -------------------------
+    def measure(self) -> OutputReading:
+        """One compound query of voltage, current, output, operation and questionable."""
+        fields = self.query_fields(READ_QUERIES)
+        where = {"resource": self.resource, "command": READ_COMMAND}
+        operation = int(parse_number(fields[3], **where))
+        questionable = int(parse_number(fields[4], **where))
+        regulation: Regulation | None = None
+        if operation & _CC:
+            regulation = "current"
+        elif operation & _CV:
+            regulation = "voltage"
+        return OutputReading(
+            voltage=parse_number(fields[0], **where),
+            current=parse_number(fields[1], **where),
+            on=parse_bool(fields[2], **where),
+            regulation=regulation,
+            tripped=bool(questionable & _TRIPS),
+            flags=flag_names(questionable),
+        )
+
+    def output_status(self) -> OutputStatus:
+        """``OUTP?;:STAT:QUES:COND?`` in one round trip."""
+        output, ques = self.query_fields(STATUS_QUERIES)
+        where = {"resource": self.resource, "command": STATUS_COMMAND}
+        on = parse_bool(output, **where)
+        return OutputStatus(on, flag_names(int(parse_number(ques, **where))))
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """``OUTP OFF``, then ``CURR 0``."""
+        return [
+            ("OUTP OFF", lambda: self.set_output(False)),
+            ("CURR 0", lambda: self.set_current(0.0)),
+        ]
+
+    def check_source_protection(
+        self, voltage_setting: float, ovp: float, undervoltage_limit: float
+    ) -> tuple[float, float]:
+        """(OVP, UV limit) for a supply set to ``voltage_setting``: ``ovp`` clipped to the
+        OVP table, which must leave it at least 1.05 x the setting; the UV limit at most
+        0.95 x the setting and the rating (User's Guide, see the module docstring)."""
+        low, high = ovp_range(self.rating.voltage)
+        level = min(max(ovp, low), high)
+        if level < OVP_FACTOR * voltage_setting:
+            raise ConfigError(
+                f"{self.name}: OVP would have to be ≥ {OVP_FACTOR * voltage_setting:g} V "
+                f"(1.05 x {voltage_setting:g} V) but the {self.rating.voltage:g} V model allows "
+                f"at most {high:g} V"
+            )
+        uvl = min(
+            undervoltage_limit,
+            UV_LIMIT_FACTOR * voltage_setting,
+            UV_LIMIT_FACTOR * self.rating.voltage,
+        )
+        return level, uvl
+
+    def arm_source(self, voltage_setting: float, ovp: float, undervoltage_limit: float) -> None:
+        """``OUTP OFF``, ``CURR:PROT:STAT OFF``, ``VOLT``, ``VOLT:PROT:LEV``, ``VOLT:LIM:LOW``."""
+        level, uvl = self.check_source_protection(voltage_setting, ovp, undervoltage_limit)
+        with self.locked():
+            self.output = False
+            self.foldback = False
+            self.voltage = voltage_setting
+            self.ovp = level
+            self.undervoltage_limit = uvl
+
+    def set_output(self, on: bool) -> None:
+        self.output = on
+
+    def set_voltage(self, volts: float) -> None:
+        self.voltage = volts
+
+    def set_current(self, amps: float) -> None:
+        self.current = amps
 
 
 #: The family a bench file names ``driver = "n5700"`` (ratings: ``instruments/n5700.toml``).

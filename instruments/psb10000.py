@@ -47,6 +47,8 @@ import math
 import re
 import struct
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
@@ -55,6 +57,7 @@ from instruments.families import Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, ScpiConnection
+from .roles import Allowed, OutputReading, OutputStatus, ProtectionLevels, SafeAction
 from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch, parse_number
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,19 @@ class PsbState(IntFlag):
 
 TRIPS = PsbState.OVP | PsbState.OCP | PsbState.OPP | PsbState.OT
 
+_STATE_FLAGS = {
+    PsbState.OVP: "OVP",
+    PsbState.OCP: "OCP",
+    PsbState.OPP: "OPP",
+    PsbState.OT: "OTP",
+    PsbState.ALARM: "ALARM",
+}
+
+
+def state_flags(state: PsbState) -> frozenset[str]:
+    """Flag names of the device state (``OVP``, ``OCP``, ``OPP``, ``OTP``, ``ALARM``)."""
+    return frozenset(name for bit, name in _STATE_FLAGS.items() if bit in state)
+
 
 @dataclass(frozen=True)
 class PsbReading:
@@ -174,6 +190,9 @@ class Psb10000:
         self.serial = serial
         self._rating = rating
         self._lock = threading.RLock()
+        #: Set values written since the last :meth:`forget` (skipped when unchanged).
+        self._levels: dict[str, float] = {}
+        self._output_on = False
 
     @classmethod
     def open(
@@ -367,6 +386,126 @@ class Psb10000:
             power=sign * from_raw(watts, rating.power),
             state=state,
         )
+
+    # the bidirectional role (instruments.roles.BidirectionalSupply) -----------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[Psb10000]:
+        """Hold the driver's (re-entrant) lock across several calls."""
+        with self._lock:
+            yield self
+
+    def probe(self) -> Identity:
+        """The identity (reads the nominal registers, so a silent device raises)."""
+        return self.identify()
+
+    def measure(self) -> OutputReading:
+        """One read of 505-509: state, voltage, signed current."""
+        reading = self.read()
+        state = reading.state
+        return OutputReading(
+            voltage=reading.voltage,
+            current=reading.current,
+            on=reading.output_on,
+            regulation="voltage" if state.regulation is Regulation.CV else "current",
+            tripped=bool(state & (TRIPS | PsbState.ALARM)),
+            flags=state_flags(state),
+        )
+
+    def output_status(self) -> OutputStatus:
+        """Output state and flags from one read of 505-509."""
+        reading = self.read()
+        return OutputStatus(reading.output_on, state_flags(reading.state))
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """Output off (coil 405), then both current set values 0."""
+
+        def currents_zero() -> None:
+            self.set_current(0.0)
+            self.set_sink_current(0.0)
+
+        return [
+            ("output OFF (coil 405)", lambda: self.set_output(False)),
+            ("I = 0, sink I = 0", currents_zero),
+        ]
+
+    def arm_bidirectional(self, levels: ProtectionLevels) -> None:
+        """Remote, output off, U/I/P mode, power set values, OVP, source and sink OCP/OPP
+        (each clipped to 1.1 x nominal), currents 0. The PSB has separate protections per
+        direction: source OCP/OPP (553/556), sink OCP/OPP (569/570)."""
+        rating = self.rating
+        watts = min(levels.power, rating.power)
+        opp = min(levels.opp, PROTECTION_FACTOR * rating.power)
+        self.forget()
+        self.set_remote(True)
+        self.set_output(False)
+        self.set_resistance_mode(False)
+        self.set_power(watts)
+        self.set_sink_power(watts)
+        self.set_ovp(min(levels.ovp, PROTECTION_FACTOR * rating.voltage))
+        self.set_ocp(min(levels.ocp_source, PROTECTION_FACTOR * rating.current))
+        self.set_opp(opp)
+        self.set_sink_ocp(min(levels.ocp_sink, PROTECTION_FACTOR * rating.current))
+        self.set_sink_opp(opp)
+        self.set_current(0.0)
+        self.set_sink_current(0.0)
+        self._levels = {"I": 0.0, "sink I": 0.0}
+
+    def drive_current(
+        self, amps: float, voltage_min: float, voltage_max: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """Sourcing: sink I 0, U at the window's top, I; sinking: I 0, U at its bottom,
+        sink I; each set value written only when it changes; then output on."""
+        if amps >= 0:
+            self._level("sink I", 0.0, False, allowed)
+            self._level("U", voltage_max, False, allowed)
+            self._level("I", amps, True, allowed)
+        else:
+            self._level("I", 0.0, False, allowed)
+            self._level("U", voltage_min, False, allowed)
+            self._level("sink I", -amps, True, allowed)
+        self._output_on_once(allowed)
+
+    def drive_voltage(
+        self, volts: float, current_limit: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """I and sink I at the limit (when they change), U, then output on."""
+        self._level("I", current_limit, False, allowed)
+        self._level("sink I", current_limit, False, allowed)
+        self._level("U", volts, True, allowed)
+        self._output_on_once(allowed)
+
+    def stop(self) -> None:
+        """Output off, then both current set values 0."""
+        self.set_output(False)
+        self.set_current(0.0)
+        self.set_sink_current(0.0)
+        self._output_on = False
+        self._levels.update({"I": 0.0, "sink I": 0.0})
+
+    def forget(self) -> None:
+        """Forget the set values and output state written: the next drive writes all."""
+        self._levels = {}
+        self._output_on = False
+
+    def _level(self, key: str, value: float, force: bool, allowed: Allowed) -> None:
+        """Write one set value unless it is already there (``force`` writes anyway)."""
+        if not force and self._levels.get(key) == value:
+            return
+        allowed()
+        setter: Callable[[float], None] = {
+            "U": self.set_voltage,
+            "I": self.set_current,
+            "sink I": self.set_sink_current,
+        }[key]
+        setter(value)
+        self._levels[key] = value
+
+    def _output_on_once(self, allowed: Allowed) -> None:
+        if not self._output_on:
+            allowed()
+            self.set_output(True)
+            self._output_on = True
 
     # connection -------------------------------------------------------------------------
 

@@ -16,10 +16,9 @@ from hil.clock import SimClock
 from hil.controller import Mode
 from hil.errors import CommunicationError, ConfigError, HilError
 from hil.units import (
+    BidirectionalUnit,
     ConverterUnit,
-    It6000cUnit,
     LoadUnit,
-    Psb10000Unit,
     SupplyUnit,
     UnitBase,
 )
@@ -193,8 +192,10 @@ def test_open_builds_one_adapter_per_unit_and_collects_identities() -> None:
     with Bench.open(config(), opener=scripts, clock=SimClock(lambda s: s)) as bench:
         assert isinstance(bench.unit("SUP1"), SupplyUnit)
         assert isinstance(bench.unit("LOAD1"), LoadUnit)
-        assert isinstance(bench.unit("BID1"), It6000cUnit)
-        assert isinstance(bench.unit("BID2"), Psb10000Unit)
+        for unit_id, driver in (("BID1", "IT6000C"), ("BID2", "Psb10000")):
+            unit = bench.unit(unit_id)
+            assert isinstance(unit, BidirectionalUnit)
+            assert type(unit.supply).__name__ == driver
         assert isinstance(bench.unit("E001"), ConverterUnit)
         keys = [f"{i.unit}.{i.instrument}" for i in bench.identities]
         assert keys == [

@@ -1,21 +1,16 @@
 """From the bench file to adapters: open each instrument, then wrap a unit's instruments.
 
-:func:`open_instrument` turns one ``InstrumentConfig`` into an open driver (its rating,
-addresses and timeout from the bench file); :func:`build_unit` turns a ``UnitConfig`` and
-its open drivers into the adapter for its kind:
-
-- ``supply``: ``n5700`` → :class:`~hil.units.supply.SupplyUnit`;
-- ``load``: ``chroma63200a`` → :class:`~hil.units.load.LoadUnit`;
-- ``bidirectional``: ``it6000c`` → :class:`~hil.units.bidirectional.It6000cUnit`,
-  ``psb10000`` → :class:`~hil.units.bidirectional.Psb10000Unit`;
-- ``converter``: ``eza2500`` with an ``apis_bms`` and/or a battery emulator (``n5700`` +
-  ``chroma63200a``, or one ``it6000c`` / ``psb10000``) →
-  :class:`~hil.units.converter.ConverterUnit`.
+:func:`open_instrument` turns one ``InstrumentConfig`` into an open driver, with the
+``open`` keywords its family declares (:mod:`instruments.families`); :func:`build_unit`
+turns a ``UnitConfig`` and its open drivers into the adapter registered (:func:`adapter`)
+for the *function* of the unit's bus instrument — supply, load, bidirectional or converter
+(a converter's battery side: a BMS and/or a battery emulator, a supply + a load or one
+bidirectional supply). No family is named here: adding one edits nothing in ``hil``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -25,16 +20,19 @@ from hil.errors import ConfigError
 from hil.ratings import EMULATED
 from instruments.apis_bms import ApisBms
 from instruments.base import Instrument
-from instruments.chroma63200a import Chroma63200A
 from instruments.eza2500 import Eza2500
-from instruments.families import families, family
-from instruments.it6000c import IT6000C
-from instruments.n5700 import N5700
-from instruments.psb10000 import Psb10000
+from instruments.families import Function, families, family
 
-from .base import SAFE_OFF_TIMEOUT_S, Part, UnitBase
+from .base import (
+    SAFE_OFF_TIMEOUT_S,
+    Part,
+    UnitBase,
+    as_bidirectional,
+    as_load,
+    as_source_supply,
+)
 from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
-from .bidirectional import It6000cUnit, Psb10000Unit
+from .bidirectional import BidirectionalUnit
 from .converter import ConverterUnit
 from .load import LoadUnit
 from .supply import SupplyUnit
@@ -119,6 +117,30 @@ def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
     return Part(inst.unit_id, inst.name, inst.driver, driver)
 
 
+#: Builds the adapter of a unit from its config, its bus instrument, its open drivers, the
+#: clock and the safe-off timeout.
+Builder = Callable[[UnitConfig, InstrumentConfig, Mapping[str, Instrument], Clock, float], UnitBase]
+_ADAPTERS: dict[Function, Builder] = {}
+#: Functions adapted as part of another unit, not as a unit of their own: a BMS is the
+#: battery side of a converter unit.
+BATTERY_SIDE_ONLY: frozenset[Function] = frozenset({"bms"})
+
+
+def adapter(function: Function) -> Callable[[Builder], Builder]:
+    """Register the adapter builder for the units whose bus instrument does ``function``."""
+
+    def register(builder: Builder) -> Builder:
+        _ADAPTERS[function] = builder
+        return builder
+
+    return register
+
+
+def adapters() -> Mapping[Function, Builder]:
+    """The adapter builders, by the function of a unit's bus instrument."""
+    return MappingProxyType(_ADAPTERS)
+
+
 def build_unit(
     config: UnitConfig,
     drivers: Mapping[str, Instrument],
@@ -130,71 +152,87 @@ def build_unit(
     for inst in config.instruments:
         if family(inst.driver).unadapted:
             raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
-    env = config.envelope
     bus = [i for i in config.instruments if i.node == "bus"]
     if len(bus) != 1:
         raise ConfigError(f"unit {config.id}: needs exactly one instrument on the bus")
     main = bus[0]
-    function = main.function
-    name, driver_name, timeout = main.name, main.driver, safe_off_timeout
-    if config.kind == "supply" and function == "supply":
-        psu = _driver(drivers, main, N5700)
-        return SupplyUnit(
-            config.id,
-            psu,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
+    builder = _ADAPTERS.get(main.function)
+    if config.kind != main.function or builder is None:
+        raise ConfigError(
+            f"unit {config.id}: kind {config.kind} cannot be built from {main.key} "
+            f"({main.driver}, a {main.function})"
         )
-    if config.kind == "load" and function == "load":
-        load = _driver(drivers, main, Chroma63200A)
-        return LoadUnit(
-            config.id,
-            load,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "bidirectional" and main.driver == "it6000c":
-        supply = _driver(drivers, main, IT6000C)
-        return It6000cUnit(
-            config.id,
-            supply,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "bidirectional" and main.driver == "psb10000":
-        psb = _driver(drivers, main, Psb10000)
-        return Psb10000Unit(
-            config.id,
-            psb,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "converter" and function == "converter":
-        return _converter(config, main, drivers, clock, timeout)
-    raise ConfigError(
-        f"unit {config.id}: kind {config.kind} cannot be built from {main.key} ({main.driver})"
+    return builder(config, main, drivers, clock, safe_off_timeout)
+
+
+@adapter("supply")
+def _supply(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    psu = as_source_supply(_part(main, drivers))
+    return SupplyUnit(
+        config.id,
+        psu,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
     )
 
 
+@adapter("load")
+def _load(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    load = as_load(_part(main, drivers))
+    return LoadUnit(
+        config.id,
+        load,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
+    )
+
+
+@adapter("bidirectional")
+def _bidirectional(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    supply = as_bidirectional(_part(main, drivers))
+    return BidirectionalUnit(
+        config.id,
+        supply,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
+    )
+
+
+@adapter("converter")
 def _converter(
     config: UnitConfig,
     main: InstrumentConfig,
     drivers: Mapping[str, Instrument],
     clock: Clock,
     safe_off_timeout: float,
-) -> ConverterUnit:
+) -> UnitBase:
     env = config.envelope
     side: dict[str, list[InstrumentConfig]] = {}
     for inst in config.battery_side:
