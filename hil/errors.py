@@ -8,6 +8,9 @@ do about it. Control paths never swallow these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from instruments.errors import (
     CapabilityError,
     CommunicationError,
@@ -22,6 +25,7 @@ from instruments.errors import (
 )
 
 __all__ = [
+    "BenchOpenError",
     "CapabilityError",
     "CommunicationError",
     "ConfigError",
@@ -29,12 +33,39 @@ __all__ = [
     "ExchangeError",
     "HilError",
     "InstrumentError",
+    "InstrumentFailure",
     "InstrumentReportedError",
     "InstrumentTimeout",
     "MalformedReply",
     "RatingError",
     "SafetyTrip",
 ]
+
+
+@dataclass(frozen=True)
+class InstrumentFailure:
+    """One instrument that could not be opened or did not answer: where, and why."""
+
+    unit: str
+    instrument: str
+    resource: str
+    error: str
+
+    @property
+    def key(self) -> str:
+        """``<unit>.<instrument>``."""
+        return f"{self.unit}.{self.instrument}"
+
+
+class BenchOpenError(CommunicationError):
+    """Some instruments of a bench did not answer; ``failures`` says which and why.
+
+    Callers read ``failures`` (one :class:`InstrumentFailure` each) instead of the text.
+    """
+
+    def __init__(self, message: str, failures: Sequence[InstrumentFailure]) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
 
 
 class ExchangeError(HilError):

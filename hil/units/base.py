@@ -417,6 +417,11 @@ class UnitBase(ABC):
             log.info("safe_off: unit %s is safe", self._unit_id)
         return result
 
+    def clear_faults(self) -> None:
+        """Clear latched faults the instruments let a controller clear (none by default:
+        a supply's or load's latched protection stays until ``arm`` re-programmes it)."""
+        return None
+
     # -- connections ---------------------------------------------------------------------
     def reconnect(self) -> None:
         """Reopen every instrument's connection; the next set-point programmes in full."""

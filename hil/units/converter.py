@@ -319,6 +319,11 @@ class ConverterUnit(UnitBase):
             temperature=meters.tmp,
         )
 
+    def clear_faults(self) -> None:
+        """Clear the converter's latched alarms (its alarm-clear command)."""
+        with self._sending():
+            self.converter.clear_alarms()
+
     def _safe_off_steps(self) -> list[SafeStep]:
         def wait() -> None:
             self.converter.set_mode(EzaMode.WAIT)
