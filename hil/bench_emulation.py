@@ -162,7 +162,7 @@ def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedP
     else:
         table.forbid(
             "household",
-            f"unit {unit.id} has no battery (no apis_bms); a household sits on a battery",
+            f"unit {unit.id} has no battery (no BMS); a household sits on a battery",
         )
     battery_keys = ("battery_capacity", "soc", "battery_resistance", "permission")
     loss_keys = ("loss_standby", "loss_charge", "loss_discharge")
@@ -178,7 +178,7 @@ def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedP
         values["permission"] = table.string("permission", "both", choices=PERMISSIONS)
     else:
         for key in battery_keys:
-            table.forbid(key, f"unit {unit.id} has no battery (no apis_bms)")
+            table.forbid(key, f"unit {unit.id} has no battery (no BMS)")
     if unit.kind == "converter":
         for key in loss_keys:
             values[key] = table.opt_number(key, getattr(default, key), minimum=0.0, maximum=1e4)

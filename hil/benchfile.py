@@ -402,9 +402,9 @@ class _BenchReader:
         on_battery = [i for i in unit.instruments if i.node == "battery"]
         if unit.kind == "converter":
             allowed = (
-                "one converter (eza2500) on the bus, and on its battery side: an apis_bms; "
-                "or a supply + a load (+ optional apis_bms); or a bidirectional supply "
-                "(+ optional apis_bms)"
+                "one converter on the bus, and on its battery side: a BMS; "
+                "or a supply + a load (+ optional BMS); or a bidirectional supply "
+                "(+ optional BMS)"
             )
             if len(on_bus) != 1 or on_bus[0].function != "converter":
                 raise self.error(

@@ -35,6 +35,14 @@ list was not confirmed; the bench file names the model (or gives the rating).
 Wire format: ``LOAD ON``, ``MODE CCH``, ``CURR:STAT:L1 2.5`` (no unit; zero is ``0``, never
 ``-0``), ``MEAS:CURR?``. The load reports sunk current as a *positive* number; adapters turn
 it into bus convention.
+
+How the load adapter (role ``Load``) drives it: ``MODE CCH`` (only when not already in
+CC), ``CURR:STAT:L1 |a|``, ``LOAD ON``; idle ``LOAD OFF`` then ``CURR:STAT:L1 0``; arm
+``LOAD OFF``, ``MODE CCH``, ``CURR:STAT:L1 0``, ``CONF:VOLT:ON <window bottom>``. The
+63200A's over-current/power/voltage protections are fixed at its rating (no programmable
+levels here); it has no watchdog. ``measure`` is one compound query
+``MEAS:VOLT?;:MEAS:CURR?;:LOAD?;:STAT:CHAN:COND?;:MODE?``; a latched channel bit (OTP, OVP,
+OCP, OPP, REV) trips it, SYNC, MAX LIM and FAN do not.
 """
 
 from __future__ import annotations

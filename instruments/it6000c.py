@@ -35,6 +35,25 @@ The priority rule observed on hardware is enforced *before sending*: ``VOLT:LIM`
 ``VOLT:LIM:NEG`` are writable only in CC priority, ``CURR:LIM`` and ``CURR:LIM:NEG`` only in
 CV priority (the driver reads ``FUNC?`` first). Ratings come from the model name
 (``IT6006C-500-40``: 6 kW, 500 V, ±40 A) or are passed in.
+
+How the bidirectional adapter (role ``BidirectionalSupply``) drives it —
+(SCPI; its current is signed, positive sourcing — already bus convention):
+
+- ``set_current(a)``: CC priority with a signed current and a voltage window: ``FUNC CURR``,
+  ``VOLT:LIM <window top>``, ``VOLT:LIM:NEG <window bottom>``, ``CURR <a>``, ``OUTP ON``
+  (on a ramp, only ``CURR <a>``). Outside the window it stops pushing / drawing.
+- ``hold_voltage(v, limit)``: CV priority: ``FUNC VOLT``, ``CURR:LIM limit``,
+  ``CURR:LIM:NEG -limit``, ``VOLT v``, ``OUTP ON``.
+- ``arm()``: ``SYST:REM``, ``OUTP OFF``, ``FUNC:MODE FIX``, OVP ``VOLT:PROT`` at 1.05 x the
+  window top, OCP ``CURR:PROT`` at 1.1 x the larger current limit, power limits
+  ``POW:LIM``/``POW:LIM:NEG`` at ``power_max``, OPP ``POW:PROT`` at 1.1 x ``power_max``, each
+  protection switched on; every level capped at the supply's SCPI maximum (101 % of its
+  rated voltage and current, 102 % of its power), which it would refuse above.
+- ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?``.
+  Questionable bits (OpenBench's map, see :mod:`instruments.it6000c`) become flags: OVP,
+  OCP (OCP+ or OCP-), OPP (OPP+ or OPP-), OTP, UVLO (UVP), INH (INHIBIT), REV, UCP and PROT
+  (PROTECTION, where the emulator reports a watchdog expiry); any of them but REV and UCP
+  makes the mode FAULT.
 """
 
 from __future__ import annotations

@@ -22,6 +22,15 @@ easymanua.ls / manualsbrain) and the *Series N8700 User's Guide*:
 
 Assumed (from Keysight's public model list, not re-checked here): the model table below
 (N5741A-N5752A are 750 W, N5761A-N5772A 1500 W). A rating passed in overrides it.
+
+How the supply adapter (role ``SourceSupply``) drives it: ``set_current`` sends ``CURR a``
+and, unless already in current mode, ``VOLT Vc`` and ``OUTP ON``; ``hold_voltage`` sends
+``CURR limit``, ``VOLT v``, ``OUTP ON``; ``idle`` ``OUTP OFF`` then ``CURR 0``; ``arm_source``
+sends ``OUTP OFF``, ``CURR:PROT:STAT OFF`` (foldback would trip the output exactly when it
+does its job, in CC), ``VOLT``, ``VOLT:PROT:LEV`` (clipped to the OVP table, at least 1.05 x
+the voltage setting) and ``VOLT:LIM:LOW`` (at most 0.95 x the setting). ``measure`` is one
+compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:STAT:OPER:COND?;:STAT:QUES:COND?``. The
+N5700 has no communication watchdog.
 """
 
 from __future__ import annotations

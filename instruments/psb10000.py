@@ -38,6 +38,23 @@ interface monitoring ``SYST:COMM:MON:TIM``/``:ACT``; alarms acknowledged by read
 error queue (``SYST:ERR:ALL?``). Replies carry the unit, with or without a space
 (``43.50V``), and may carry a magnitude prefix (``1.75kW``), which :func:`parse_ea_number`
 scales.
+
+How the bidirectional adapter (role ``BidirectionalSupply``) drives it —
+(ModBus; the driver signs the current negative in sink mode):
+the PSB sources up to its current set value while its terminal voltage is below its voltage
+set value, and sinks up to its *sink* current set value while it is above.
+
+- ``set_current(a > 0)``: sink current 0, ``U`` at the window top, ``I = a``, output on: it
+  sources ``a`` while the bus sits below the window top.
+- ``set_current(a < 0)``: source current 0, ``U`` at the window bottom, sink ``I = |a|``:
+  it sinks ``|a|`` while the bus sits above the window bottom. (``a = 0``: both 0.)
+- ``hold_voltage(v, limit)``: ``I = limit``, sink ``I = limit``, ``U = v``, output on.
+- ``arm()``: remote on, output off, U/I/P mode, power set values at ``power_max``, OVP at
+  1.05 x the window top; source OCP (register 553) at 1.1 x ``current_source_max`` and sink
+  OCP (569) at 1.1 x ``current_sink_max`` (a direction whose limit is 0 takes the other's);
+  source and sink OPP (556/570) at 1.1 x ``power_max``.
+- Only registers whose value changes are written (a ramp step is one register write);
+  ``read()`` is one read of registers 505-509.
 """
 
 from __future__ import annotations

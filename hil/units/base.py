@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SAFE_OFF_TIMEOUT_S = 5.0
 #: Over-voltage trips (OVP, converter ``ogv``) sit this factor above the voltage window,
 #: under-voltage trips (``ugv``) the same factor below it: normal operation at the window's
-#: edge must not trip. It is also the N5700's minimum OVP/voltage ratio.
+#: edge must not trip.
 VOLTAGE_TRIP_FACTOR = 1.05
 #: Over-current and over-power trips sit this factor above the envelope's limits.
 CURRENT_TRIP_FACTOR = 1.1
@@ -71,7 +71,7 @@ class Part:
 
     @property
     def label(self) -> str:
-        """``eza2500 E003.converter``: how messages name the instrument."""
+        """``<driver> E003.converter``: how messages name the instrument."""
         return f"{self.driver_name} {self.key}"
 
 

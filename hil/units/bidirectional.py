@@ -1,45 +1,12 @@
-"""Bidirectional (regenerative) supplies on the bus (role: ``BidirectionalSupply``).
+"""Bidirectional (regenerative) supplies on the bus (role ``BidirectionalSupply``).
 
 They source and sink and can hold the bus voltage. One adapter drives them all through the
 role: it checks the envelope, asks for protection levels (OVP 1.05 x the window top, OCP
 1.1 x each direction's limit — a direction whose limit is 0 takes the other's —, power
-limits at ``power_max``, OPP 1.1 x ``power_max``) and leaves each driver to drive its
-instrument its own natural way. How the two families do it (their drivers hold the
-commands and registers):
-
-**ITECH IT6000C** (SCPI; its current is signed, positive sourcing — already bus convention):
-
-- ``set_current(a)``: CC priority with a signed current and a voltage window: ``FUNC CURR``,
-  ``VOLT:LIM <window top>``, ``VOLT:LIM:NEG <window bottom>``, ``CURR <a>``, ``OUTP ON``
-  (on a ramp, only ``CURR <a>``). Outside the window it stops pushing / drawing.
-- ``hold_voltage(v, limit)``: CV priority: ``FUNC VOLT``, ``CURR:LIM limit``,
-  ``CURR:LIM:NEG -limit``, ``VOLT v``, ``OUTP ON``.
-- ``arm()``: ``SYST:REM``, ``OUTP OFF``, ``FUNC:MODE FIX``, OVP ``VOLT:PROT`` at 1.05 x the
-  window top, OCP ``CURR:PROT`` at 1.1 x the larger current limit, power limits
-  ``POW:LIM``/``POW:LIM:NEG`` at ``power_max``, OPP ``POW:PROT`` at 1.1 x ``power_max``, each
-  protection switched on; every level capped at the supply's SCPI maximum (101 % of its
-  rated voltage and current, 102 % of its power), which it would refuse above.
-- ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?``.
-  Questionable bits (OpenBench's map, see :mod:`instruments.it6000c`) become flags: OVP,
-  OCP (OCP+ or OCP-), OPP (OPP+ or OPP-), OTP, UVLO (UVP), INH (INHIBIT), REV, UCP and PROT
-  (PROTECTION, where the emulator reports a watchdog expiry); any of them but REV and UCP
-  makes the mode FAULT.
-
-**EA PSB 10000** (ModBus; the driver signs the current negative in sink mode):
-the PSB sources up to its current set value while its terminal voltage is below its voltage
-set value, and sinks up to its *sink* current set value while it is above.
-
-- ``set_current(a > 0)``: sink current 0, ``U`` at the window top, ``I = a``, output on: it
-  sources ``a`` while the bus sits below the window top.
-- ``set_current(a < 0)``: source current 0, ``U`` at the window bottom, sink ``I = |a|``:
-  it sinks ``|a|`` while the bus sits above the window bottom. (``a = 0``: both 0.)
-- ``hold_voltage(v, limit)``: ``I = limit``, sink ``I = limit``, ``U = v``, output on.
-- ``arm()``: remote on, output off, U/I/P mode, power set values at ``power_max``, OVP at
-  1.05 x the window top; source OCP (register 553) at 1.1 x ``current_source_max`` and sink
-  OCP (569) at 1.1 x ``current_sink_max`` (a direction whose limit is 0 takes the other's);
-  source and sink OPP (556/570) at 1.1 x ``power_max``.
-- Only registers whose value changes are written (a ramp step is one register write);
-  ``read()`` is one read of registers 505-509.
+limits at ``power_max``, OPP 1.1 x ``power_max``; each driver clips them to what its
+instrument accepts) and leaves each driver to drive its instrument its own natural way:
+``drive_current`` (signed, within the voltage window), ``drive_voltage``, ``stop``. The
+commands and registers each family uses are in its driver's module docstring.
 """
 
 from __future__ import annotations

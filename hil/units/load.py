@@ -1,24 +1,20 @@
-"""An electronic load on the bus: sink only (a :class:`~instruments.roles.Load`).
+"""An electronic load on the bus: sink only (role ``Load``).
 
-How it maps the controller onto the load (the load reports sunk current as a positive
-number; the bus convention makes it negative):
+How it maps the controller onto the load's role (the load's sunk current is negative in
+bus convention; its driver already reports it so):
 
-- ``set_current(a)``, ``a ≤ 0``: constant current, high range: ``MODE CCH`` (only when the
-  load is not already in CC), ``CURR:STAT:L1 |a|``, ``LOAD ON``. A positive ``a`` is a
-  ``CapabilityError`` before anything is sent.
+- ``set_current(a)``, ``a ≤ 0``: constant current (selected only when the load is not
+  already in CC), sink current ``|a|``, input on. A positive ``a`` is a ``CapabilityError``
+  before anything is sent.
 - ``hold_voltage``: refused (``CapabilityError``). A load in CV can only clamp the bus from
   above; it cannot bring a dead bus up, so it is not offered as a voltage reference. (Sony's
   battery emulator uses the CV mode on the battery node, see :mod:`hil.units.battery`.)
-- ``idle()``: ``LOAD OFF`` then ``CURR:STAT:L1 0``.
-- ``arm()``: ``LOAD OFF``, ``MODE CCH``, ``CURR:STAT:L1 0`` and the turn-on voltage
-  ``CONF:VOLT:ON`` at the bottom of the unit's voltage window, so the load stops sinking if
-  the bus sags out of its window. The 63200A's over-current/power/voltage protections are
-  fixed at its rating (no programmable levels in the driver); it has no watchdog.
-- ``read()``: the driver's ``measure()`` (for the 63200A one compound query; a latched
-  channel bit makes the mode FAULT, see :mod:`instruments.chroma63200a`).
+- ``idle()``: input off, then sink current 0.
+- ``arm()``: input off, constant current, sink current 0 and the turn-on voltage at the
+  bottom of the unit's voltage window, so the load stops sinking if the bus sags out of it.
+- ``read()``: the driver's ``measure()``; a latched protection makes the mode FAULT.
 
-The commands named above are the Chroma 63200A's; they live in its driver, this adapter
-only calls the role's methods.
+The commands each family sends for these are in its driver's module docstring.
 """
 
 from __future__ import annotations

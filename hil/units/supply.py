@@ -1,26 +1,20 @@
-"""A unidirectional DC supply on the bus: source only (a :class:`~instruments.roles.SourceSupply`).
+"""A unidirectional DC supply on the bus: source only (role ``SourceSupply``).
 
-How it maps the controller onto the supply:
+How it maps the controller onto the supply's role (:mod:`instruments.roles`):
 
-- ``set_current(a)``, ``a ≥ 0``: a current source with a *compliance voltage* ``Vc``. The
-  supply is programmed ``CURR a`` and ``VOLT Vc`` with the output on; while the bus voltage
-  reference holds the bus below ``Vc`` the supply runs in CC and pushes ``a`` amps in. ``Vc``
-  is the top of the unit's voltage window (``envelope.voltage_max``) unless given: if the
-  bus ever rose to it the supply would stop adding current, never push it further.
-  A negative ``a`` is a ``CapabilityError`` before anything is sent.
-- ``hold_voltage(v, limit)``: ``CURR limit``, ``VOLT v``, output on (CV; no droop).
-- ``idle()``: ``OUTP OFF`` then ``CURR 0``.
-- ``arm()``: ``OUTP OFF``, ``CURR:PROT:STAT OFF`` (foldback would trip the output exactly when
-  it does its job, in CC), ``VOLT Vc``, OVP ``VOLT:PROT:LEV`` at 1.05 x the window's top
-  (the N5700 requires at least 1.05 x the voltage setting; clipped to its OVP table) and
-  the under-voltage setting limit ``VOLT:LIM:LOW`` at the window's bottom (at most 0.95 x
-  the voltage setting), then ``CURR 0``: the unit is left idle. The N5700 has no
-  communication watchdog.
-- ``read()``: the driver's ``measure()`` (for the N5700 one compound query). The supply's
-  current is already in bus convention (it only sources).
+- ``set_current(a)``, ``a ≥ 0``: a current source with a *compliance voltage* ``Vc``: the
+  current at ``a``, the voltage at ``Vc``, output on; while the bus voltage reference holds
+  the bus below ``Vc`` the supply runs in CC and pushes ``a`` amps in. ``Vc`` is the top of
+  the unit's voltage window (``envelope.voltage_max``) unless given. A negative ``a`` is a
+  ``CapabilityError`` before anything is sent.
+- ``hold_voltage(v, limit)``: current at ``limit``, voltage at ``v``, output on (no droop).
+- ``idle()``: output off, then current 0.
+- ``arm()``: ``arm_source`` with the voltage at ``Vc``, OVP asked at 1.05 x the window's top
+  and the under-voltage limit at its bottom (the driver clips both to what its instrument
+  allows, or refuses), then current 0: the unit is left idle.
+- ``read()``: the driver's ``measure()``; the supply's current is already in bus convention.
 
-The commands named above are the N5700's; they live in its driver, this adapter only calls
-the role's methods.
+The commands each family sends for these are in its driver's module docstring.
 """
 
 from __future__ import annotations
