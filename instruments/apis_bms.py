@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from enum import IntEnum
 
 from instruments.errors import ConfigError, MalformedReply
 from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, SerialSettings
+from .roles import BmsReading, Permission
 from .wire.apis_bms import (
     PROTOCOL_VERSION_NUMBER,
     PROTOCOL_VERSION_WORDS,
@@ -38,7 +37,6 @@ from .wire.apis_bms import (
     STATUS_NUMBER,
     VENDOR_NAME_NUMBER,
     VENDOR_NAME_WORDS,
-    operation_status,
     wire_address,
     words_ascii,
 )
@@ -46,42 +44,6 @@ from .wire.apis_bms import (
 log = logging.getLogger(__name__)
 
 BMS_BAUDRATE = 9600
-
-
-class Permission(IntEnum):
-    """APIS's ``battery_operation_status``: which interchange directions the battery allows.
-
-    The APIS battery's status register yields only NONE (bit 0 set) or BOTH (bit 0 clear)
-    (``battery_emulator/__init__.py`` ``check_battery``); the one-direction values are APIS's
-    API values, kept so that the adapters can speak of any battery.
-    """
-
-    NONE = 0
-    CHARGE_ONLY = 1
-    DISCHARGE_ONLY = 2
-    BOTH = 3
-
-    @classmethod
-    def from_status(cls, status: int) -> Permission:
-        """The operation status for a status-register word (bit 0 set: NONE, clear: BOTH)."""
-        return cls(operation_status(status))
-
-    @property
-    def may_charge(self) -> bool:
-        return self in (Permission.CHARGE_ONLY, Permission.BOTH)
-
-    @property
-    def may_discharge(self) -> bool:
-        return self in (Permission.DISCHARGE_ONLY, Permission.BOTH)
-
-
-@dataclass(frozen=True)
-class BmsReading:
-    """State of charge in percent, the interchange permission and the raw status word."""
-
-    soc_percent: float
-    permission: Permission
-    status: int = 0
 
 
 def _wire(number: int, what: str) -> int:

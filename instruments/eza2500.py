@@ -23,6 +23,13 @@ Set-points are checked against APIS's accepted ranges (the codec's field limits)
 instrument ``rating`` (grid voltage, grid current magnitude, power) before sending; APIS
 refuses a negative ``dig`` and so does this driver. Measured ``ig`` keeps APIS's sign
 (positive while charging, i.e. drawing from the bus).
+
+How the converter adapter (role ``Converter``, APIS's order) drives it: a mode change goes
+through :meth:`Eza2500.apply` (from WAIT: 0x1A, 0x1C, then 0x00; otherwise 0x00 first; the
+mode is read back), a ramp step in the same mode rewrites only the limits word 0x1C; arming
+writes WAIT then 0x1C (``ugv``/``ogv``, ``ubv``/``obv``, ``cib``, ``dig = 0``); a reading is
+0x09 (meters), 0x00 (mode) and 0x01 (status). The EZA-2500 has no communication watchdog
+that APIS uses.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, SerialConnection, SerialPort, SerialSettings
+from .roles import Alarm, Limits, Meters
 from .wire.eza2500 import (
     APIS_AD1,
     APIS_AD2,
@@ -87,14 +95,6 @@ class Operation(IntEnum):
     DISCHARGE = 2
 
 
-class Alarm(IntEnum):
-    """``cst`` bits 2-3."""
-
-    NONE = 0
-    LIGHT = 1
-    HEAVY = 2
-
-
 @dataclass(frozen=True)
 class ConverterStatus:
     """Command 0x01."""
@@ -118,37 +118,11 @@ class ConverterStatus:
 
 
 @dataclass(frozen=True)
-class Meters:
-    """Command 0x09 (signed; ``ig`` positive while charging, APIS convention)."""
-
-    vg: float
-    ig: float
-    vb: float
-    ib: float
-    wg: float
-    wb: float
-    ic: float
-    tmp: float
-
-
-@dataclass(frozen=True)
 class VoltageReference:
     """Command 0x1A: bus voltage reference and droop."""
 
     dvg: float
     drg: float
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Command 0x1C: battery current limit, grid current, and the four voltage limits."""
-
-    cib: float
-    dig: float
-    ubv: float
-    ugv: float
-    obv: float
-    ogv: float
 
 
 @dataclass(frozen=True)
@@ -506,6 +480,18 @@ class Eza2500:
         """Command 0x12 read."""
         values = self.read_values(Command.ALARMS)
         return Alarms(int(values["alm1"]), int(values["alm2"]), int(values["alm3"]))
+
+    @property
+    def battery_current_rating(self) -> float:
+        """Full scale of ``cib`` (A), from the wire table."""
+        return FIELDS["cib"].rating
+
+    def field_range(self, name: str) -> tuple[float, float]:
+        """APIS's accepted range of field ``name`` (unbounded sides are infinite)."""
+        spec = FIELDS[name]
+        low = spec.minimum if spec.minimum is not None else float("-inf")
+        high = spec.maximum if spec.maximum is not None else float("inf")
+        return low, high
 
     def clear_alarms(self) -> None:
         """Command 0x12 write (two zero bytes)."""

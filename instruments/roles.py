@@ -1,5 +1,10 @@
 """What a driver offers its unit's adapter, by function: small typed protocols.
 
+The converter and BMS roles are APIS's DC/DC converter and battery interface: its modes
+(``ConverterMode``: WAIT, CHARGE, DISCHARGE, VOLTAGE_REFERENCE), its limits word and
+meters (the names APIS gives them, from the EZA-2500 it drives: commands 0x1C and 0x09)
+and its battery permission (``battery_operation_status``).
+
 The adapters in ``hil.units`` drive a *source supply*, a *load* or a *bidirectional supply*
 through these protocols and never see a command string or a driver class; each driver
 implements the protocol of its family's ``function`` (``instruments.families``) with its
@@ -14,9 +19,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Literal, Protocol
 
 from instruments.base import Instrument, Rating
+from instruments.wire.apis_bms import operation_status
+from instruments.wire.eza2500 import Mode as ConverterMode
+
+__all__ = [
+    "Alarm",
+    "AlarmStatus",
+    "Allowed",
+    "BidirectionalSupply",
+    "Bms",
+    "BmsReading",
+    "Converter",
+    "ConverterMode",
+    "Limits",
+    "Load",
+    "Meters",
+    "Output",
+    "OutputReading",
+    "OutputStatus",
+    "Permission",
+    "ProtectionLevels",
+    "Regulation",
+    "SafeAction",
+    "SourceSupply",
+]
 
 #: How the output regulates now; None where the instrument does not say.
 Regulation = Literal["current", "voltage"]
@@ -160,3 +190,130 @@ class BidirectionalSupply(Output, Protocol):
     def forget(self) -> None:
         """Its state is unknown now: the next drive writes every level."""
         ...
+
+
+class Alarm(IntEnum):
+    """A converter's alarm level (EZA-2500: ``cst`` bits 2-3)."""
+
+    NONE = 0
+    LIGHT = 1
+    HEAVY = 2
+
+
+@dataclass(frozen=True)
+class Meters:
+    """Command 0x09 (signed; ``ig`` positive while charging, APIS convention)."""
+
+    vg: float
+    ig: float
+    vb: float
+    ib: float
+    wg: float
+    wb: float
+    ic: float
+    tmp: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Command 0x1C: battery current limit, grid current, and the four voltage limits."""
+
+    cib: float
+    dig: float
+    ubv: float
+    ugv: float
+    obv: float
+    ogv: float
+
+
+class Permission(IntEnum):
+    """APIS's ``battery_operation_status``: which interchange directions the battery allows.
+
+    The APIS battery's status register yields only NONE (bit 0 set) or BOTH (bit 0 clear)
+    (``battery_emulator/__init__.py`` ``check_battery``); the one-direction values are APIS's
+    API values, kept so that the adapters can speak of any battery.
+    """
+
+    NONE = 0
+    CHARGE_ONLY = 1
+    DISCHARGE_ONLY = 2
+    BOTH = 3
+
+    @classmethod
+    def from_status(cls, status: int) -> Permission:
+        """The operation status for a status-register word (bit 0 set: NONE, clear: BOTH)."""
+        return cls(operation_status(status))
+
+    @property
+    def may_charge(self) -> bool:
+        return self in (Permission.CHARGE_ONLY, Permission.BOTH)
+
+    @property
+    def may_discharge(self) -> bool:
+        return self in (Permission.DISCHARGE_ONLY, Permission.BOTH)
+
+
+@dataclass(frozen=True)
+class BmsReading:
+    """State of charge in percent, the interchange permission and the raw status word."""
+
+    soc_percent: float
+    permission: Permission
+    status: int = 0
+
+
+class AlarmStatus(Protocol):
+    """A converter status that tells its alarm level."""
+
+    @property
+    def alarm(self) -> Alarm: ...
+
+
+class Converter(Instrument, Protocol):
+    """A DC/DC converter between the bus and a battery, driven as APIS drives it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rating(self) -> Rating: ...
+
+    @property
+    def battery_current_rating(self) -> float:
+        """Full scale of the battery current limit ``cib`` (A)."""
+        ...
+
+    def field_range(self, name: str) -> tuple[float, float]:
+        """The accepted range of a set-point field (``dig``, ``dvg``, ``cib``, ``ogv`` …)."""
+        ...
+
+    def mode(self) -> ConverterMode: ...
+
+    def set_mode(self, mode: ConverterMode) -> None: ...
+
+    def status(self) -> AlarmStatus: ...
+
+    def meters(self) -> Meters: ...
+
+    def set_limits(self, limits: Limits) -> Limits: ...
+
+    def set_grid_current(self, dig: float) -> Limits: ...
+
+    def apply(
+        self,
+        *,
+        mode: ConverterMode | None = None,
+        dvg: float | None = None,
+        drg: float | None = None,
+        dig: float | None = None,
+    ) -> None:
+        """Change any of mode, ``dvg``, ``drg``, ``dig`` in APIS's order."""
+        ...
+
+    def clear_alarms(self) -> None: ...
+
+
+class Bms(Instrument, Protocol):
+    """A battery management system: state of charge and interchange permission."""
+
+    def read(self) -> BmsReading: ...

@@ -18,18 +18,18 @@ from hil.ratings import model_table
 from hil.units.factory import BATTERY_SIDE_ONLY, adapters
 from instruments.emulation.models import models
 from instruments.families import FUNCTIONS, Family, families, family
-from instruments.roles import BidirectionalSupply, Load, SourceSupply
+from instruments.roles import BidirectionalSupply, Bms, Converter, Load, SourceSupply
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES: dict[str, type] = {
     "supply": SourceSupply,
     "load": Load,
     "bidirectional": BidirectionalSupply,
+    "converter": Converter,
+    "bms": Bms,
 }
 #: Modules above ``instruments`` that still name a family, and why (empty when none do).
 STILL_NAMING: dict[str, str] = {
-    "hil/units/converter.py": "the converter adapter is still typed on the EZA-2500 and APIS BMS",
-    "hil/units/factory.py": "its converter builder hands the converter adapter those drivers",
     "reports/synthetic.py": "synthetic demo records carry the APIS rig's driver names as data",
 }
 

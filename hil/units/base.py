@@ -39,7 +39,7 @@ from hil.errors import (
     SafetyTrip,
 )
 from instruments.base import Identity, Instrument
-from instruments.roles import BidirectionalSupply, Load, SourceSupply
+from instruments.roles import BidirectionalSupply, Bms, Converter, Load, SourceSupply
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,16 @@ def as_source_supply(part: Part) -> SourceSupply:
 def as_load(part: Part) -> Load:
     check_role(part, Load, "a load")
     return cast(Load, part.driver)
+
+
+def as_converter(part: Part) -> Converter:
+    check_role(part, Converter, "a converter")
+    return cast(Converter, part.driver)
+
+
+def as_bms(part: Part) -> Bms:
+    check_role(part, Bms, "a BMS")
+    return cast(Bms, part.driver)
 
 
 def as_bidirectional(part: Part) -> BidirectionalSupply:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 from hil.bench_config import InstrumentConfig, UnitConfig
 from hil.clock import Clock
 from hil.errors import ConfigError
 from hil.ratings import EMULATED
-from instruments.apis_bms import ApisBms
 from instruments.base import Instrument
-from instruments.eza2500 import Eza2500
 from instruments.families import Function, families, family
 
 from .base import (
@@ -28,6 +26,8 @@ from .base import (
     Part,
     UnitBase,
     as_bidirectional,
+    as_bms,
+    as_converter,
     as_load,
     as_source_supply,
 )
@@ -42,8 +42,6 @@ from .supply import SupplyUnit
 EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {name: fam.emulated_options for name, fam in families().items() if fam.emulated_options}
 )
-
-D = TypeVar("D")
 
 
 def instrument_problem(inst: InstrumentConfig) -> str | None:
@@ -97,16 +95,6 @@ def open_instrument(
         raise ConfigError(f"{inst.key} ({inst.driver}): {problem}")
     opener = family(inst.driver).opener
     return opener(inst.resource, **driver_options(inst, timeout=timeout, extra=extra))
-
-
-def _driver(drivers: Mapping[str, Instrument], inst: InstrumentConfig, cls: type[D]) -> D:
-    driver = _part(inst, drivers).driver
-    if not isinstance(driver, cls):
-        raise ConfigError(
-            f"{inst.key}: driver {inst.driver} gave a {type(driver).__name__}, "
-            f"expected a {cls.__name__}"
-        )
-    return driver
 
 
 def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
@@ -239,8 +227,8 @@ def _converter(
         side.setdefault(inst.function, []).append(inst)
     bms_configs = side.pop("bms", [])
     if len(bms_configs) > 1:
-        raise ConfigError(f"unit {config.id}: at most one apis_bms on the battery side")
-    bms = _driver(drivers, bms_configs[0], ApisBms) if bms_configs else None
+        raise ConfigError(f"unit {config.id}: at most one BMS on the battery side")
+    bms = as_bms(_part(bms_configs[0], drivers)) if bms_configs else None
     battery: BatteryEmulator | None = None
     supplies, loads = side.pop("supply", []), side.pop("load", [])
     bidirectional = side.pop("bidirectional", [])
@@ -268,7 +256,7 @@ def _converter(
         raise ConfigError(f"unit {config.id}: a converter needs a BMS or a battery emulator")
     return ConverterUnit(
         config.id,
-        _driver(drivers, main, Eza2500),
+        as_converter(_part(main, drivers)),
         env,
         clock,
         bms=bms,
@@ -276,6 +264,7 @@ def _converter(
         name=main.name,
         driver_name=main.driver,
         bms_name=bms_configs[0].name if bms_configs else "battery",
+        bms_driver_name=bms_configs[0].driver if bms_configs else "",
         battery_current_max=main.rating.battery_current_max,
         safe_off_timeout=safe_off_timeout,
     )
