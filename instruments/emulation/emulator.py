@@ -79,7 +79,7 @@ class EmulatorInfo:
 
     @property
     def resources(self) -> dict[str, str]:
-        """Instrument key → resource, the form ``BenchDescription.with_resources`` takes."""
+        """Instrument key → resource, the form ``hil``'s ``BenchConfig.with_resources`` takes."""
         return {i.id: i.resource for i in self.instruments}
 
     def as_dict(self) -> dict[str, Any]:
