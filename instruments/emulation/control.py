@@ -2,12 +2,20 @@
 
 One request per line, one reply per line. A request is an object with ``cmd`` and the
 command's fields; an optional ``id`` is echoed back. Replies are ``{"ok": true, ...}`` or
-``{"ok": false, "error": "..."}``; a malformed request never closes the connection.
+``{"ok": false, "error": "..."}``; every line gets a reply and a malformed request never
+closes the connection: not JSON (``NaN``/``Infinity`` included: they are not JSON), nested
+too deep, an integer too long, an ``id`` that is not a string or a finite number, a line
+over 1 MiB (the rest of that line is skipped).
+
+``advance`` runs in slices of at most :data:`ADVANCE_SLICE_S` simulated seconds and yields
+to the event loop between them, so instruments, the watchdog and signals keep being served
+during a long advance; one request may advance at most :data:`MAX_ADVANCE_S`.
 
 The channel also owns the *watchdog*: a client that sends ``arm_watchdog {seconds}`` must
 keep talking (any request counts) at least that often and must not close its connection;
-otherwise the emulator makes every output safe, as an armed instrument would. The protocol
-is documented in ``docs/emulator-control.md``.
+otherwise the emulator makes every output safe, as an armed instrument would. The watchdog
+belongs to the connection that armed it: only that connection re-arms or disarms it. The
+protocol is documented in ``docs/emulator-control.md``.
 """
 
 from __future__ import annotations
@@ -19,11 +27,18 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 1 << 20
+#: The most simulated time one ``advance`` request may ask for (31 days).
+MAX_ADVANCE_S = 31 * 86_400.0
+#: ``advance`` goes in slices of this many simulated seconds (the plant's longest step),
+#: yielding to the event loop between slices; fixed in simulated time so that results do
+#: not depend on how fast the machine is.
+ADVANCE_SLICE_S = 60.0
+_READ_CHUNK = 1 << 16
 
 
 class ControlTarget(Protocol):
@@ -70,6 +85,9 @@ class ControlServer:
     _watch_task: asyncio.Task[None] | None = None
     _next_client: int = 0
     _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict)
+    _busy: set[int] = field(default_factory=set)
+    _advance_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _stopping: bool = False
 
     async def start(self) -> tuple[str, int]:
         """Bind and start serving; returns the bound host and port."""
@@ -83,6 +101,7 @@ class ControlServer:
 
     async def stop(self) -> None:
         """Stop serving and close every client connection."""
+        self._stopping = True
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,21 +126,28 @@ class ControlServer:
         self._writers[client] = writer
         peer = writer.get_extra_info("peername")
         log.info("control client %d connected from %s", client, peer)
+        lines = _LineReader(reader)
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (asyncio.LimitOverrunError, ValueError):
-                    await self._reply(writer, {"ok": False, "error": "request longer than 1 MiB"})
-                    break
+                    line = await lines.next()
                 except ConnectionError:
                     break
-                if not line:
-                    break
                 self._touch(client)
+                if line is None:
+                    break
+                if isinstance(line, _Overlong):
+                    error = f"request longer than {MAX_REQUEST_BYTES} bytes (1 MiB); skipped"
+                    await self._reply(writer, {"ok": False, "error": error})
+                    continue
                 if not line.strip():
                     continue
-                reply = await self._handle_line(client, line)
+                self._busy.add(client)
+                try:
+                    reply = await self._handle_line(client, line)
+                finally:
+                    self._busy.discard(client)
+                    self._touch(client)
                 await self._reply(writer, reply)
                 if reply.get("shutdown"):
                     break
@@ -133,7 +159,12 @@ class ControlServer:
 
     async def _reply(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         try:
-            writer.write(json.dumps(reply, allow_nan=False).encode() + b"\n")
+            text = json.dumps(reply, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as exc:
+            log.error("control reply not serialisable (%s): %.200r", exc, reply)
+            text = json.dumps({"ok": False, "error": f"reply not serialisable as JSON: {exc}"})
+        try:
+            writer.write(text.encode() + b"\n")
             await writer.drain()
         except (ConnectionError, RuntimeError):
             log.debug("control reply lost: client went away")
@@ -156,6 +187,8 @@ class ControlServer:
             period = 0.05 if dog is None else min(0.05, dog.seconds / 4)
             await asyncio.sleep(period)
             dog = self._watchdog
+            if dog is not None and dog.owner in self._busy:
+                continue  # the owner is waiting for a reply (e.g. a long advance)
             if dog is not None and loop.time() - dog.last_seen > dog.seconds:
                 self._watchdog = None
                 self.target.make_safe(
@@ -165,13 +198,8 @@ class ControlServer:
     async def _handle_line(self, client: int, line: bytes) -> dict[str, Any]:
         request_id: Any = None
         try:
-            try:
-                request = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise RequestError(f"not a JSON object: {exc}") from None
-            if not isinstance(request, dict):
-                raise RequestError("a request must be a JSON object with a 'cmd' field")
-            request_id = request.get("id")
+            request = _parse(line)
+            request_id = _request_id(request)
             reply = await self._dispatch(client, request)
         except RequestError as exc:
             reply = {"ok": False, "error": str(exc)}
@@ -181,6 +209,19 @@ class ControlServer:
         if request_id is not None:
             reply["id"] = request_id
         return reply
+
+    async def _advance(self, seconds: float) -> float:
+        """Advance in slices of :data:`ADVANCE_SLICE_S`, yielding to the loop between them;
+        one advance at a time (a second request waits for the first)."""
+        async with self._advance_lock:
+            end = self.target.time() + seconds
+            now = self.target.advance(min(seconds, ADVANCE_SLICE_S))
+            while end - now > 1e-9 * max(1.0, abs(end)):
+                await asyncio.sleep(0)
+                if self._stopping:
+                    raise RequestError(f"emulator stopping; advance interrupted at t={now:g} s")
+                now = self.target.advance(min(end - now, ADVANCE_SLICE_S))
+            return now
 
     async def _dispatch(self, client: int, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
@@ -192,8 +233,8 @@ class ControlServer:
         if cmd == "time":
             return {"ok": True, "time": target.time()}
         if cmd == "advance":
-            seconds = _number(request, "seconds", minimum=0.0)
-            return {"ok": True, "time": target.advance(seconds)}
+            seconds = _number(request, "seconds", minimum=0.0, maximum=MAX_ADVANCE_S)
+            return {"ok": True, "time": await self._advance(seconds)}
         if cmd == "fault":
             instrument = _text(request, "instrument")
             kind = _text(request, "kind")
@@ -217,6 +258,12 @@ class ControlServer:
             return {"ok": True}
         if cmd == "arm_watchdog":
             seconds = _number(request, "seconds", minimum=0.0)
+            owner = self._watchdog.owner if self._watchdog is not None else client
+            if owner != client:
+                raise RequestError(
+                    f"the watchdog is armed by control client {owner}; only that connection "
+                    "can re-arm or disarm it (it trips if that connection closes)"
+                )
             if seconds == 0:
                 self._watchdog = None
                 return {"ok": True, "watchdog": None}
@@ -239,10 +286,94 @@ def _text(request: dict[str, Any], key: str) -> str:
     return value
 
 
-def _number(request: dict[str, Any], key: str, *, minimum: float) -> float:
+def _number(
+    request: dict[str, Any], key: str, *, minimum: float, maximum: float = math.inf
+) -> float:
     value = request.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RequestError(f"'{request.get('cmd')}' needs '{key}' as a finite number")
-    if value < minimum:
-        raise RequestError(f"'{key}' must be at least {minimum:g}, got {value:g}")
-    return float(value)
+    need = f"'{request.get('cmd')}' needs '{key}' as a finite number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(need)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise RequestError(f"{need}; got an integer of {len(str(value))} digits") from None
+    if not math.isfinite(number):
+        raise RequestError(need)
+    if number < minimum:
+        raise RequestError(f"'{key}' must be at least {minimum:g}, got {number:g}")
+    if number > maximum:
+        raise RequestError(
+            f"'{key}' must be at most {maximum:g} per request, got {number:g}; "
+            "advance in several requests"
+        )
+    return number
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """The request object on ``line``; :class:`RequestError` for anything else."""
+    try:
+        request = json.loads(line, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"not a JSON object: not UTF-8 text ({exc.reason})") from None
+    except RecursionError:
+        raise RequestError("not a JSON object: nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer too long
+        raise RequestError(f"not a JSON object: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError("a request must be a JSON object with a 'cmd' field")
+    return request
+
+
+def _request_id(request: dict[str, Any]) -> Any:
+    """The request's ``id`` if it can be echoed: a string or a finite number (or none)."""
+    value = request.get("id")
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, int) and abs(value) < 1 << 63:
+        return value
+    raise RequestError("'id' must be a string or a finite number (integers within 64 bits)")
+
+
+class _Overlong:
+    """Marks a line that exceeded :data:`MAX_REQUEST_BYTES`."""
+
+
+_OVERLONG: Final = _Overlong()
+
+
+class _LineReader:
+    """Lines of one connection, bounded: a line over :data:`MAX_REQUEST_BYTES` yields
+    :data:`_OVERLONG` once and is skipped up to its end, and the connection goes on."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._buffer = bytearray()
+        self._skipping = False
+
+    async def next(self) -> bytes | _Overlong | None:
+        """The next line (newline included), :data:`_OVERLONG`, or None at the end."""
+        buf = self._buffer
+        while True:
+            end = buf.find(b"\n")
+            if end >= 0:
+                line = bytes(buf[: end + 1])
+                del buf[: end + 1]
+                if self._skipping:
+                    self._skipping = False
+                    continue
+                return _OVERLONG if len(line) > MAX_REQUEST_BYTES else line
+            if len(buf) > MAX_REQUEST_BYTES:
+                buf.clear()
+                if not self._skipping:
+                    self._skipping = True
+                    return _OVERLONG
+            chunk = await self._reader.read(_READ_CHUNK)
+            if not chunk:
+                return None
+            buf += chunk

@@ -55,6 +55,10 @@ SAFE_CURRENT_A = 0.010
 BUS_CAPACITANCE_F = 2e-3
 BUS_BLEED_OHM = 10_000.0
 WALL_TICK_S = 0.02
+#: The fastest wall clock (``--speed``): 1000 simulated seconds per wall second keeps each
+#: 20 ms tick at 20 simulated seconds, well inside one plant step budget, so the servers
+#: are never starved by the ticker.
+MAX_SPEED = 1000.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,11 @@ def standalone_day(
 
 
 class Emulator:
-    """All instruments of one bench, their plant, servers and control channel."""
+    """All instruments of one bench, their plant, servers and control channel.
+
+    Instruments bind ``host``; the control channel binds ``control_host`` (loopback unless
+    the caller exposes it on purpose: it is unauthenticated).
+    """
 
     def __init__(
         self,
@@ -255,11 +263,15 @@ class Emulator:
         host: str = "127.0.0.1",
         control_port: int = 0,
         serial: SerialMode | None = None,
+        control_host: str = "127.0.0.1",
     ) -> None:
         if clock not in ("sim", "wall"):
             raise ConfigError(f"clock must be 'sim' or 'wall', got {clock!r}")
-        if not (math.isfinite(speed) and speed > 0):
-            raise ConfigError(f"speed must be a positive number, got {speed!r}")
+        if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+            raise ConfigError(
+                f"speed must be a number above 0 and at most {MAX_SPEED:g} (simulated seconds "
+                f"per wall second), got {speed!r}"
+            )
         self.bench = bench
         self.clock: ClockMode = clock
         self.speed = speed
@@ -276,18 +288,27 @@ class Emulator:
         self.stopped = asyncio.Event()
         self._group = ServerGroup()
         self._control = ControlServer(
-            self, on_shutdown=self._request_shutdown, host=host, port=control_port
+            self, on_shutdown=self._request_shutdown, host=control_host, port=control_port
         )
         self._ticker: asyncio.Task[None] | None = None
 
     # -- serving ---------------------------------------------------------------------
     async def start(self) -> EmulatorInfo:
-        """Serve every instrument and the control channel; returns where."""
+        """Serve every instrument and the control channel; returns where.
+
+        ``OSError`` (a port in use, a host that does not resolve) after closing whatever
+        had started: no client can have driven an output yet.
+        """
         served = []
-        for key, model in self.models.items():
-            resource = await self._serve(key, model)
-            served.append(EmulatedInstrument(model.ctx.unit.id, key, model.driver, resource))
-        host, port = await self._control.start()
+        try:
+            for key, model in self.models.items():
+                resource = await self._serve(key, model)
+                served.append(EmulatedInstrument(model.ctx.unit.id, key, model.driver, resource))
+            host, port = await self._control.start()
+        except OSError:
+            await self._control.stop()
+            await self._group.close()
+            raise
         if self.clock == "wall":
             self._ticker = asyncio.create_task(self._tick())
         self.info = EmulatorInfo(control=f"{host}:{port}", instruments=served)
@@ -402,7 +423,7 @@ class Emulator:
 
     def make_safe(self, reason: str) -> None:
         log.warning("making every output safe: %s", reason)
-        self.plant.make_safe()
+        self.plant.make_safe(at_once=True)
         for model in self.models.values():
             model.after_make_safe()
         self.safe_reason = reason

@@ -48,6 +48,7 @@ import enum
 import functools
 import logging
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -533,10 +534,22 @@ def rtu_frame(unit_id: int, pdu: bytes) -> bytes:
 
 _INCOMPLETE: Final = -1
 _INVALID: Final = 0
+#: The longest request of an unsupported function the RTU framing looks for (assumed: the
+#: standard functions it does not support, e.g. 7, 8, 11, 17 and 43/14, are 4 to 12 bytes;
+#: a longer one goes unanswered, as a real slave's reply to junk would).
+MAX_UNKNOWN_RTU_FRAME: Final = 64
+#: Framing work (bytes checked) one ``feed`` may do before it leaves the rest for the next
+#: call: the transport calls again after serving every other connection (issue 13: 64 KiB
+#: of junk on one RTU-over-TCP connection stalled the whole emulator for 1.2 s).
+FEED_WORK_BUDGET: Final = 16 * 1024
 
 
 def _rtu_request_length(buf: bytes | bytearray, at: int) -> int:
-    """Length of a CRC-valid request frame at ``at``; ``_INCOMPLETE`` or ``_INVALID``."""
+    """Length of a CRC-valid request frame at ``at``; ``_INCOMPLETE`` or ``_INVALID``.
+
+    Functions 15 and 16 must carry a quantity in range and the byte count it implies
+    (Modbus Application Protocol V1.1b3, 6.11/6.12) before their CRC is computed.
+    """
     available = len(buf) - at
     if available < 2:
         return _INCOMPLETE
@@ -546,24 +559,35 @@ def _rtu_request_length(buf: bytes | bytearray, at: int) -> int:
     elif function in (WRITE_MULTIPLE_COILS, WRITE_MULTIPLE_REGISTERS):
         if available < 7:
             return _INCOMPLETE
+        count = buf[at + 4] << 8 | buf[at + 5]
+        if function == WRITE_MULTIPLE_COILS:
+            fits = 1 <= count <= MAX_WRITE_BITS and buf[at + 6] == (count + 7) // 8
+        else:
+            fits = 1 <= count <= MAX_WRITE_REGISTERS and buf[at + 6] == 2 * count
+        if not fits:
+            return _INVALID
         length = 9 + buf[at + 6]
+    elif function & 0x80 or buf[at] == 0:
+        return _INVALID  # a reply is no request; a broadcast of an unknown function does nothing
     else:
         return _rtu_unknown_length(buf, at)
     if available < length:
         return _INCOMPLETE
-    frame = memoryview(buf)[at : at + length]
-    if crc16(frame[:-2]) != frame[-2] | (frame[-1] << 8):
+    if crc16(memoryview(buf)[at : at + length - 2]) != buf[at + length - 2] | (
+        buf[at + length - 1] << 8
+    ):
         return _INVALID
     return length
 
 
 def _rtu_unknown_length(buf: bytes | bytearray, at: int) -> int:
-    """An unsupported function has no known length: the shortest CRC-valid span wins.
+    """An unsupported function has no known length: the shortest CRC-valid span of at most
+    :data:`MAX_UNKNOWN_RTU_FRAME` bytes wins.
 
     Trying many lengths makes a chance CRC match likely enough to matter, so a span that
     contains a complete valid frame of a supported function is not a frame (that one is).
     """
-    end = min(len(buf), at + MAX_RTU_FRAME)
+    end = min(len(buf), at + MAX_UNKNOWN_RTU_FRAME)
     crc = 0xFFFF
     for i in range(at, end):
         if i - at >= 2 and i + 1 < end and crc == buf[i] | (buf[i + 1] << 8):
@@ -578,7 +602,7 @@ def _rtu_unknown_length(buf: bytes | bytearray, at: int) -> int:
                 return _INVALID
             return length
         crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ buf[i]) & 0xFF]
-    return _INVALID if end - at >= MAX_RTU_FRAME else _INCOMPLETE
+    return _INVALID if end - at >= MAX_UNKNOWN_RTU_FRAME else _INCOMPLETE
 
 
 def _mbap_request_length(buf: bytes | bytearray, at: int) -> int:
@@ -600,17 +624,47 @@ def _mbap_request_length(buf: bytes | bytearray, at: int) -> int:
     return total if available >= total else _INCOMPLETE
 
 
-class _Splitter:
-    """Cuts a byte stream into frames, dropping bytes until a candidate frame is valid."""
+#: Where an MBAP request may start: protocol id 0 two bytes on, or too near the end to tell.
+_MBAP_STARTS: Final = re.compile(b"(?=..\\x00\\x00|.{0,3}\\Z)", re.DOTALL)
 
-    def __init__(self, measure: Callable[[bytes | bytearray, int], int]) -> None:
+
+def _rtu_starts(units: Iterable[int]) -> re.Pattern[bytes]:
+    """Where an RTU request for this line may start: a byte naming one of its units or 0.
+
+    Frames for other units are skipped as junk rather than measured: their bytes would
+    need a chance CRC match (1 in 65 536) to be mistaken for a frame of ours.
+    """
+    accepted = sorted({0, *units})
+    return re.compile(b"[" + b"".join(re.escape(bytes((u,))) for u in accepted) + b"]")
+
+
+class _Splitter:
+    """Cuts a byte stream into frames, skipping bytes until a candidate frame is valid.
+
+    Only bytes that ``starts`` matches can begin a frame (found by ``re``, at C speed). A
+    candidate that is incomplete holds the bytes from it on, but a complete valid frame
+    later in the buffer wins, so stray bytes cannot stall the line. One :meth:`feed` does
+    at most :data:`FEED_WORK_BUDGET` bytes of checking; :attr:`backlog` then says that
+    bytes are waiting for another call (``feed(b"")``), which the transport makes after
+    serving its other connections.
+    """
+
+    def __init__(
+        self,
+        measure: Callable[[bytes | bytearray, int], int],
+        starts: re.Pattern[bytes],
+        miss_cost: int,
+    ) -> None:
         self._measure = measure
+        self._starts = starts
+        self._miss_cost = miss_cost
         self._buffer = bytearray()
+        self.backlog = False
         self.discarded = 0
 
     @property
     def pending(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
+        """Bytes held back waiting for the rest of a frame (or for the next call)."""
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -619,29 +673,34 @@ class _Splitter:
             return [data]  # the usual case: exactly one whole request
         buf += data
         frames: list[bytes] = []
-        while buf:
-            length = self._measure(buf, 0)
-            if length == _INVALID:
-                self.discarded += 1
-                del buf[0]
-                continue
-            if length == _INCOMPLETE:
-                later = self._later_frame()
-                if later is None:
-                    break
-                self.discarded += later
-                del buf[:later]
-                continue
-            frames.append(bytes(buf[:length]))
-            del buf[:length]
+        pos = 0  # bytes before pos are consumed or discarded
+        hold = -1  # first incomplete candidate since pos
+        scan = 0
+        work = 0
+        self.backlog = False
+        while True:
+            found = self._starts.search(buf, scan) if scan < len(buf) else None
+            if found is None or found.start() >= len(buf):
+                scan = len(buf)
+                break
+            at = found.start()
+            length = self._measure(buf, at)
+            work += self._miss_cost if length <= 0 else length
+            if length > 0:
+                frames.append(bytes(buf[at : at + length]))
+                pos = scan = at + length
+                hold = -1
+            else:
+                if length == _INCOMPLETE and hold < 0:
+                    hold = at
+                scan = at + 1
+            if work >= FEED_WORK_BUDGET and scan < len(buf):
+                self.backlog = True
+                break
+        cut = hold if hold >= 0 else scan  # a held candidate may complete later
+        self.discarded += cut - pos
+        del buf[:cut]
         return frames
-
-    def _later_frame(self) -> int | None:
-        buf = self._buffer
-        for at in range(1, len(buf)):
-            if self._measure(buf, at) > 0:
-                return at
-        return None
 
 
 class ModbusBus:
@@ -677,8 +736,13 @@ class ModbusTcpSession:
 
     def __init__(self, bus: ModbusBus) -> None:
         self._devices = bus.devices
-        self._splitter = _Splitter(_mbap_request_length)
+        self._splitter = _Splitter(_mbap_request_length, _MBAP_STARTS, 8)
         self._reads: dict[bytes, Callable[[], bytes]] = {}
+
+    @property
+    def backlog(self) -> bool:
+        """Bytes wait for another ``feed`` (the framing work of one call is bounded)."""
+        return self._splitter.backlog
 
     def feed(self, data: bytes) -> list[bytes]:
         # Fast path: a whole register read seen before on this connection (polling).
@@ -721,8 +785,15 @@ class ModbusRtuSession:
 
     def __init__(self, bus: ModbusBus) -> None:
         self._devices = bus.devices
-        self._splitter = _Splitter(_rtu_request_length)
+        self._splitter = _Splitter(
+            _rtu_request_length, _rtu_starts(self._devices), MAX_UNKNOWN_RTU_FRAME
+        )
         self._reads: dict[bytes, Callable[[], bytes]] = {}
+
+    @property
+    def backlog(self) -> bool:
+        """Bytes wait for another ``feed`` (the framing work of one call is bounded)."""
+        return self._splitter.backlog
 
     def feed(self, data: bytes) -> list[bytes]:
         if len(data) == _RTU_READ_LENGTH and not self._splitter.pending:

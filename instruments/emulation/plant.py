@@ -742,10 +742,26 @@ class Plant:
         for h in self._handles.values():
             h.clear_trips()
 
-    def make_safe(self) -> None:
-        """Every output off, every load input off, every converter to WAIT."""
+    def make_safe(self, *, at_once: bool = False) -> None:
+        """Every output off, every load input off, every converter to WAIT.
+
+        Normally the currents slew down like any switch-off. ``at_once`` (the emulator's
+        emergency off: watchdog, shutdown, signal) cuts them now, at the present time and
+        node voltages, so that the true state is safe without time having to move.
+        """
         for h in self._handles.values():
             h.make_safe()
+        if at_once:
+            net = self._net
+            slewed = net.n_slewed
+            net.cur[:, :slewed] = net.tgt[:, :slewed]
+            self._slewing = False
+            V = net.V.copy()
+            net._evaluate(V)
+            if self._n_conv:
+                self._update_injection()
+                net._evaluate(V)
+            self._ctx.changed = True
 
     def snapshot(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict of the true state of every node and port."""

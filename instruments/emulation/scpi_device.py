@@ -48,6 +48,7 @@ from instruments.emulation.scpi_parser import (
     SETTINGS_CONFLICT,
     SYNTAX_ERROR,
     UNDEFINED_HEADER,
+    BoundedCache,
     BoundQuery,
     Number,
     Param,
@@ -58,6 +59,7 @@ from instruments.emulation.scpi_parser import (
     split_params,
     split_unit,
     split_units,
+    words_size,
 )
 
 log = logging.getLogger(__name__)
@@ -276,13 +278,12 @@ class CommandTable:
     the bytes of the line they came in (only lines that passed the character check).
     """
 
-    CACHE_LIMIT = 4096
-
     def __init__(self, commands: Iterable[Command]) -> None:
         self.commands = tuple(commands)
-        self._cache: dict[tuple[tuple[str, ...], bool], tuple[Command, tuple[int, ...]]] = {}
-        self.plans: dict[str, _Plan] = {}
-        self.lines: dict[bytes, _Plan] = {}
+        self._cache: BoundedCache[tuple[tuple[str, ...], bool], tuple[Command, tuple[int, ...]]]
+        self._cache = BoundedCache(words_size)
+        self.plans: BoundedCache[str, _Plan] = BoundedCache(len)
+        self.lines: BoundedCache[bytes, _Plan] = BoundedCache(len)
 
     def resolve(self, words: tuple[str, ...], is_query: bool) -> tuple[Command, tuple[int, ...]]:
         """The command a typed path names; -113 when none does."""
@@ -295,9 +296,7 @@ class CommandTable:
                 continue
             suffixes = entry.compiled.match(words)
             if suffixes is not None:
-                if len(self._cache) >= self.CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[key] = (entry, suffixes)
+                self._cache.put(key, (entry, suffixes))
                 return entry, suffixes
         typed = ":".join(words) + ("?" if is_query else "")
         raise ScpiError(UNDEFINED_HEADER, typed[:60])
@@ -585,10 +584,7 @@ class ScpiDevice:
         reply = self.execute(message)
         plan = self.table.plans.get(message)
         if plan is not None:
-            lines = self.table.lines
-            if len(lines) >= self.table.CACHE_LIMIT:
-                lines.clear()
-            lines[line] = plan
+            self.table.lines.put(line, plan)
         return reply
 
     def execute(self, message: str) -> str | None:
@@ -619,9 +615,7 @@ class ScpiDevice:
                 break
             steps.append(step)
         if failure is None:
-            if len(plans) >= self.table.CACHE_LIMIT:
-                plans.clear()
-            plans[message] = _Plan.of(steps)
+            plans.put(message, _Plan.of(steps))
         return self._run(steps, failure)
 
     def _compile(self, unit: str, path: tuple[str, ...]) -> tuple[_Step, tuple[str, ...]]:

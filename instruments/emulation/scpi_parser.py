@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 # ---- errors ---------------------------------------------------------------------------
 
@@ -128,8 +128,66 @@ class Header:
     common: bool
 
 
-_header_cache: dict[str, Header] = {}
-_CACHE_LIMIT = 4096
+#: Cache bounds (every SCPI cache): entries, bytes of keys in all, bytes of one key. A key
+#: longer than the last is never cached (compiling it again is cheap next to holding it):
+#: random or hostile input can no longer fill memory (issue 13: 60 KB messages held 1.2 MB
+#: each, 4096 of them per model).
+CACHE_ENTRIES = 4096
+CACHE_BYTES = 128 * 1024
+CACHE_ENTRY_BYTES = 1024
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(dict[K, V]):
+    """A dict bounded by entry count and by the summed size of its keys, oldest out first.
+
+    Reads are plain ``dict`` lookups (the hot path); writes go through :meth:`put`.
+    """
+
+    def __init__(
+        self,
+        size: Callable[[K], int],
+        *,
+        max_entries: int = CACHE_ENTRIES,
+        max_bytes: int = CACHE_BYTES,
+        max_entry_bytes: int = CACHE_ENTRY_BYTES,
+    ) -> None:
+        super().__init__()
+        self._size = size
+        self._sizes: dict[K, int] = {}
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.bytes = 0
+
+    def put(self, key: K, value: V) -> None:
+        """Remember ``value`` under ``key`` unless the key is too long; evict the oldest."""
+        if key in self:
+            return
+        size = self._size(key)
+        if size > self.max_entry_bytes:
+            return
+        while self and (len(self) >= self.max_entries or self.bytes + size > self.max_bytes):
+            oldest = next(iter(self))
+            del self[oldest]
+            self.bytes -= self._sizes.pop(oldest)
+        self[key] = value
+        self._sizes[key] = size
+        self.bytes += size
+
+    def clear(self) -> None:
+        super().clear()
+        self._sizes.clear()
+        self.bytes = 0
+
+
+def words_size(words: tuple[tuple[str, ...], bool]) -> int:
+    """Size of a resolved-path key: its characters and one separator per word."""
+    return sum(len(word) + 1 for word in words[0])
+
+
+_header_cache: BoundedCache[str, Header] = BoundedCache(len)
 
 
 def parse_header(text: str) -> Header:
@@ -149,9 +207,7 @@ def parse_header(text: str) -> Header:
         if len(word.lstrip("*")) > MAX_MNEMONIC:
             raise ScpiError(MNEMONIC_TOO_LONG, word[:40])
     header = Header(words, query, absolute, body.startswith("*"))
-    if len(_header_cache) >= _CACHE_LIMIT:
-        _header_cache.clear()
-    _header_cache[text] = header
+    _header_cache.put(text, header)
     return header
 
 

@@ -18,10 +18,15 @@ Using it from another protocol (e.g. the EZA-2500 binary frames)::
 
 ``MyFrameSession`` is any zero-argument callable returning an object with
 ``feed(data: bytes) -> list[bytes]``; a session that raises is logged and its connection
-closed, never the server. Pass ``terminator=b"\\n"`` for line protocols so that a garbled
-reply keeps its line end (the client reads a *wrong* line rather than hanging), or
-``corrupt=`` to spoil replies your own way (the default for binary protocols flips the bits
-of the middle byte, which breaks any checksum yet keeps the frame length).
+closed, never the server. A session that bounds its work per call (Modbus framing of a
+flood of junk) sets a true ``backlog`` attribute while bytes wait: the server stops reading
+that connection and calls ``feed(b"")`` again from the event loop, after every other
+connection has had its turn, until the backlog is gone.
+
+Pass ``terminator=b"\\n"`` for line protocols so that a garbled reply keeps its line end
+(the client reads a *wrong* line rather than hanging), or ``corrupt=`` to spoil replies your
+own way (the default for binary protocols flips the bits of the middle byte, which breaks
+any checksum yet keeps the frame length).
 
 Fault semantics (:class:`Faults`), per instrument, shared by all its servers:
 
@@ -320,6 +325,11 @@ def _as_float(value: Any, what: str, instrument: str) -> float:
     return float(value)
 
 
+def _has_backlog(session: Session) -> bool:
+    """True when ``session`` left bytes for another ``feed(b"")`` (see the module doc)."""
+    return bool(getattr(session, "backlog", False))
+
+
 def _call_hook(hook: Callable[..., None] | None, *args: Any) -> None:
     if hook is None:
         return
@@ -420,6 +430,8 @@ class _TcpConnection(asyncio.Protocol):
         self._session: Session | None = None
         self._pipe: _ReplyPipe | None = None
         self._peer = "?"
+        self._busy = False  # a backlog is being worked off (reading paused)
+        self._write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -452,26 +464,50 @@ class _TcpConnection(asyncio.Protocol):
         server = self._server
         if server.hooks.on_receive is not None:
             _call_hook(server.hooks.on_receive, server.instrument, len(data))
+        self._feed(session, data)
+
+    def _feed(self, session: Session, data: bytes) -> None:
+        """Feed the session, send its replies, and come back later for any backlog."""
+        server = self._server
         try:
             replies = session.feed(data)
         except Exception:
             log.exception("%s: session failed on input from %s", server.instrument, self._peer)
             self.reset()
             return
-        if replies:
+        if replies and self._pipe is not None:
             self._pipe.send(replies)
+        busy = _has_backlog(session)
+        if busy != self._busy and self._transport is not None:
+            self._busy = busy
+            self._update_reading()
+        if busy:
+            asyncio.get_running_loop().call_soon(self._work_off, session)
+
+    def _work_off(self, session: Session) -> None:
+        if session is self._session and self._transport is not None:
+            self._feed(session, b"")
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._busy or self._write_paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     @property
     def pending(self) -> int:
         return self._pipe.pending if self._pipe is not None else 0
 
     def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        self._write_paused = False
+        self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         server = self._server
@@ -685,14 +721,32 @@ class PtyServer(_ServerBase):
         session = self._session
         if session is None or self._pipe is None:
             return
+        self._feed(session, data)
+
+    def _feed(self, session: Session, data: bytes) -> None:
+        """Feed the session, send its replies, and come back later for any backlog
+        (not reading the line meanwhile)."""
         try:
             replies = session.feed(data)
         except Exception:
             log.exception("%s: session failed on input from %s", self.instrument, self.path)
             self._session = ShutSession()
             return
-        if replies:
+        if replies and self._pipe is not None:
             self._pipe.send(replies)
+        if _has_backlog(session) and self._loop is not None:
+            self._loop.remove_reader(self._master)
+            self._loop.call_soon(self._work_off, session)
+
+    def _work_off(self, session: Session) -> None:
+        if self._master < 0 or self._loop is None:
+            return
+        if session is self._session:
+            self._feed(session, b"")
+            if session is self._session and _has_backlog(session):
+                return
+        if self._session is not None:  # done, failed, or replaced by a disconnect fault
+            self._loop.add_reader(self._master, self._on_readable)
 
     def _client_left(self) -> None:
         """The slave was closed: forget the session, discard stale output, wait again."""
