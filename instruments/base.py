@@ -2,7 +2,7 @@
 
 A driver never sends a set-point its instrument is not rated for: every setter calls
 :func:`check_setpoint` (or a descriptor that does) *before* any byte leaves, and the
-:class:`~hil.errors.RatingError` it raises names the instrument, the quantity, the value and
+:class:`~instruments.errors.RatingError` it raises names the instrument, the quantity, the value and
 the limit.
 """
 

@@ -12,9 +12,9 @@ behaviour APIS's converter service has:
   input left over from any failed exchange is flushed before the next request;
 - a NAK with a retryable code (0xFFFD not accepted now, 0xFFFC busy) is retried — at most
   ``retries`` tries in all (APIS: 3) — with ``pacing`` seconds (APIS: about 62 ms) between
-  commands; other NAK codes raise :class:`~hil.errors.InstrumentReportedError` at once;
+  commands; other NAK codes raise :class:`~instruments.errors.InstrumentReportedError` at once;
 - after every mode change the mode is read back; a mismatch is a hardware error
-  (:class:`~hil.errors.InstrumentReportedError`), as in APIS;
+  (:class:`~instruments.errors.InstrumentReportedError`), as in APIS;
 - :meth:`Eza2500.apply` orders a combined change as APIS does: starting from WAIT it sends
   the voltage reference (0x1A), then the limits (0x1C), then the mode (0x00); otherwise the
   mode goes first.

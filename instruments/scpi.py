@@ -13,7 +13,7 @@ scripted tests); ``psu.voltage`` sends ``VOLT?`` and parses the number.
 
 :class:`ScpiInstrument` adds identity parsing (``*IDN?``), ``*OPC?`` synchronisation, error
 queue draining (``SYST:ERR?``) and a *strict* mode that reads the error queue after every
-setting and raises :class:`~hil.errors.InstrumentReportedError` with the instrument's own
+setting and raises :class:`~instruments.errors.InstrumentReportedError` with the instrument's own
 error text. Every public call holds the driver's lock, so threads may share a driver;
 :meth:`ScpiInstrument.locked` holds it across a sequence of calls.
 """
@@ -72,7 +72,7 @@ def parse_number(reply: str, *, resource: str, command: str, unit: str = "") -> 
     """A number from an NR1/NR2/NR3 reply, optionally followed by ``unit`` (``5.00 A``).
 
     ``9.9E+37`` (SCPI's over-range) and non-numeric text raise
-    :class:`~hil.errors.MalformedReply` naming the resource and the command.
+    :class:`~instruments.errors.MalformedReply` naming the resource and the command.
     """
     if reply.isascii() and "_" not in reply:
         # The usual reply (``+4.80000E+01``). On ASCII text without underscores, float()
