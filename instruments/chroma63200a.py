@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import Enum
 
 from instruments.errors import MalformedReply
 from instruments.families import Family, SettingSpec, register
@@ -66,6 +66,7 @@ from .scpi import (
     parse_bool,
     parse_number,
 )
+from .wire.chroma63200a import TRIPS, ChannelStatus
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +94,6 @@ class LoadMode(Enum):
     def regulation(self) -> str:
         """``CC``, ``CR``, ``CV`` or ``CP``."""
         return self.value[:2]
-
-
-class ChannelStatus(IntFlag):
-    """``STAT:CHAN:COND?`` bits (63600 manual layout; see the module docstring)."""
-
-    OTP = 1
-    OVP = 2
-    OCP = 4
-    OPP = 8
-    REV = 16
-    SYNC = 32
-    MAX_LIM = 64
-    FAN = 128
-
-
-#: Channel status bits latched until ``LOAD:PROT:CLE``: a protection or a reversed input.
-TRIPS = (
-    ChannelStatus.OTP
-    | ChannelStatus.OVP
-    | ChannelStatus.OCP
-    | ChannelStatus.OPP
-    | ChannelStatus.REV
-)
 
 
 READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "LOAD?", "STAT:CHAN:COND?", "MODE?")

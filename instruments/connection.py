@@ -21,10 +21,11 @@ Three kinds of line, one class each:
 - :class:`SerialConnection` — raw bytes through pyserial ``serial_for_url``: a device path,
   a pty path, or a URL such as ``socket://127.0.0.1:PORT``.
 
-Errors: every failure becomes a :class:`~instruments.errors.CommunicationError` subclass carrying the
-resource and the command — :class:`~instruments.errors.InstrumentTimeout` when no (complete) reply
-came, :class:`~instruments.errors.MalformedReply` when it could not be decoded, the base class when
-the line dropped or could not be opened; a Modbus exception response becomes
+Errors: every failure becomes a :class:`~instruments.errors.CommunicationError` subclass
+carrying the resource and the command — :class:`~instruments.errors.InstrumentTimeout` when
+no (complete) reply came, :class:`~instruments.errors.MalformedReply` when it could not be
+decoded, the base class when the line dropped or could not be opened; a Modbus exception
+response becomes
 :class:`~instruments.errors.InstrumentReportedError`. After a timeout or a dropped line the
 connection is *stale*: the failing call raises, and the next call (or an explicit
 :meth:`reopen`) closes and reopens the line first, so a late reply can never be taken for

@@ -61,7 +61,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import Enum
 
 from instruments.errors import CapabilityError
 from instruments.families import Family, register
@@ -86,6 +86,13 @@ from .scpi import (
     parse_bool,
     parse_number,
 )
+from .wire.it6000c import (
+    SCPI_CURRENT_MAX,
+    SCPI_POWER_MAX,
+    SCPI_VOLTAGE_MAX,
+    OperationStatus,
+    QuestionableStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,41 +115,6 @@ class FunctionMode(Enum):
     SOLAR = "SOL"
     CAR = "CARP"
 
-
-class OperationStatus(IntFlag):
-    """``STAT:OPER:COND?`` bits (OpenBench): the regulation loop in control."""
-
-    CC_POS = 128
-    CV = 256
-    CP_POS = 512
-    CC_NEG = 2048
-    CP_NEG = 4096
-
-
-class QuestionableStatus(IntFlag):
-    """``STAT:QUES:COND?`` bits (OpenBench): latched protections and faults."""
-
-    OVP = 1
-    OCP_POS = 2
-    OCP_NEG = 4
-    OPP_POS = 8
-    OPP_NEG = 16
-    UVP = 32
-    OTP = 64
-    UCP = 128
-    SENSE = 256
-    SHARE = 512
-    REVERSE = 1024
-    INHIBIT = 2048
-    POWER_STATE = 4096
-    PROTECTION = 8192
-    INTERNAL = 16384
-
-
-#: SCPI maxima as fractions of the rating (OpenBench, IT6054C-800-225).
-SCPI_VOLTAGE_MAX = 1.01
-SCPI_CURRENT_MAX = 1.01
-SCPI_POWER_MAX = 1.02
 
 _PRIORITY_ALIASES = {"VOLTAGE": Priority.VOLTAGE, "CURRENT": Priority.CURRENT}
 _MODE_ALIASES = {
