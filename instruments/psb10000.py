@@ -67,7 +67,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
 
 from instruments.errors import MalformedReply
 from instruments.families import Family, SettingSpec, register
@@ -76,65 +75,39 @@ from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, ScpiConnection
 from .roles import Allowed, OutputReading, OutputStatus, ProtectionLevels, SafeAction
 from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch, parse_number
+from .wire.psb10000 import (
+    COIL_OUTPUT,
+    COIL_REMOTE,
+    COIL_UIR_MODE,
+    DEFAULT_DEVICE_ID,
+    FULL_SCALE,
+    PROTECTION_CAP,
+    REG_CURRENT,
+    REG_NOMINAL_CURRENT,
+    REG_NOMINAL_POWER,
+    REG_NOMINAL_VOLTAGE,
+    REG_OCP,
+    REG_OPP,
+    REG_OVP,
+    REG_POWER,
+    REG_SINK_CURRENT,
+    REG_SINK_OCP,
+    REG_SINK_OPP,
+    REG_SINK_POWER,
+    REG_STATE,
+    REG_VOLTAGE,
+    SET_CAP,
+    TRIPS,
+    PsbState,
+    Regulation,
+)
 
 log = logging.getLogger(__name__)
 
 VENDOR = "Elektro-Automatik"
 
-COIL_REMOTE = 402
-COIL_OUTPUT = 405
-COIL_UIR_MODE = 409
-REG_SINK_POWER = 498
-REG_SINK_CURRENT = 499
-REG_VOLTAGE = 500
-REG_CURRENT = 501
-REG_POWER = 502
-REG_STATE = 505
-REG_ACTUAL = 507
-REG_OVP = 550
-REG_OCP = 553
-REG_OPP = 556
-REG_SINK_OCP = 569
-REG_SINK_OPP = 570
-REG_NOMINAL_VOLTAGE = 121
-REG_NOMINAL_CURRENT = 123
-REG_NOMINAL_POWER = 125
-
-FULL_SCALE = 0xCCCC
-SET_CAP = 0xD0E5
-PROTECTION_CAP = 0xE147
+#: Protection levels the driver sets are clipped to this times the nominal value.
 PROTECTION_FACTOR = 1.1
-#: The project's one default unit id for a PSB (the unit answers 0 and 1 alike).
-DEFAULT_DEVICE_ID = 0
-
-
-class Regulation(IntEnum):
-    """Device state bits 9-10."""
-
-    CV = 0
-    CR = 1
-    CC = 2
-    CP = 3
-
-
-class PsbState(IntFlag):
-    """Device state (registers 505-506 as one u32)."""
-
-    OUTPUT_ON = 1 << 7
-    REMOTE = 1 << 11
-    SINK = 1 << 12
-    ALARM = 1 << 15
-    OVP = 1 << 16
-    OCP = 1 << 17
-    OPP = 1 << 18
-    OT = 1 << 19
-
-    @property
-    def regulation(self) -> Regulation:
-        return Regulation((int(self) >> 9) & 0b11)
-
-
-TRIPS = PsbState.OVP | PsbState.OCP | PsbState.OPP | PsbState.OT
 
 _STATE_FLAGS = {
     PsbState.OVP: "OVP",
