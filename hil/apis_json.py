@@ -12,6 +12,7 @@ last one wins, as in APIS), so a reader can refuse a duplicated time slot.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from hil.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Deepest nesting of arrays and objects accepted. APIS files need four; Python's parser
+#: recurses once per level (a RecursionError near 1 000), so deeper text is refused first.
+MAX_NESTING = 64
+#: Longest integer accepted (digits). APIS numbers are milliseconds, watt-hours and
+#: amperes; Python refuses to convert more than 4 300 digits with a bare ValueError.
+MAX_INT_DIGITS = 30
 
 
 def json_key_path(path: KeyPath) -> str:
@@ -100,17 +107,66 @@ def strip_comments(text: str, source: str = "<json>") -> str:
     return "".join(out)
 
 
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse text (comments already blanked) that nests deeper than ``MAX_NESTING``."""
+    depth, in_string, escaped = 0, False, False
+    for i, c in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, i) + 1
+                raise ConfigError(
+                    f"{source}:{line}: arrays and objects nested more than {MAX_NESTING} "
+                    f"deep; allowed: at most {MAX_NESTING} levels"
+                )
+        elif c in "]}":
+            depth -= 1
+
+
 def load_apis_json(text: str, source: str = "<json>") -> Any:
     """Parse APIS JSON text (comments allowed); ``ConfigError`` names line and column.
 
-    ``NaN`` and ``Infinity`` are refused, as standard JSON (and APIS) refuses them."""
+    ``NaN`` and ``Infinity`` are refused, as standard JSON (and APIS) refuses them; so are
+    nesting deeper than ``MAX_NESTING`` and integers longer than ``MAX_INT_DIGITS``."""
 
     def no_constant(name: str) -> Any:
         raise ConfigError(f"{source}: {name} is not a JSON number")
 
+    plain = strip_comments(text, source)
+    _check_nesting(plain, source)
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            line = plain.count("\n", 0, max(plain.find(digits), 0)) + 1
+            raise ConfigError(
+                f"{source}:{line}: an integer of {len(digits.lstrip('-'))} digits; "
+                f"allowed: at most {MAX_INT_DIGITS} digits"
+            )
+        return int(digits)
+
+    def real(digits: str) -> float:
+        value = float(digits)
+        if not math.isfinite(value):
+            line = plain.count("\n", 0, max(plain.find(digits), 0)) + 1
+            raise ConfigError(f"{source}:{line}: {digits} overflows a float; allowed: finite")
+        return value
+
     try:
         return json.loads(
-            strip_comments(text, source), object_pairs_hook=_object, parse_constant=no_constant
+            plain,
+            object_pairs_hook=_object,
+            parse_constant=no_constant,
+            parse_int=integer,
+            parse_float=real,
         )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None

@@ -53,6 +53,7 @@ class ApisPolicy:
     deal_amount_unit_wh: int = 50  # mediator.deal.amountUnitWh
     negotiation_timeout: float = 2.0  # mediator.negotiationTimeoutMsec
     house_keeping_period: float = 60.0  # user.houseKeepingPeriodMsec
+    stale_periods: int = 0  # not APIS: periods a meter may repeat itself exactly; 0: off
 
     #: Field → APIS key, for the report.
     APIS_KEYS: ClassVar[dict[str, str]] = {
@@ -88,6 +89,7 @@ class ApisPolicy:
         "deal_amount_unit_wh": "mediator.deal.amountUnitWh",
         "negotiation_timeout": "mediator.negotiationTimeoutMsec",
         "house_keeping_period": "user.houseKeepingPeriodMsec",
+        "stale_periods": "none (toolkit: frozen-meter check of the supervisor)",
     }
 
     @property
@@ -125,7 +127,13 @@ _NUMBERS: dict[str, dict[str, Any]] = {
     "negotiation_timeout": {"minimum": 0.0, "min_open": True, "maximum": 600.0},
     "house_keeping_period": {"minimum": 0.0, "min_open": True, "maximum": 3600.0},
 }
-_COUNTS = ("compensation_trials", "checkpoint_retries", "authorization_trials", "deal_reset_limit")
+_COUNTS = (
+    "compensation_trials",
+    "checkpoint_retries",
+    "authorization_trials",
+    "deal_reset_limit",
+    "stale_periods",
+)
 _AMOUNTS = ("deal_amount_min_wh", "deal_amount_max_wh", "deal_amount_unit_wh")
 
 

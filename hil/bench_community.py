@@ -1,10 +1,11 @@
 """The community part of a bench file: the ``[community]`` table.
 
 A bench whose units negotiate deals autonomously (``hil.agents``) names here the APIS
-``scenario.json`` every unit starts with (a path relative to the bench file, read unchanged,
-``//`` comments included), the members (APIS ``memberUnitIds``; default: every unit with a
-battery) and the seed of the agents' phases. The scenario is loaded and checked with the
-bench file, so a broken scenario is reported before any instrument is touched.
+``scenario.json`` every unit starts with (a path relative to the bench file and inside its
+folder, or an absolute path given on purpose; read unchanged, ``//`` comments included),
+the members (APIS ``memberUnitIds``; default: every unit with a battery) and the seed of
+the agents' phases. The scenario is loaded and checked with the bench file, so a broken
+scenario is reported before any instrument is touched.
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ class CommunityConfig:
     seed: int = 0
 
 
+def _confined(table: Table, name: str, bench_path: Path) -> Path:
+    """``name`` as a path: an absolute one as given (on purpose), a relative one inside the
+    bench file's folder. ``..`` or a symbolic link that leads out of the folder is refused,
+    so a bench file cannot make the toolkit read, say, ``../../etc/passwd``."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    folder = bench_path.parent.resolve()
+    resolved = (folder / path).resolve()
+    if not resolved.is_relative_to(folder):
+        raise table.error(
+            "scenario",
+            f"{name!r} leads out of the bench file's folder {folder} (to {resolved})",
+            "a path inside the bench file's folder, or an absolute path given on purpose",
+        )
+    return resolved
+
+
 def read_community(
     table: Table | None, bench_path: Path, battery_units: Sequence[str], unit_ids: Sequence[str]
 ) -> CommunityConfig | None:
@@ -35,9 +54,7 @@ def read_community(
     if table is None:
         return None
     name = table.string("scenario")
-    path = Path(name)
-    if not path.is_absolute():
-        path = bench_path.parent / path
+    path = _confined(table, name, bench_path)
     if not path.is_file():
         raise table.error(
             "scenario", f"{name!r}: no such file ({path})", "an APIS scenario.json file path"

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hil import __version__
 
@@ -23,6 +24,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("hil.run", "run the benches, write the run record and the PDF report"),
     "scenario": ("hil.scenario_cli", "validate an APIS scenario file"),
 }
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder the toolkit writes into (created if missing), or
+    None. Checked before anything starts, so that a bad ``--run-dir`` is one line, not a
+    traceback from deep inside pytest after the bench was opened."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".hil-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        where = exc.filename or path
+        return f"{where}: {exc.strerror or exc}"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

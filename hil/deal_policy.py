@@ -17,6 +17,7 @@ the members and each battery's nominal capacity. Times in seconds, SoC as fracti
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,6 +186,14 @@ class DealPolicy:
 # =========================================================================================
 
 
+def _shown(value: Any) -> str:
+    """A JSON value as the file wrote it, cut short (for error messages)."""
+    if isinstance(value, list | dict):
+        return "an array" if isinstance(value, list) else "an object"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 class _PolicyJson:
     """Pulls typed numbers out of a parsed ``policy.json``; errors name the key path."""
 
@@ -195,11 +204,18 @@ class _PolicyJson:
         self.source = source
 
     def get(self, path: KeyPath) -> Any:
+        """The value at ``path``, or None if a key on the way is absent. A section on the
+        way that is not an object (``"mediator": -1``) and a JSON ``null`` are refused:
+        APIS would not read them as "use the default", so neither do we."""
         node: Any = self.data
-        for part in path:
-            if not isinstance(node, dict) or part not in node:
+        for depth, part in enumerate(path):
+            if not isinstance(node, dict):
+                raise self.fail(path[:depth], f"must be an object (a section), not {_shown(node)}")
+            if part not in node:
                 return None
             node = node[part]
+        if node is None:
+            raise self.fail(path, "is null; leave the key out to keep the default")
         return node
 
     def fail(self, path: KeyPath, problem: str) -> ConfigError:

@@ -36,7 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from hil.controller import Mode, Reading
-from hil.errors import CapabilityError, ExchangeError, SafetyTrip
+from hil.errors import CapabilityError, ExchangeError, HilError, SafetyTrip
 from hil.exchange import (
     BusLoad,
     Exchange,
@@ -267,10 +267,50 @@ class ExchangeEngine:
             yield
         except BaseException as exc:
             if self._depth == 1 and not self._scramming:
-                self.scram(f"{what}: {type(exc).__name__}: {exc}")
+                trip = self._diagnose(exc)
+                cause = trip or exc
+                self.scram(f"{what}: {type(cause).__name__}: {cause}")
+                if trip is not None:
+                    raise trip from exc
             raise
         finally:
             self._depth -= 1
+
+    def _diagnose(self, exc: BaseException) -> SafetyTrip | None:
+        """Why a step failed, when a protection is the cause: a ``SafetyTrip`` if a unit
+        on the bus reports a latched trip, a heavy alarm or a withdrawn battery permission.
+
+        A tripped converter refuses commands (EZA-2500 NAK 0xFFFD, "valid but not accepted
+        now": apis-dcdc_batt_comm ``drivers/essx/essx_type_oes.py``; that a latched trip is
+        answered so is what our emulator does, assumed for the hardware) and a tripped unit
+        fails its checkpoint; both are the protection's doing, so the verdict is a safety
+        trip, not an error. Only toolkit and OS errors are looked into (not Ctrl-C); a unit
+        that does not answer is left to the shutdown."""
+        if isinstance(exc, SafetyTrip) or not isinstance(exc, HilError | OSError):
+            return None
+        legs: dict[str, float] = {}
+        for run in self._runs.values():
+            for uid, leg in run.plan.legs.items():
+                legs[uid] = legs.get(uid, 0.0) + leg
+        involved = [
+            uid for uid in self.units if uid in legs or uid in self._cc or uid == self.reference
+        ]
+        found: list[str] = []
+        for uid in involved:
+            try:
+                reading = self.units[uid].read()
+            except Exception as error:
+                log.info("diagnosis: unit %s did not answer: %s", uid, error)
+                continue
+            expected = self._expectation(uid)
+            if expected.direction == 0 and legs.get(uid):
+                direction = 1 if legs[uid] > 0 else -1
+                expected = Expectation(expected.mode, expected.setpoint, direction, True)
+            report = self.supervisor.inspect(reading, expected)
+            found.extend(f"{v.key}: {v.message}" for v in report.errors)
+        if not found:
+            return None
+        return SafetyTrip(f"{'; '.join(found)} (found when {type(exc).__name__}: {exc})")
 
     # -- public API -------------------------------------------------------------------------
     def admit(self, exchange: Exchange, *, name: str | None = None) -> ExchangePlan:
@@ -961,8 +1001,10 @@ class ExchangeEngine:
         run.stop_reason = reason
         plan = run.plan
         now = self.clock.now()
+        # Every unit of the exchange is read (and inspected) before it steps down, so a
+        # protection or a battery permission withdrawn at the stop still trips the bench.
+        readings = {uid: self._read(uid) for uid in plan.legs}
         if run.last_cumulate is not None and now > run.last_cumulate + EPS_S:
-            readings = {uid: self._read(uid) for uid in plan.accounting_units}
             self._cumulate(run, now, readings)
         run.t_stop = now
         targets = {}

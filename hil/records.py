@@ -9,7 +9,9 @@ documented in ``docs/records.md``; readers refuse a record of a newer major vers
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "pp2p-hil/records"
 SCHEMA_VERSION = 1
@@ -61,13 +65,21 @@ def _clean(value: Any) -> Any:
 
 
 class RecordWriter:
-    """Appends lines to a run's record; thread-safe, one flush per line."""
+    """Appends lines to a run's record; thread-safe, one flush per line.
+
+    A flush hands each line to the operating system, which survives the process dying;
+    :meth:`sync` (each test's end) and :meth:`close` (the run's end) also ``fsync`` it to
+    the disk, so a power loss keeps every finished test. The folder is synced once when the
+    file is created, so that the file itself survives too."""
 
     def __init__(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / RECORDS_FILE
         self._lock = threading.Lock()
+        created = not self.path.exists()
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        if created:
+            _sync_folder(run_dir)
 
     def write(self, line_type: str, **fields: Any) -> None:
         """Write one line of ``line_type`` with ``fields``; silently ignored once closed."""
@@ -87,11 +99,38 @@ class RecordWriter:
             self._file.write(text + "\n")
             self._file.flush()
 
-    def close(self) -> None:
+    def sync(self) -> None:
+        """Flush and ``fsync`` every line written so far (raises ``OSError`` if it fails)."""
         with self._lock:
             if self._file is not None:
-                self._file.close()
-                self._file = None
+                self._file.flush()
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Sync and close; the file is closed even when the sync fails (then it raises)."""
+        with self._lock:
+            if self._file is not None:
+                file, self._file = self._file, None
+                try:
+                    file.flush()
+                    os.fsync(file.fileno())
+                finally:
+                    file.close()
+
+
+def _sync_folder(folder: Path) -> None:
+    """``fsync`` a folder so that a file just created in it survives a power loss (POSIX;
+    a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.warning("could not sync the folder %s: %s", folder, exc)
+    finally:
+        os.close(fd)
 
 
 @dataclass

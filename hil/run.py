@@ -18,6 +18,7 @@ from typing import TextIO
 
 import pytest
 
+from hil.cli import output_dir_problem
 from hil.errors import HilError
 from hil.run_header import new_run_id
 
@@ -96,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"hil run: no bench folder at {args.benches}", file=sys.stderr)
         return 2
     run_dir = (args.run_dir or Path("runs") / new_run_id()).resolve()
+    problem = output_dir_problem(run_dir)
+    if problem is not None:
+        print(
+            f"hil run: --run-dir {run_dir} cannot hold the run record: {problem}", file=sys.stderr
+        )
+        return 2
     progress = Progress(sys.stdout)
     started = time.monotonic()
     print(f"hil run: record in {run_dir}", flush=True)

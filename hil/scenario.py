@@ -380,8 +380,8 @@ class _Reader:
             raise self.fail(path, "no batteryStatus (Wh ranges → status names)", Rule.REQUIRED)
         bands = self.bands(obj["batteryStatus"], (key, "batteryStatus"))
         statuses = {band.status for band in bands}
-        requests = self.conditions(obj.get("request"), (key, "request"), statuses)
-        accepts = self.conditions(obj.get("accept"), (key, "accept"), statuses)
+        requests = self.conditions(obj, (key, "request"), statuses)
+        accepts = self.conditions(obj, (key, "accept"), statuses)
         strategy = (
             self.selection(obj["acceptSelection"], (key, "acceptSelection"))
             if "acceptSelection" in obj
@@ -434,10 +434,14 @@ class _Reader:
                 )
         return tuple(ordered)
 
-    def conditions(self, value: Any, path: KeyPath, statuses: set[str]) -> Conditions:
-        if value is None:
+    def conditions(self, slot: Mapping[str, Any], path: KeyPath, statuses: set[str]) -> Conditions:
+        """The ``request`` or ``accept`` section (``path[-1]``) of a time slot: absent is
+        none; present, it must be an object (``null`` or a number is refused, not read as
+        "none")."""
+        name = str(path[-1])
+        if name not in slot:
             return MappingProxyType({})
-        obj = self.obj(value, path, path[-1] if isinstance(path[-1], str) else "conditions")
+        obj = self.obj(slot[name], path, name)
         out: dict[str, Mapping[Direction, Condition]] = {}
         for status in self.keys(obj):
             if status not in statuses:

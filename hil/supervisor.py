@@ -6,7 +6,8 @@ The checks are APIS's safety checks (``shared/reference/apis-control.md``, "Safe
 - **protection** (``protection``): no latched trip (OVP, OCP, OTP, UVLO …), no heavy alarm;
   an error at once. A light alarm (``alarm``) warns first;
 - **battery permission** (``permission``): a unit that discharges or charges against its
-  battery's permission is an error at once; an idle unit whose battery withdrew permission
+  battery's permission, or holds the bus as voltage reference while its battery allows no
+  interchange at all, is an error at once; an idle unit whose battery withdrew permission
   is reported as a warning that does not escalate;
 - **ranges** (``range.bus_voltage``, ``range.bus_current``, ``range.battery_voltage``,
   ``range.battery_current``, ``range.temperature``) from the unit's envelope and APIS's
@@ -15,6 +16,12 @@ The checks are APIS's safety checks (``shared/reference/apis-control.md``, "Safe
   current or voltage reference), and **tracking** (``tracking``): idle ⇒ |I| ≤
   ``current_allowance``; reference ⇒ |V - set-point| ≤ ``voltage_allowance``; constant
   current ⇒ |I - set-point| ≤ ``current_allowance`` and the bus inside its window;
+- **frozen meter** (``stale``): a unit carrying current (or told to) whose reading
+  of its bus voltage and current (the meter the unit controls with) stays bit-for-bit the same
+  for ``stale_periods`` supervisor periods in a row is an error: a live meter's last
+  digits move, a frozen one would let an exchange run on numbers that no longer mean
+  anything (``[apis] stale_periods``, 0 turns the check off; the threshold is ours,
+  APIS has no such check, so it is "assumed");
 - **bus** (while a reference holds it): the bus voltage window (``bus.voltage``), the
   **grid-current balance** (``balance``): |Σ currents of the units in exchanges| ≤
   ``balance_allowance_per_unit`` x their number, and each **branch**'s capacity
@@ -190,6 +197,8 @@ class Supervisor:
         self.limits = limits or SupervisorLimits()
         self.record_cycles = record_cycles
         self._failures: dict[str, int] = {}
+        self._last_values: dict[str, tuple[float, float]] = {}
+        self._unchanged: dict[str, int] = {}
         self.cycles = 0
 
     @property
@@ -200,6 +209,8 @@ class Supervisor:
     def reset(self) -> None:
         """Forget every failing check (after a shutdown, before the next run)."""
         self._failures.clear()
+        self._last_values.clear()
+        self._unchanged.clear()
 
     # -- escalation ----------------------------------------------------------------------
     def _judge(
@@ -298,12 +309,22 @@ class Supervisor:
         if e.mode is Mode.VOLTAGE_REFERENCE and direction == 0:
             direction = 1 if r.bus_current > self.policy.current_allowance else 0
             direction = -1 if r.bus_current < -self.policy.current_allowance else direction
-        forbidden = (direction > 0 and "NO_DISCHARGE" in r.flags) or (
-            direction < 0 and "NO_CHARGE" in r.flags
-        )
         restricted = sorted(r.flags & {"NO_CHARGE", "NO_DISCHARGE"})
+        # A voltage reference whose battery allows nothing at all cannot hold the bus.
+        stranded = e.mode is Mode.VOLTAGE_REFERENCE and len(restricted) == 2
+        forbidden = (
+            stranded
+            or (direction > 0 and "NO_DISCHARGE" in r.flags)
+            or (direction < 0 and "NO_CHARGE" in r.flags)
+        )
         if forbidden:
-            doing = "discharges" if direction > 0 else "charges"
+            doing = (
+                "discharges"
+                if direction > 0
+                else "charges"
+                if direction < 0
+                else "holds the bus as voltage reference"
+            )
             self._judge(
                 out,
                 f"permission:{uid}",
@@ -400,6 +421,7 @@ class Supervisor:
             limits.temperature_max,
             "°C",
         )
+        self._stale(out, uid, r, e)
         if r.mode is Mode.FAULT or e.settling:
             return
         self._judge(
@@ -411,6 +433,37 @@ class Supervisor:
             unit=uid,
         )
         self._tracking(out, uid, r, e)
+
+    def _stale(self, out: _Cycle, uid: str, r: Reading, e: Expectation) -> None:
+        """The frozen-meter check: count the periods a current-carrying unit's reading
+        repeats exactly; after ``stale_periods`` repeats it is an error at once."""
+        limit = self.policy.stale_periods
+        allowance = self.policy.current_allowance
+        told = e.mode is Mode.CURRENT and e.setpoint is not None and abs(e.setpoint) > allowance
+        flowing = told or e.direction != 0 or abs(r.bus_current) > allowance
+        values = (r.bus_voltage, r.bus_current)
+        previous = self._last_values.get(uid)
+        self._last_values[uid] = values
+        if limit <= 0 or not flowing or e.settling:
+            self._unchanged.pop(uid, None)
+            return
+        count = self._unchanged.get(uid, 0) + 1 if values == previous else 0
+        self._unchanged[uid] = count
+        self._judge(
+            out,
+            f"stale:{uid}",
+            "stale",
+            count >= limit,
+            lambda: (
+                f"unit {uid} reads exactly {r.bus_current:+.6g} A at {r.bus_voltage:.6g} V "
+                f"for {count} supervisor periods in a row while current flows: a frozen "
+                f"meter (stale_periods = {limit})"
+            ),
+            unit=uid,
+            value=float(count),
+            limit=float(limit),
+            immediate=True,
+        )
 
     def _tracking(self, out: _Cycle, uid: str, r: Reading, e: Expectation) -> None:
         policy, bus = self.policy, self.config.envelope.bus

@@ -25,6 +25,10 @@ PathPart = str | int
 KeyPath = tuple[PathPart, ...]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: Deepest nesting of arrays and inline tables a configuration value may have. A bench
+#: file needs three; ``tomllib`` recurses once per level and dies of a RecursionError
+#: somewhere past 300, so deeper text is refused before it is parsed.
+MAX_NESTING = 32
 _DECODE_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -82,6 +86,7 @@ class _ValueScanner:
     def __init__(self) -> None:
         self.string: str | None = None  # the open string delimiter, if any
         self.depth = 0  # open [ and { outside strings
+        self.deepest = 0  # the most ever open at once
 
     @property
     def idle(self) -> bool:
@@ -112,6 +117,7 @@ class _ValueScanner:
                 self.string = ch
             elif ch in "[{":
                 self.depth += 1
+                self.deepest = max(self.deepest, self.depth)
             elif ch in "]}":
                 self.depth = max(0, self.depth - 1)
             i += 1
@@ -131,6 +137,24 @@ def _find_unquoted(text: str, target: str) -> int:
         elif ch == target:
             return i
     return -1
+
+
+def _too_deep(text: str) -> int | None:
+    """The first line where a value nests more than ``MAX_NESTING`` arrays or inline
+    tables, or None. Table headers (``[a.b]``, ``[[units]]``) are not values."""
+    scanner = _ValueScanner()
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if scanner.idle:
+            line = raw.strip()
+            if line.startswith("["):
+                continue
+            eq = _find_unquoted(line, "=")
+            scanner.feed(line[eq + 1 :] if eq >= 0 else line)
+        else:
+            scanner.feed(raw)
+        if scanner.deepest > MAX_NESTING:
+            return lineno
+    return None
 
 
 class LineLocator:
@@ -209,6 +233,12 @@ class TomlSource:
     def __init__(self, text: str, name: str) -> None:
         self.name = name
         self.text = text
+        deep = _too_deep(text)
+        if deep is not None:
+            raise ConfigError(
+                f"{name}:{deep}: a value nests arrays or inline tables more than "
+                f"{MAX_NESTING} deep; allowed: at most {MAX_NESTING} levels"
+            )
         try:
             self.data: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -105,3 +105,29 @@ def test_a_broken_scenario_is_reported_with_the_bench_key_and_the_scenario_key(
     )
     message = error_of(path)
     assert "community.scenario" in message and "limitWh" in message, message
+
+
+def test_a_relative_scenario_path_cannot_leave_the_bench_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.json"
+    outside.write_text(SCENARIO, encoding="utf-8")
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    message = error_of(bench_with(folder, '[community]\nscenario = "../secret.json"\n'))
+    assert "community.scenario: '../secret.json' leads out of the bench file's folder" in message
+    assert "\n" not in message
+    (folder / "link.json").symlink_to(outside)
+    message = error_of(bench_with(folder, '[community]\nscenario = "link.json"\n'))
+    assert "leads out of the bench file's folder" in message, message
+
+
+def test_an_absolute_scenario_path_is_read_as_given(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "day.json").write_text(SCENARIO, encoding="utf-8")
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    config = load_bench_file(
+        bench_with(folder, f'[community]\nscenario = "{elsewhere / "day.json"}"\n')
+    )
+    assert config.community is not None
+    assert config.community.scenario_path == elsewhere / "day.json"

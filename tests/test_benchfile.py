@@ -642,3 +642,15 @@ def test_mutated_files_load_or_raise_config_error(text: str) -> None:
         else:
             assert isinstance(config, BenchConfig)
             assert config.units
+
+
+@pytest.mark.parametrize(("open_", "close"), [("[", "]"), ("{a = ", "}")])
+def test_a_value_nested_500_deep_is_one_located_error(open_: str, close: str) -> None:
+    deep = "deep = " + open_ * 500 + ("1" if open_.startswith("{") else "") + close * 500
+    text = changed('name = "emulated-default"', 'name = "emulated-default"\n' + deep)
+    message = config_error(text)
+    line = line_of(text, "deep = ")
+    assert message == (
+        f"bench.toml:{line}: a value nests arrays or inline tables more than 32 deep; "
+        "allowed: at most 32 levels"
+    )

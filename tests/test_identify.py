@@ -198,3 +198,13 @@ def test_table_columns_are_aligned() -> None:
         "SERIAL",
         "FIRMWARE",
     ]
+
+
+def test_a_bench_value_nested_500_deep_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_bench(tmp_path, "schema_version = 1\nname = 'x'\nx = " + "[" * 500 + "]" * 500)
+    assert main(["identify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"hil identify: {path}:3: a value nests arrays or inline tables"), err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,35 @@ def test_any_trailing_bytes_never_raise_anything_but_config_error(tail: bytes) -
         except ConfigError:
             return
         assert records.lines[0]["run_id"] == "h"
+
+
+def test_the_record_is_fsynced_at_each_test_end_and_at_the_run_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.record import RunRecord, TestVerdict
+    from hil import records
+
+    synced: list[tuple[int, int]] = []
+    real_fsync = records.os.fsync
+
+    def spy(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", spy)
+    record = RunRecord(tmp_path, "r1")
+    record.start({"run_id": "r1"})
+    info = os.stat(record.path)
+    file = (info.st_dev, info.st_ino)
+    folder = (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
+    assert folder in synced  # the new file's entry in its folder
+    assert synced.count(file) == 0
+    record.test_end(TestVerdict("test_x.py::test_a", "PASS"))
+    assert synced.count(file) == 1
+    record.test_end(TestVerdict("test_x.py::test_b", "FAIL", "assert 1 == 2"))
+    assert synced.count(file) == 2
+    record.finish()
+    assert synced.count(file) == 3
+    lines = read_records(tmp_path).lines
+    assert [line["type"] for line in lines] == ["run_start", "test_end", "test_end", "run_end"]

@@ -486,3 +486,62 @@ def test_check_accepts_the_sample_with_comments(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "2 time slots" in out and "12:00:00-24:00:00  strategy amount" in out
     assert "(only with E002)" in out and "the time slots cover the whole day" in out
+
+
+@pytest.mark.parametrize(
+    ("policy", "where"),
+    [
+        ({"mediator": -1}, "mediator: must be an object (a section), not -1"),
+        ({"user": 0}, "user: must be an object (a section), not 0"),
+        ({"controller": 0.5}, "controller: must be an object (a section), not 0.5"),
+        (
+            {"gridMaster": {"deal": {"forceStopCondition": "x"}}},
+            'gridMaster.deal.forceStopCondition: must be an object (a section), not "x"',
+        ),
+        (
+            {"mediator": {"deal": {"amountMaxWh": None}}},
+            "mediator.deal.amountMaxWh: is null; leave the key out to keep the default",
+        ),
+        ({"mediator": {"deal": [1]}}, "mediator.deal: must be an object (a section), not an array"),
+    ],
+)
+def test_wrong_typed_policy_sections_are_refused(policy: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_policy_json(policy, "p.json")
+    assert str(caught.value) == f"p.json: {where}"
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "kind"), [("request", None, "null"), ("accept", 0, "the number 0")]
+)
+def test_wrong_typed_scenario_sections_are_refused(section: str, value: Any, kind: str) -> None:
+    data = scenario(**{"00:00:00-24:00:00": {**slot(), section: value}})
+    with pytest.raises(
+        ConfigError, match=rf"\.{section}: {section} must be a JSON object, not {kind}"
+    ):
+        parse_scenario(data, "s.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 5000 + "]" * 5000, "arrays and objects nested more than 64 deep"),
+        ('{"a": ' * 5000 + "1" + "}" * 5000, "arrays and objects nested more than 64 deep"),
+        ('{"refreshingPeriodMsec": ' + "9" * 5000 + "}", "an integer of 5000 digits"),
+        ('{"refreshingPeriodMsec": -' + "9" * 5000 + "}", "an integer of 5000 digits"),
+        ('{"refreshingPeriodMsec": 1e999}', "1e999 overflows a float"),
+    ],
+)
+def test_hostile_json_is_one_line_also_via_scenario_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_apis_json(text, "x.json")
+    for name in ("scenario.json", "policy.json"):
+        path = tmp_path / name
+        path.write_text("// hostile\n" + text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:2: {re.escape(problem)}"):
+            (load_scenario if name == "scenario.json" else read_policy_json)(path)
+    assert main(["scenario", "check", str(tmp_path / "scenario.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and problem in err

@@ -212,3 +212,34 @@ def test_inspect_is_immediate_on_one_reading() -> None:
     report = sup.inspect(bad, Expectation(Mode.VOLTAGE_REFERENCE, 350.0))
     assert [v.key for v in report.errors] == ["permission:E003"]
     assert sup.inspect(idle("E003"), Expectation()).ok
+
+
+def stale_config(periods: int) -> Supervisor:
+    return Supervisor(
+        dataclasses.replace(CONFIG, apis=dataclasses.replace(CONFIG.apis, stale_periods=periods))
+    )
+
+
+def test_a_frozen_meter_while_current_flows_is_an_error_after_stale_periods() -> None:
+    sup = stale_config(3)
+    readings, expected = exchange_running()
+    seen = [levels(sup, readings, expected)["stale:E001"] for _ in range(4)]
+    assert seen == [Level.PASS, Level.PASS, Level.PASS, Level.ERROR]  # 3 repeats
+    report = sup.check(0.0, readings, {}, expected)
+    message = next(v.message for v in report.errors if v.key == "stale:E001")
+    assert "unit E001 reads exactly +2 A at 350 V for 4 supervisor periods" in message
+    assert "stale_periods = 3" in message
+    sup.reset()
+    assert levels(sup, readings, expected)["stale:E001"] is Level.PASS
+
+
+def test_a_live_meter_an_idle_unit_and_stale_periods_0_are_not_judged_frozen() -> None:
+    live = stale_config(2)
+    readings, expected = exchange_running()
+    for k in range(6):
+        moved = readings["E001"]._replace(bus_current=2.0 + 0.001 * (k % 2))
+        result = levels(live, {**readings, "E001": moved}, expected)
+        assert result["stale:E001"] is Level.PASS
+        assert "stale:E002" not in result  # idle, no current: nothing to judge
+    off = stale_config(0)
+    assert all("stale:E001" not in levels(off, readings, expected) for _ in range(6))
