@@ -81,6 +81,19 @@ class SignalTally:
         return self.count
 
 
+def within_bound(work: Callable[[], object], seconds: float, what: str) -> None:
+    """Run ``work`` on a thread of its own and wait for it at most ``seconds``.
+
+    For a signal handler's work: the handler runs on the thread it interrupted, which may
+    hold a lock that ``work`` needs (the record's, an instrument line's, the control
+    channel's); run on that thread, ``work`` would wait for itself forever."""
+    worker = threading.Thread(target=work, name=what, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        log.error("%s still running after %g s; going on without it", what, seconds)
+
+
 def exit_now(code: int) -> None:
     """Leave the process at once (no unwinding, no exit hooks): the second signal's end."""
     logging.shutdown()
@@ -285,22 +298,10 @@ class ProcessGuard:
             log.error("process guard: forcing safe_off (%s) failed: %s", reason, exc)
 
     def _force_within_bound(self, reason: str) -> None:
-        """:meth:`force` on a thread of its own, waited for at most ``FORCE_WAIT_S``.
-
-        The signal handler runs on the thread it interrupted, which may hold a lock that
-        ``force`` needs (the record's, an instrument line's, the control channel's): run on
-        that thread, ``force`` would wait for itself forever. Past the bound the process
-        exits anyway; the emulator's lifeline and the instruments' own watchdogs take over."""
-        worker = threading.Thread(
-            target=self.force, args=(reason,), name="forced-safe-off", daemon=True
-        )
-        worker.start()
-        worker.join(FORCE_WAIT_S)
-        if worker.is_alive():
-            log.error(
-                "process guard: forced safe_off still running after %g s; exiting anyway",
-                FORCE_WAIT_S,
-            )
+        """:meth:`force` off the signal's thread, waited for at most ``FORCE_WAIT_S``; past
+        the bound the process exits anyway (the emulator's lifeline and the instruments' own
+        watchdogs take over)."""
+        within_bound(lambda: self.force(reason), FORCE_WAIT_S, "forced safe_off")
 
     @property
     def running(self) -> bool:
@@ -385,4 +386,5 @@ __all__ = [
     "bench_shutdown",
     "exit_now",
     "guard_bench",
+    "within_bound",
 ]
