@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from hil.errors import ConfigError
 from instruments.emulation.battery import OcvCurve
 from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.plant_batteries import BatteryBank
 from instruments.emulation.plant_converters import ConverterInjection
+from instruments.emulation.plant_directory import NodeState, PlantDirectory
 from instruments.emulation.plant_households import HouseholdCoupling
 from instruments.emulation.plant_layout import PlantLayout
 from instruments.emulation.plant_network import (
@@ -124,28 +123,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-H = TypeVar("H", bound=PortHandle)
-
 _INJECTION_PASSES = 4
 _SETTLE_DT = 1e6
 
 
-@dataclass(frozen=True)
-class NodeState:
-    """True state of a node: voltage and where its net port current goes."""
-
-    name: str
-    voltage: float
-    port_current: float
-    bleed_current: float
-    capacitor_current: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return dict(self.__dict__)
-
-
-class Plant:
+class Plant(PlantDirectory):
     """The simulated plant. See the module docstring and ``docs/plant.md``.
 
     Parameters
@@ -175,10 +157,10 @@ class Plant:
         self.stepping = stepping or Stepping()
         self.start_of_day_s = check_number("plant", "start_of_day_s", start_of_day_s, minimum=0)
         lay = PlantLayout(nodes, ports, seed=seed, start_of_day_s=self.start_of_day_s)
-        self._node_specs, self._port_specs = lay.node_specs, lay.port_specs
-        self._net, self._ctx = net, ctx = lay.net, lay.ctx
-        self._handle_list = lay.handles
-        self._handles = {h.name: h for h in self._handle_list}
+        super().__init__(lay.handles, lay.node_specs, lay.net)
+        self._port_specs = lay.port_specs
+        net, self._ctx = lay.net, lay.ctx
+        ctx = self._ctx
         self._by_terminal = lay.by_terminal
         self._cb, self._bt, self._cpt = lay.cb, lay.bt, lay.cpt
         self._n_conv, self._n_bat = len(lay.convs), len(lay.bats)
@@ -268,91 +250,6 @@ class Plant:
         return self._steps
 
     @property
-    def ports(self) -> dict[str, PortHandle]:
-        """Every port handle by name (a copy of the mapping)."""
-        return dict(self._handles)
-
-    @property
-    def node_names(self) -> list[str]:
-        """Every node name, in definition order."""
-        return [n.name for n in self._node_specs]
-
-    def port(self, name: str) -> PortHandle:
-        """The handle of port ``name``; :class:`ConfigError` if there is none."""
-        try:
-            return self._handles[name]
-        except KeyError:
-            known = ", ".join(sorted(self._handles)) or "none"
-            raise ConfigError(f"no port named {name!r} in the plant (ports: {known})") from None
-
-    def port_as(self, name: str, kind: type[H]) -> H:
-        """The handle of port ``name``, checked to be of handle type ``kind``."""
-        handle = self.port(name)
-        if not isinstance(handle, kind):
-            raise ConfigError(f"port {name!r} is a {handle.kind}, not a {kind.kind}")
-        return handle
-
-    def supply(self, name: str) -> SupplyHandle:
-        """Typed handle of a supply port."""
-        return self.port_as(name, SupplyHandle)
-
-    def load(self, name: str) -> LoadHandle:
-        """Typed handle of an electronic-load port."""
-        return self.port_as(name, LoadHandle)
-
-    def bidirectional(self, name: str) -> BidirectionalHandle:
-        """Typed handle of a bidirectional-supply port."""
-        return self.port_as(name, BidirectionalHandle)
-
-    def voltage_reference(self, name: str) -> VoltageReferenceHandle:
-        """Typed handle of a voltage-reference port."""
-        return self.port_as(name, VoltageReferenceHandle)
-
-    def current_source(self, name: str) -> CurrentSourceHandle:
-        """Typed handle of a constant-current source."""
-        return self.port_as(name, CurrentSourceHandle)
-
-    def current_sink(self, name: str) -> CurrentSinkHandle:
-        """Typed handle of a constant-current sink."""
-        return self.port_as(name, CurrentSinkHandle)
-
-    def converter(self, name: str) -> ConverterHandle:
-        """Typed handle of a DC/DC converter."""
-        return self.port_as(name, ConverterHandle)
-
-    def battery(self, name: str) -> BatteryHandle:
-        """Typed handle of a battery."""
-        return self.port_as(name, BatteryHandle)
-
-    def __iter__(self) -> Iterator[PortHandle]:
-        return iter(self._handles.values())
-
-    def node_voltage(self, name: str) -> float:
-        """True voltage of node ``name``."""
-        return float(self._net.V[self._node(name)])
-
-    def node_state(self, name: str) -> NodeState:
-        """True state of node ``name``: voltage and the currents that balance at it."""
-        k = self._node(name)
-        net = self._net
-        sums = net.node_current_sum()
-        v = float(net.V[k])
-        bleed = float(net.gb[k] * v)
-        return NodeState(
-            name=name,
-            voltage=v,
-            port_current=float(sums[k]),
-            bleed_current=bleed,
-            capacitor_current=float(sums[k]) - bleed,
-        )
-
-    def _node(self, name: str) -> int:
-        for k, n in enumerate(self._node_specs):
-            if n.name == name:
-                return k
-        raise ConfigError(f"no node named {name!r} in the plant (nodes: {self.node_names})")
-
-    @property
     def trip_events(self) -> list[TripEvent]:
         """Every trip that fired (or was forced) since the plant was built, oldest first."""
         return list(self._ctx.trip_events)
@@ -404,14 +301,6 @@ class Plant:
             "nodes": {n: self.node_state(n).as_dict() for n in self.node_names},
             "ports": {name: h.state().as_dict() for name, h in self._handles.items()},
         }
-
-    def state(self, name: str) -> PortState:
-        """Shortcut for ``plant.port(name).state()``."""
-        return self.port(name).state()
-
-    def measure(self, name: str) -> Measurement:
-        """Shortcut for ``plant.port(name).measure()``."""
-        return self.port(name).measure()
 
     def advance(self, seconds: float, *, max_step: float | None = None) -> float:
         """Simulate ``seconds`` more and return the new time (usable by ``SimClock``).
