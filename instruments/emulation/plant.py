@@ -19,7 +19,6 @@ The physics, stepping and energy bookkeeping are described in ``docs/plant.md``.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,9 +32,7 @@ from instruments.emulation.plant_converters import ConverterInjection
 from instruments.emulation.plant_directory import NodeState, PlantDirectory
 from instruments.emulation.plant_households import HouseholdCoupling
 from instruments.emulation.plant_layout import PlantLayout
-from instruments.emulation.plant_network import (
-    LO,
-)
+from instruments.emulation.plant_network import LO
 from instruments.emulation.plant_ports import (
     BatteryHandle,
     BidirectionalHandle,
@@ -120,8 +117,6 @@ __all__ = [
     "VoltageReferenceSpec",
 ]
 
-
-log = logging.getLogger(__name__)
 
 _INJECTION_PASSES = 4
 _SETTLE_DT = 1e6

@@ -21,6 +21,7 @@ from instruments.emulation.plant_thermal import Thermal
 from instruments.emulation.plant_tolerances import TINY
 
 log = logging.getLogger("instruments.emulation.plant")
+"""The plant's logger, as before the trips had a module of their own (log filters keep working)."""
 
 
 class TripMonitor:
