@@ -40,13 +40,14 @@ from hil.bench_config import (
 from hil.bench_emulation import EmulatedPort, EmulationConfig, SensorErrors, read_emulation
 from hil.envelope import BusEnvelope, Envelope, UnitEnvelope
 from hil.errors import ConfigError
-from hil.instrument_models import (
-    DRIVERS,
+from hil.ratings import (
     EMULATED,
     RESOURCE_FORMS,
-    DriverSpec,
+    Family,
     InstrumentRating,
     SettingValue,
+    families,
+    family,
     find_model,
     known_models,
     resource_problem,
@@ -296,8 +297,8 @@ class _BenchReader:
         return draft
 
     def _read_instrument(self, table: Table, unit_id: str, kind: Kind) -> InstrumentConfig:
-        driver = table.string("driver", choices=sorted(DRIVERS))
-        spec = DRIVERS[driver]
+        driver = table.string("driver", choices=sorted(families()))
+        spec = family(driver)
         default_name = "battery" if spec.function == "bms" else spec.function
         name = table.string("name", default_name, pattern=ID_PATTERN, pattern_text=ID_TEXT)
         model_name = table.string("model")
@@ -306,7 +307,7 @@ class _BenchReader:
             raise table.error(
                 "model",
                 f"unit {unit_id}: unknown model {model_name!r} for driver {driver}",
-                ", ".join(known_models(driver)) + " (hil/data/instrument_models.toml)",
+                ", ".join(known_models(driver)) + " (instruments/" + family(driver).ratings + ")",
             )
         resource = table.string("resource")
         problem = resource_problem(spec.transport, resource)
@@ -344,7 +345,7 @@ class _BenchReader:
         )
 
     @staticmethod
-    def _read_settings(table: Table | None, spec: DriverSpec) -> dict[str, SettingValue]:
+    def _read_settings(table: Table | None, spec: Family) -> dict[str, SettingValue]:
         """The driver's settings: given ones checked, absent ones at their defaults."""
         values: dict[str, SettingValue] = {}
         for setting in spec.settings:
@@ -401,9 +402,9 @@ class _BenchReader:
         on_battery = [i for i in unit.instruments if i.node == "battery"]
         if unit.kind == "converter":
             allowed = (
-                "one converter (eza2500) on the bus, and on its battery side: an apis_bms; "
-                "or a supply + a load (+ optional apis_bms); or a bidirectional supply "
-                "(+ optional apis_bms)"
+                "one converter on the bus, and on its battery side: a BMS; "
+                "or a supply + a load (+ optional BMS); or a bidirectional supply "
+                "(+ optional BMS)"
             )
             if len(on_bus) != 1 or on_bus[0].function != "converter":
                 raise self.error(
@@ -432,7 +433,7 @@ class _BenchReader:
             return
         allowed = (
             f"exactly one {unit.kind} instrument on the bus ("
-            + ", ".join(sorted(n for n, s in DRIVERS.items() if s.function == unit.kind))
+            + ", ".join(sorted(n for n, s in families().items() if s.function == unit.kind))
             + ")"
         )
         if (
