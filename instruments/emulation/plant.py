@@ -74,7 +74,6 @@ from instruments.emulation.plant_specs import (
 from instruments.emulation.plant_stepping import Stepping
 from instruments.emulation.plant_thermal import Thermal
 from instruments.emulation.sensors import Sensors, SensorSpec
-from instruments.errors import ConfigError
 
 __all__ = [
     "BatteryHandle",

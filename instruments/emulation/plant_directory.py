@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hil.errors import ConfigError
 from instruments.emulation.plant_network import Network
 from instruments.emulation.plant_ports import (
     BatteryHandle,
@@ -26,6 +25,7 @@ from instruments.emulation.plant_ports import (
     VoltageReferenceHandle,
 )
 from instruments.emulation.plant_specs import NodeSpec
+from instruments.errors import ConfigError
 
 H = TypeVar("H", bound=PortHandle)
 

@@ -12,11 +12,11 @@ from typing import cast
 
 import numpy as np
 
-from hil.errors import ConfigError
 from instruments.emulation.plant_network import EMF, LO, BoolArray, FloatArray, Network
 from instruments.emulation.plant_ports import PlantContext, profile_segment
 from instruments.emulation.plant_specs import HouseholdSpec
 from instruments.emulation.plant_tolerances import INJECTION_RTOL, SOC_BAND, TINY
+from instruments.errors import ConfigError
 
 _HOUSE_HOLD_A = 2e-3
 _HOUSE_HOLD_TOL_A = 1e-4

@@ -13,7 +13,6 @@ from typing import cast
 
 import numpy as np
 
-from hil.errors import ConfigError
 from instruments.emulation.plant_network import Network, TerminalRow
 from instruments.emulation.plant_ports import (
     HANDLE_TYPES,
@@ -29,6 +28,7 @@ from instruments.emulation.plant_specs import (
     NodeSpec,
     PortSpec,
 )
+from instruments.errors import ConfigError
 
 
 class PlantLayout:
