@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from benchmarks.plant_speed import DAY_S, day_plant, household_plant, run_day, thousand_port_plant
-from instruments.emulation import plant as plant_module
-from instruments.emulation import plant_network
-from instruments.emulation.plant import ConverterMode, Plant
+from instruments.emulation import plant_batteries, plant_network
+from instruments.emulation.plant import ConverterMode
+from instruments.emulation.plant_converters import ConverterInjection
+from instruments.emulation.plant_protection import TripMonitor
 
 
 def day19() -> None:
@@ -54,17 +55,19 @@ def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
 
 def no_ocv_refresh_skip() -> Any:
     """Battery EMFs recomputed every fine step."""
-    return patched(plant_module, "_OCV_REFRESH", 1)
+    return patched(plant_batteries, "_OCV_REFRESH", 1)
 
 
 def no_injection_extrapolation() -> Any:
     """Converter battery-side currents guessed as last step's (no extrapolation)."""
-    original = Plant._predict_injection
+    original = ConverterInjection.predict
 
-    def predict(self: Plant, dt: float, *, extrapolate: bool) -> None:
-        original(self, dt, extrapolate=False)
+    def predict(
+        self: ConverterInjection, dt: float, dt_last: float, dt_before: float, *, extrapolate: bool
+    ) -> None:
+        original(self, dt, dt_last, dt_before, extrapolate=False)
 
-    return patched(Plant, "_predict_injection", predict)
+    return patched(ConverterInjection, "predict", predict)
 
 
 def no_active_set() -> Any:
@@ -74,13 +77,13 @@ def no_active_set() -> Any:
 
 def no_watch_flags() -> Any:
     """Trip levels checked every step even where none is set."""
-    original = Plant._refresh_watch
+    original = TripMonitor._refresh_watch
 
-    def refresh(self: Plant) -> None:
+    def refresh(self: TripMonitor) -> None:
         original(self)
         self._watch_v = self._watch_i = self._watch_t = True
 
-    return patched(Plant, "_refresh_watch", refresh)
+    return patched(TripMonitor, "_refresh_watch", refresh)
 
 
 TRICKS: dict[str, Callable[[], Any]] = {

@@ -136,7 +136,7 @@ class ReferencePlant(Plant):
         self._ctx.time = self._time
         self._steps += 1
         self._check_trips_plainly()
-        self._update_thermal(dt)
+        self._thermal.update(dt)
 
     def _slew_all(self, dt: float) -> None:
         """Every slewed terminal's (E, lo, hi) moves toward its target by at most rate x dt."""
@@ -218,9 +218,9 @@ class ReferencePlant(Plant):
             i_cb = i[self._cb]
             pg = (V[net.node[self._cb]] + i_cb * net.r[self._cb]) * i_cb
             loss = ctx.conv_p0 + ctx.conv_kf * np.abs(pg)
-            vb = V[self._conv_bat_node]
+            vb = V[self._converters.bat_node]
             # Below min_battery_v a converter drawing power is the conductance P / vmin^2.
-            new[self._cpt] = -(pg + loss) * vb / np.maximum(vb, self._conv_vmin) ** 2
+            new[self._cpt] = -(pg + loss) * vb / np.maximum(vb, self._converters.vmin) ** 2
         houses = self._houses
         if houses is not None and house is not None:
             p_lo, p_hi, mode = house.p_lo, house.p_hi, house.mode
@@ -335,9 +335,9 @@ class ReferencePlant(Plant):
             handle = self._by_terminal[self._bt.start + b]
             assert isinstance(handle, BatteryHandle)
             rate = ctx.bat_soc_rate[b]
-            if e[b] <= self._bat_emin[b] and rate < 0 and TripKind.UVLO not in handle.trips:
+            if e[b] <= self._batteries.emin[b] and rate < 0 and TripKind.UVLO not in handle.trips:
                 handle._latch(TripKind.UVLO, value=handle.soc, level=handle.spec.soc_min)
-            elif e[b] >= self._bat_emax[b] and rate > 0 and TripKind.OVP not in handle.trips:
+            elif e[b] >= self._batteries.emax[b] and rate > 0 and TripKind.OVP not in handle.trips:
                 handle._latch(TripKind.OVP, value=handle.soc, level=handle.spec.soc_max)
 
 
