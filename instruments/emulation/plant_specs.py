@@ -1,7 +1,7 @@
 """Configuration of the simulated plant: nodes, ports, ratings; validated on construction.
 
 Every spec is a frozen dataclass. Impossible values (negative capacity, SoC outside 0..1, a
-current limit below zero, NaN anywhere) raise :class:`hil.errors.ConfigError` naming the
+current limit below zero, NaN anywhere) raise :class:`instruments.errors.ConfigError` naming the
 port (or node) and the field. Initial set-points live in the specs too, so a plant can be
 built already running (handy for tests and for bench files).
 
