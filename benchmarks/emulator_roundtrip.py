@@ -41,6 +41,7 @@ from instruments.emulation.models import ModelContext
 from instruments.emulation.models.base import BUS_NODE
 from instruments.emulation.models.n5700 import N5700Model
 from instruments.emulation.plant import NodeSpec, Plant
+from instruments.emulation.process import exit_when_parent_dies
 from instruments.emulation.scpi import ScpiDevice, scpi_session_factory
 from instruments.emulation.transport import Faults, ServerGroup
 
@@ -92,6 +93,7 @@ async def _serve(pipe: Connection, fleet: int) -> None:
 
 
 def _server_main(pipe: Connection, fleet: int) -> None:
+    exit_when_parent_dies()
     asyncio.run(_serve(pipe, fleet))
 
 

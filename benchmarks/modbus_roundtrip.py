@@ -32,6 +32,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from instruments.emulation.modbus import ModbusBus, ModbusDevice
+from instruments.emulation.process import exit_when_parent_dies
 from instruments.emulation.transport import Faults, ServerGroup
 
 REGISTER = 500
@@ -91,6 +92,7 @@ async def _serve(pipe: Connection) -> None:
 
 
 def _server_process(pipe: Connection) -> None:
+    exit_when_parent_dies()
     asyncio.run(_serve(pipe))
 
 

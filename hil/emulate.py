@@ -8,6 +8,11 @@ Beyond loopback: ``--host ADDR --allow-remote`` exposes the instruments only; th
 channel (fault injection, ``set``, ``shutdown``; unauthenticated) stays on 127.0.0.1 unless
 ``--expose-control`` is given as well. A bad argument (a port outside 0..65535, a port in
 use, a host that does not resolve, a speed out of range) is one line on stderr, exit 2.
+
+``--lifeline FD`` (set by :func:`instruments.emulation.process.start_emulator`, not by
+people): a pipe's read end whose write end only the parent holds. EOF on it means the
+parent died (the kernel closed its end, SIGKILL included): every output is made safe and the
+emulator exits. A person's own ``hil emulate`` has no lifeline and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
 import socket
 import sys
@@ -64,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --allow-remote: serve the control channel (fault, set, shutdown; no "
         "authentication) on --host too; without it the control channel stays on 127.0.0.1",
     )
+    parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(emulator, as_json=args.json))
+    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline))
 
 
 def _check_arguments(args: argparse.Namespace) -> str:
@@ -131,16 +138,32 @@ def _print_info(info: EmulatorInfo, *, as_json: bool) -> None:
     print(f"control {info.control}", flush=True)
 
 
-async def _serve(emulator: Emulator, *, as_json: bool) -> int:
+async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = None) -> int:
     loop = asyncio.get_running_loop()
     reason: list[str] = []
 
     def on_signal(name: str) -> None:
-        reason.append(name)
+        reason.append(f"received {name}")
         emulator.stopped.set()
+
+    def on_lifeline() -> None:
+        assert lifeline is not None
+        try:
+            data = os.read(lifeline, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(lifeline)
+            reason.append("its parent process died (lifeline closed)")
+            emulator.stopped.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    if lifeline is not None:
+        os.set_blocking(lifeline, False)
+        loop.add_reader(lifeline, on_lifeline)
     try:
         info = await emulator.start()
     except OSError as exc:  # a port in use, a host that does not resolve, ...
@@ -151,7 +174,7 @@ async def _serve(emulator: Emulator, *, as_json: bool) -> int:
         await emulator.stopped.wait()
     finally:
         if reason:
-            emulator.make_safe(f"emulator received {reason[0]}")
+            emulator.make_safe(f"emulator {reason[0]}")
         await emulator.stop()
     return 0
 

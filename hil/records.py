@@ -47,6 +47,9 @@ LINE_TYPES = frozenset(
 #: Test outcomes. A run without a ``run_end`` line is ABORTED.
 OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIPPED", "SAFETY TRIP")
 ABORTED = "ABORTED"
+#: A run stopped by Ctrl-C or SIGTERM: it ended cleanly (``run_end`` written, outputs
+#: safe) but did not run every collected test; ``run_end`` lists them in ``not_run``.
+INTERRUPTED = "INTERRUPTED"
 
 
 def _clean(value: Any) -> Any:

@@ -5,6 +5,13 @@ bench, shows progress (tests done / total and the test running now), prints a su
 the report's path, and exits with pytest's exit code. ``--bench``, ``--emulate``,
 ``-k``/``-m`` and ``--run-dir`` pass through to the pytest plugin; anything after ``--``
 goes to pytest unchanged.
+
+Ctrl-C (SIGINT to the process or its whole group) or SIGTERM, as pytest's: the first stops
+the running test, the plugin runs the ordered shutdown while the emulator (in a session of
+its own) still answers, the summary is printed, the record closed and ``report.pdf`` built
+with the verdict INTERRUPTED and the tests that never ran; exit code 2. A signal while the
+report is being built lets it finish (exit code 2). A second signal at any moment makes
+every output safe and exits at once with 128 + signal.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import pytest
 from hil.cli import output_dir_problem
 from hil.errors import HilError
 from hil.run_header import new_run_id
+from hil.safety import Interrupts, SignalInterrupt, SignalTally
 
 #: The packaged benches, beside the ``hil`` package in a source tree or an installed wheel.
 BENCHES = Path(__file__).resolve().parent.parent / "test_benches"
@@ -105,12 +113,32 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = Progress(sys.stdout)
     started = time.monotonic()
-    print(f"hil run: record in {run_dir}", flush=True)
-    code = int(pytest.main(build_pytest_args(args, run_dir), plugins=[progress]))
-    elapsed = time.monotonic() - started
+    interrupts = Interrupts(SignalTally()).install()
+    try:
+        print(f"hil run: record in {run_dir}", flush=True)
+        try:
+            code = int(pytest.main(build_pytest_args(args, run_dir), plugins=[progress]))
+        except SignalInterrupt:  # before pytest took over its signals: nothing was opened
+            code = int(pytest.ExitCode.INTERRUPTED)
+        if code == pytest.ExitCode.INTERRUPTED:
+            interrupts.tally.count = max(interrupts.tally.count, 1)
+        interrupts.hold = True
+        code = _summarise(run_dir, progress, time.monotonic() - started, code)
+    finally:
+        interrupts.uninstall()
+    if interrupts.tally.count and code == 0:
+        return int(pytest.ExitCode.INTERRUPTED)
+    return code
+
+
+def _summarise(run_dir: Path, progress: Progress, elapsed: float, code: int) -> int:
+    """The summary line, then the report (a first signal now only stops it from starting
+    anew: the report in progress is finished)."""
     counts = ", ".join(f"{n} {name.lower()}" for name, n in sorted(progress.outcomes.items()))
     summary = f"{progress.done} of {progress.total} tests in {elapsed:.1f} s"
     print(f"hil run: {summary}: {counts or 'none'}")
+    if code == pytest.ExitCode.INTERRUPTED:
+        print(f"hil run: INTERRUPTED: {progress.total - progress.done} tests never ran")
     if not (run_dir / "records.jsonl").exists():
         print("hil run: no run record was written; no report", file=sys.stderr)
         return code or 2

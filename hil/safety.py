@@ -13,6 +13,14 @@ fails, and the emulator's watchdog armed and fed.
 - at **exit**: the ordered shutdown if anything is still on (after a forced exit, the
   ``safe_off`` of every unit once more).
 
+Under pytest (the plugin, ``hil run``) the guard is built with ``defer=True``: the first
+signal only raises the interrupt, pytest ends the session as on Ctrl-C, and the plugin runs
+the ordered shutdown from ``pytest_sessionfinish`` while the emulator still answers — never
+from inside a signal handler that may have cut a driver's exchange in half. Its second
+signal exits at once (``os._exit``) after ``safe_off`` on every unit. :class:`Interrupts`
+keeps the same two-signal rule before a bench is guarded and after (opening the bench,
+building the report); one :class:`SignalTally` per process counts for both.
+
 :class:`EmulatorWatchdog` arms the emulator's control-channel watchdog on a connection of
 its own and feeds it from a thread, so that the emulator makes every output safe when this
 process dies (even by SIGKILL: the connection closes) or falls silent. ``trip()`` closes
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -51,6 +60,70 @@ class SignalInterrupt(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"received {signal.Signals(signum).name}")
+
+
+class SignalTally:
+    """How many guarded signals this process has received (shared by its handlers)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def add(self, signum: int) -> int:
+        """Count ``signum``; returns how many signals have arrived, this one included."""
+        self.count += 1
+        if self.first is None:
+            self.first = signal.Signals(signum).name
+        return self.count
+
+
+def exit_now(code: int) -> None:
+    """Leave the process at once (no unwinding, no exit hooks): the second signal's end."""
+    logging.shutdown()
+    os._exit(code)
+
+
+class Interrupts:
+    """SIGINT/SIGTERM while no bench guard is installed: the first raises
+    :class:`SignalInterrupt` (a Ctrl-C to pytest, even for SIGTERM), a second calls
+    ``exit(128 + signal)`` at once. Installed only from the main thread."""
+
+    def __init__(
+        self,
+        tally: SignalTally,
+        *,
+        exit: Callable[[int], object] = exit_now,
+        signals: tuple[signal.Signals, ...] = GUARDED_SIGNALS,
+    ) -> None:
+        self.tally = tally
+        self._exit = exit
+        self._signals = signals
+        self._previous: dict[signal.Signals, Any] = {}
+        #: While set, a first signal is only counted (the caller finishes its job, e.g. the
+        #: report, and reports the interruption itself).
+        self.hold = False
+
+    def install(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self._signals:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def uninstall(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.tally.add(signum) > 1:
+            log.error("second signal %s: exiting now", name)
+            self._exit(128 + signum)
+            return
+        if self.hold:
+            log.error("%s: finishing first (a second signal stops at once)", name)
+            return
+        raise SignalInterrupt(signum)
 
 
 class EmulatorWatchdog:
@@ -129,14 +202,19 @@ class ProcessGuard:
         *,
         busy: Callable[[], bool] = lambda: False,
         signals: tuple[signal.Signals, ...] = GUARDED_SIGNALS,
+        defer: bool = False,
+        tally: SignalTally | None = None,
+        exit: Callable[[int], object] | None = None,
     ) -> None:
         self._shutdown = shutdown
         self._force = force
         self._busy = busy
         self._signals = signals
+        self._defer = defer
+        self._tally = tally if tally is not None else SignalTally()
+        self._exit = exit
         self._previous: dict[signal.Signals, Any] = {}
         self._lock = threading.Lock()
-        self._received = 0
         self._running = False
         self.forced = False
         self.installed = False
@@ -202,15 +280,21 @@ class ProcessGuard:
         except Exception as exc:
             log.error("process guard: forcing safe_off (%s) failed: %s", reason, exc)
 
+    @property
+    def running(self) -> bool:
+        """True while the ordered shutdown runs."""
+        return self._running
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._received += 1
         name = signal.Signals(signum).name
-        if self._received > 1 or self._running:
+        if self._tally.add(signum) > 1 or self._running:
             log.error("process guard: second signal %s: safe_off on every unit now", name)
             self.force(f"second signal {name}")
+            if self._exit is not None:
+                self._exit(128 + signum)
             raise SystemExit(128 + signum)
         log.error("process guard: %s: ordered shutdown", name)
-        if not self._busy():
+        if not self._busy() and not self._defer:
             self.shutdown(f"signal {name}")
         raise SignalInterrupt(signum)
 
@@ -272,8 +356,11 @@ def guard_bench(
 
 __all__ = [
     "EmulatorWatchdog",
+    "Interrupts",
     "ProcessGuard",
     "SignalInterrupt",
+    "SignalTally",
     "bench_shutdown",
+    "exit_now",
     "guard_bench",
 ]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,38 @@ class SerialSettings:
             raise ConfigError(f"stop bits must be 1, 1.5 or 2, got {self.stopbits}")
 
 
+def _tcp_socket(handle: object) -> socket.socket | None:
+    """The TCP socket under a pyvisa-py resource (its session's ``interface``), a pymodbus
+    client (``socket``) or a pyserial ``socket://`` port (``_socket``), if there is one."""
+    found: list[object] = [handle]
+    sessions = getattr(getattr(handle, "visalib", None), "sessions", None)
+    session = getattr(handle, "session", None)
+    if isinstance(sessions, dict) and session in sessions:
+        found.append(sessions[session])
+    for _ in range(3):
+        deeper: list[object] = []
+        for item in found:
+            if isinstance(item, socket.socket):
+                stream = item.type == socket.SOCK_STREAM
+                return item if stream and item.family != socket.AF_UNIX else None
+            deeper += [getattr(item, n, None) for n in ("socket", "_socket", "interface")]
+        found = [item for item in deeper if item is not None]
+    return None
+
+
+def no_delay(handle: object) -> None:
+    """``TCP_NODELAY`` on the line's socket, if it has one: a set-only command leaves at
+    once instead of waiting in Nagle's buffer for the previous segment's ACK, so an
+    emulator's ``advance`` sent just after it on another connection cannot overtake it
+    (``docs/emulator-control.md``). Best effort: a line without a TCP socket is left alone."""
+    sock = _tcp_socket(handle)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.debug("TCP_NODELAY not set: %s", exc)
+
+
 class _Line:
     """Shared bookkeeping: the resource, a lock, and the stale/reopen rule."""
 
@@ -123,7 +156,12 @@ class _Line:
             self._open()
             self._closed = False
             self._stale = False
+            no_delay(self._handle())
             log.debug("opened %s %s", self.kind, self.resource)
+
+    def _handle(self) -> object:
+        """The open library object (pyvisa resource, pymodbus client, pyserial port)."""
+        return None
 
     def reopen(self) -> None:
         """Close and open again (explicit reconnect after a dropped line)."""
@@ -243,6 +281,9 @@ class ScpiConnection(_Line):
         resource.write_termination = self.termination
         resource.timeout = round(self.timeout * 1000)
         self._resource = resource
+
+    def _handle(self) -> object:
+        return self._resource
 
     def _open_with_pyvisa(self) -> VisaResource:
         import pyvisa
@@ -505,6 +546,9 @@ class ModbusConnection(_Line):
             raise CommunicationError("cannot connect", resource=self.resource)
         self._client = client
 
+    def _handle(self) -> object:
+        return self._client
+
     def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -696,6 +740,9 @@ class SerialConnection(_Line):
                 f"cannot open serial line: {exc}", resource=self.resource
             ) from exc
         self._port = cast(SerialPort, port)
+
+    def _handle(self) -> object:
+        return self._port
 
     def _write_timeout(self) -> float:
         """pyserial's write timeout: 0 (send at once) on a TCP line, the timeout elsewhere.

@@ -16,7 +16,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Table, TableStyle
 
-from hil.records import ABORTED
+from hil.records import ABORTED, INTERRUPTED
 from reports.fonts import MONO, SANS, SANS_BOLD, markup
 
 PAGE_W, PAGE_H = A4
@@ -33,6 +33,7 @@ VERDICT_COLOURS: dict[str, str] = {
     "SAFETY TRIP": "#6A1B9A",
     "SKIPPED": "#757575",
     ABORTED: "#8E0000",
+    INTERRUPTED: "#AD1457",
     "UNKNOWN": "#5D4037",
     "NO TESTS": "#757575",
 }

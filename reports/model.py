@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.records import ABORTED, RecordSet
+from hil.records import ABORTED, INTERRUPTED, RecordSet
 from hil.run_header import SEVERITY, overall_outcome
 from reports.community import CommunityDay, parse_community
 from reports.fields import FloatArray, floats, mapping, number, sequence, text
@@ -94,6 +94,9 @@ class Run:
     recorded_outcome: str | None = None
     started_wall: float | None = None
     last_wall: float | None = None
+    #: Why the run was interrupted (Ctrl-C, SIGTERM), and the tests that never ran.
+    interrupted: str = ""
+    not_run: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,10 @@ class _Builder:
     def run_end(self, line: Mapping[str, Any]) -> None:
         self.run.finished_at = text(line.get("finished_at"))
         self.run.recorded_outcome = outcome_name(line.get("outcome"))
+        self.run.interrupted = text(line.get("interrupted"))
+        not_run = line.get("not_run")
+        if isinstance(not_run, list):
+            self.run.not_run = [text(n) for n in not_run]
 
     def test_start(self, line: Mapping[str, Any]) -> None:
         nodeid = text(line.get("nodeid")) or text(line.get("name")) or "unnamed test"
@@ -695,6 +702,8 @@ class _Builder:
             )
         outcomes = [t.outcome for t in self.tests]
         verdict = ABORTED if aborted else _verdict(outcomes, run.recorded_outcome)
+        if not aborted and run.interrupted and verdict != "SAFETY TRIP":
+            verdict = INTERRUPTED
         counts = {name: outcomes.count(name) for name in COUNT_ORDER if name in outcomes}
         counts.update({o: outcomes.count(o) for o in outcomes if o not in counts})
         return ReportModel(

@@ -232,6 +232,21 @@ class ReportWriter:
                 _table(s, ["#", "test", "why"], rows, widths),
                 Spacer(1, 5 * mm),
             )
+        self.never_ran()
+
+    def never_ran(self) -> None:
+        """An interrupted run: the collected tests that never started, and how many."""
+        not_run = self.model.run.not_run
+        if not self.model.run.interrupted:
+            return
+        s = self.styles
+        self.add(CondPageBreak(40 * mm), Paragraph(f"Tests that never ran ({len(not_run)})", s.h2))
+        if not not_run:
+            self.para("Every collected test had started when the run was interrupted.")
+            return
+        rows = [[str(i), nodeid] for i, nodeid in enumerate(not_run, start=1)]
+        widths = [FRAME_W * 0.06, FRAME_W * 0.94]
+        self.add(_table(s, ["#", "test"], rows, widths), Spacer(1, 5 * mm))
 
     def test_section(self, index: int, test: TestResult) -> None:
         s = self.styles

@@ -96,6 +96,11 @@ class CoverPage:
                 f"The run did not finish: the record has no run_end line. Results so far "
                 f"({n} test(s)): {so_far}."
             )
+        if model.run.interrupted:
+            return (
+                f"The run was interrupted ({model.run.interrupted}) and ended safe. Results "
+                f"({n} test(s)): {so_far}; {len(model.run.not_run)} test(s) never ran."
+            )
         recorded = model.run.recorded_outcome
         extra = ""
         if recorded and recorded != model.verdict:

@@ -26,8 +26,9 @@ from instruments.emulation.process import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATED_BENCH = ROOT / "fixtures" / "benches" / "emulated.toml"
-#: Short instrument timeouts keep fault tests quick (a dead line costs one timeout).
-TIMEOUT_S = 0.2
+#: Short instrument timeouts keep fault tests quick (a dead line costs one timeout), yet
+#: long enough for an answer on a loaded 2-core machine (0.2 s was not, with two CPU hogs).
+TIMEOUT_S = 1.0
 #: Drivers retry once against the emulator (a garbled frame is tried again once).
 DRIVER_OPTIONS = {**EMULATOR_DRIVER_OPTIONS, "eza2500": {"pacing": 0.0, "retries": 1}}
 #: Simulated seconds that let a bus left at 350 V decay below the activation limit.

@@ -60,7 +60,7 @@ def test_one_to_one_runs_every_apis_step_with_exact_energy_and_ends_safe(rig: Ri
     # energy counted = energy into the charging battery (true) within 1 %
     into = truth.battery_wh("one", "start", "E003") - truth.battery_wh("one", "stop", "E003")
     assert run.energy_wh == pytest.approx(into, rel=0.01)
-    assert run.energy_wh >= 20.0
+    assert run.energy_wh >= 20.0 * (1 - 1e-9)  # the engine's stop rule (float sums)
     status = rig.status()
     assert status["all_safe"], [p["port"] for p in status["ports"] if not p["safe"]]
     assert engine.reference is None and not engine.setpoints

@@ -155,6 +155,9 @@ def bench() -> Iterator[ServedBench]:
 
 @pytest.fixture
 def clean(bench: ServedBench) -> Iterator[ServedBench]:
+    """The module's servers with their instruments as new (tests run in any order)."""
+    vars(bench.supply).update(vars(Supply()))
+    vars(bench.battery).update(vars(Battery()))
     yield bench
     bench.faults.clear()
     bench.rtu_faults.clear()

@@ -360,3 +360,28 @@ def test_any_field_values_still_give_a_model_and_a_pdf(
         model = build_model(read_records(run))
         assert model.verdict
         assert write_pdf(model, run / "report.pdf", plots=False) >= 1
+
+
+def test_an_interrupted_run_is_interrupted_and_lists_the_tests_that_never_ran(
+    tmp_path: Path,
+) -> None:
+    end = run_end_fields(["PASS", "ERROR"]) | {
+        "outcome": "INTERRUPTED",
+        "interrupted": "the session was interrupted by SIGINT",
+        "not_run": ["t.py::c", "t.py::d"],
+    }
+    model = model_of(
+        tmp_path,
+        [
+            ("run_start", HEADER),
+            ("test_start", {"nodeid": "t.py::a"}),
+            ("test_end", {"nodeid": "t.py::a", "outcome": "PASS"}),
+            ("test_start", {"nodeid": "t.py::b"}),
+            ("test_end", {"nodeid": "t.py::b", "outcome": "ERROR", "message": "interrupted"}),
+            ("run_end", end),
+        ],
+    )
+    assert model.verdict == "INTERRUPTED" and not model.aborted
+    assert model.run.not_run == ["t.py::c", "t.py::d"]
+    assert "SIGINT" in model.run.interrupted
+    assert write_pdf(model, tmp_path / "report.pdf") >= 1

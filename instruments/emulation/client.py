@@ -3,6 +3,11 @@
 Used by the pytest plugin, the simulated clock and people at a Python prompt. One request at
 a time per client (a lock serialises threads); a reply with ``ok: false`` raises
 :class:`EmulatorControlError` carrying the emulator's own message.
+
+Every request carries an ``id`` (the channel echoes it) and the client reads until the
+reply with that id: a request cut short on this side (a Ctrl-C between sending and reading)
+leaves its reply in the stream, and the next request skips it instead of taking it for
+its own.
 """
 
 from __future__ import annotations
@@ -36,26 +41,36 @@ class ControlClient:
             ) from None
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = self._sock.makefile("rb")
+        self._next_id = 0
 
     def request(self, cmd: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return the reply; raises on ``ok: false`` or a dead line."""
-        line = json.dumps({"cmd": cmd, **fields}).encode() + b"\n"
         with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            line = json.dumps({"cmd": cmd, **fields, "id": request_id}).encode() + b"\n"
             try:
                 self._sock.sendall(line)
-                raw = self._reader.readline()
+                reply = self._read_reply(request_id, cmd)
             except OSError as exc:
                 raise CommunicationError(
                     f"control channel failed: {exc}", resource=self.address, command=cmd
                 ) from None
-        if not raw:
-            raise CommunicationError(
-                "the emulator closed its control channel", resource=self.address, command=cmd
-            )
-        reply: dict[str, Any] = json.loads(raw)
         if not reply.get("ok"):
             raise EmulatorControlError(f"emulator refused {cmd!r}: {reply.get('error')}")
         return reply
+
+    def _read_reply(self, request_id: int, cmd: str) -> dict[str, Any]:
+        """The reply to ``request_id``, skipping replies to requests abandoned earlier."""
+        while True:
+            raw = self._reader.readline()
+            if not raw:
+                raise CommunicationError(
+                    "the emulator closed its control channel", resource=self.address, command=cmd
+                )
+            reply: dict[str, Any] = json.loads(raw)
+            if reply.pop("id", None) == request_id:
+                return reply
 
     def status(self) -> dict[str, Any]:
         return self.request("status")

@@ -80,6 +80,9 @@ class ControlServer:
     on_shutdown: Callable[[], Awaitable[None] | None]
     host: str = "127.0.0.1"
     port: int = 0
+    #: Awaited before every ``advance``: the emulator reads every byte its instruments'
+    #: clients sent before it, so simulated time never overtakes a write (causality).
+    before_advance: Callable[[], Awaitable[None]] | None = None
     _server: asyncio.Server | None = None
     _watchdog: _Watchdog | None = None
     _watch_task: asyncio.Task[None] | None = None
@@ -234,6 +237,8 @@ class ControlServer:
             return {"ok": True, "time": target.time()}
         if cmd == "advance":
             seconds = _number(request, "seconds", minimum=0.0, maximum=MAX_ADVANCE_S)
+            if self.before_advance is not None:
+                await self.before_advance()
             return {"ok": True, "time": await self._advance(seconds)}
         if cmd == "fault":
             instrument = _text(request, "instrument")

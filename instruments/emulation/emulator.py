@@ -285,7 +285,11 @@ class Emulator:
         self.stopped = asyncio.Event()
         self._group = ServerGroup()
         self._control = ControlServer(
-            self, on_shutdown=self._request_shutdown, host=control_host, port=control_port
+            self,
+            on_shutdown=self._request_shutdown,
+            host=control_host,
+            port=control_port,
+            before_advance=self._group.drain_input,
         )
         self._ticker: asyncio.Task[None] | None = None
 

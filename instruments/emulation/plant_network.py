@@ -92,9 +92,6 @@ class Network:
         self.act: BoolArray = np.zeros(n, dtype=np.bool_)
         self.at_lo: BoolArray = np.ones(n, dtype=np.bool_)
         self.robust_solves = 0
-        self._dt_cached = 0.0
-        self._cdt = self.cap
-        self._base_den = self.cap
         self._evaluate(self.V)
 
     # -- settings -------------------------------------------------------------------------
@@ -122,16 +119,19 @@ class Network:
     # -- solving --------------------------------------------------------------------------
 
     def solve(self, dt: float, v_old: FloatArray) -> None:
-        """Node voltages after ``dt`` from ``v_old``; fills ``V``, ``i``, ``vn``, ``vt``."""
+        """Node voltages after ``dt`` from ``v_old``; fills ``V``, ``i``, ``vn``, ``vt``.
+
+        Speed trick (active set): one linear solve per pass from the last step's set of
+        clamped terminals, exact once that set stops changing; the bracketed solve only when
+        it cycles; measured by ``benchmarks/plant_tricks.py``, the bracketed solve on every
+        step costs 1.4x (households) to 5.6x (19-port day) the CPU.
+        """
         E, lo, hi = self.cur
         geff, node, n = self.geff, self.node, self.n_nodes
         gE = geff * E
-        if dt != self._dt_cached:
-            self._dt_cached = dt
-            self._cdt = self.cap / dt
-            self._base_den = self._cdt + self.gb
-        base_num = self._cdt * v_old
-        base_den = self._base_den
+        c_dt = self.cap / dt
+        base_num = c_dt * v_old
+        base_den = c_dt + self.gb
         act, at_lo = self.act, self.at_lo
         a = np.where(act, gE, np.where(at_lo, lo, hi))
         for _ in range(_FAST_ITERATIONS):

@@ -70,6 +70,9 @@ from typing import Any, Protocol, TypeVar
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("disconnect", "delay", "garbage", "drop")
+#: Loop turns :meth:`ServerGroup.drain_input` grants at most (a client that keeps sending
+#: cannot hold simulated time back for ever).
+DRAIN_ROUNDS = 100
 PTY_POLL_SECONDS = 0.02
 _LEAVE_FLUSH_SECONDS = 0.002
 _READ_CHUNK = 65536
@@ -501,6 +504,14 @@ class _TcpConnection(asyncio.Protocol):
     def pending(self) -> int:
         return self._pipe.pending if self._pipe is not None else 0
 
+    def input_fd(self) -> int:
+        """The socket's descriptor while the loop reads it (-1 when closing or paused)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or not transport.is_reading():
+            return -1
+        sock = transport.get_extra_info("socket")
+        return int(sock.fileno()) if sock is not None else -1
+
     def pause_writing(self) -> None:
         self._write_paused = True
         self._update_reading()
@@ -582,6 +593,10 @@ class TcpServer(_ServerBase):
         """Replies held back by a delay fault, over all connections."""
         return sum(connection.pending for connection in self.connections)
 
+    def input_fds(self) -> list[int]:
+        """The sockets of connections whose input the loop reads now (not paused)."""
+        return [fd for connection in self.connections if (fd := connection.input_fd()) >= 0]
+
     def drop_connections(self) -> None:
         """Reset every open connection (used by the disconnect fault)."""
         for connection in list(self.connections):
@@ -662,6 +677,11 @@ class PtyServer(_ServerBase):
     def pending_replies(self) -> int:
         """Replies held back by a delay fault."""
         return self._pipe.pending if self._pipe is not None else 0
+
+    def input_fds(self) -> list[int]:
+        """The master while a client's session reads it (input before a client is
+        noticed waits for the next poll, as on a line nobody listens to yet)."""
+        return [self._master] if self._master >= 0 and self._session is not None else []
 
     # ---- waiting for a client -----------------------------------------------------
     def _schedule_poll(self, delay: float, leaving: bool = False) -> None:
@@ -927,6 +947,19 @@ class ServerGroup:
         path = await server.start()
         self.servers.append(server)
         return path
+
+    async def drain_input(self) -> None:
+        """Let the loop read every byte clients have already sent, on every connection.
+
+        Called before simulated time moves (``advance``): a set-point written on an
+        instrument's connection just before an ``advance`` on the control channel then acts
+        before the plant steps, whatever order the loop would have served them in. Bounded
+        by :data:`DRAIN_ROUNDS` loop turns."""
+        for _ in range(DRAIN_ROUNDS):
+            fds = [fd for server in self.servers for fd in server.input_fds()]
+            if not fds or not select.select(fds, [], [], 0)[0]:
+                return
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Stop every server; safe to call twice."""
