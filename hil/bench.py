@@ -34,7 +34,13 @@ from hil.bench_config import BenchConfig, InstrumentConfig
 from hil.clock import Clock, SimClock, WallClock
 from hil.controller import CurrentController, InstrumentIdentity, Mode, Reading
 from hil.envelope import Envelope
-from hil.errors import CommunicationError, ConfigError, HilError
+from hil.errors import (
+    BenchOpenError,
+    CommunicationError,
+    ConfigError,
+    HilError,
+    InstrumentFailure,
+)
 from hil.units import (
     EMULATOR_DRIVER_OPTIONS,
     SAFE_OFF_TIMEOUT_S,
@@ -353,10 +359,16 @@ class Bench:
         if opened.failures:
             opened.close()
             described = {inst.key: _describe(inst) for inst in config.instruments()}
-            raise CommunicationError(
+            failures = [
+                InstrumentFailure(inst.unit_id, inst.name, inst.resource, opened.failures[inst.key])
+                for inst in config.instruments()
+                if inst.key in opened.failures
+            ]
+            raise BenchOpenError(
                 f"{where}: {len(opened.failures)} of {len(described)} instrument(s) did not "
                 "answer; nothing was sent:\n"
-                + "\n".join(f"  {described[key]}: {why}" for key, why in opened.failures.items())
+                + "\n".join(f"  {described[key]}: {why}" for key, why in opened.failures.items()),
+                failures,
             )
         units: dict[str, CurrentController] = {}
         try:

@@ -74,7 +74,7 @@ def read_community(
         if uid not in battery_units:
             raise table.error(
                 "members",
-                f"unit {uid} has no battery (no apis_bms), so it has no state of charge",
+                f"unit {uid} has no battery (no BMS), so it has no state of charge",
                 "units with a battery: " + ", ".join(battery_units),
             )
     if len(set(members)) != len(members):

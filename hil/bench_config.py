@@ -18,15 +18,15 @@ from hil.bench_community import CommunityConfig
 from hil.bench_emulation import EmulationConfig
 from hil.envelope import Envelope, UnitEnvelope
 from hil.errors import ConfigError
-from hil.instrument_models import (
-    DRIVERS,
+from hil.ratings import (
     EMULATED,
     RESOURCE_FORMS,
-    DriverSpec,
+    Family,
     Function,
     InstrumentRating,
     SettingValue,
     Transport,
+    family,
     resource_problem,
 )
 
@@ -59,8 +59,8 @@ class InstrumentConfig:
         return f"{self.unit_id}.{self.name}"
 
     @property
-    def spec(self) -> DriverSpec:
-        return DRIVERS[self.driver]
+    def spec(self) -> Family:
+        return family(self.driver)
 
     @property
     def function(self) -> Function:

@@ -6,6 +6,9 @@ resistance per topology branch, the random seed, the time of day at which the pl
 and how serial instruments are exposed. The same file describes the real bench; this part is
 only read by the emulator (``hil emulate``). Every unit has a port, at defaults when the
 file gives none: an APIS battery of 4800 Wh at SoC 0.5 and apis-emulator's converter losses.
+
+The plain dataclasses it fills live in :mod:`instruments.emulation.description` (the
+emulator reads them without importing ``hil``); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,53 +17,40 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from hil.toml_source import Table
+from instruments.emulation.description import (
+    DAY_S,
+    PERMISSIONS,
+    WEATHERS,
+    EmulatedPort,
+    EmulationConfig,
+    HouseholdConfig,
+    Permission,
+    SensorErrors,
+    Weather,
+)
 
 if TYPE_CHECKING:
     from hil.bench_config import Topology, UnitConfig
 
-Permission = Literal["none", "charge", "discharge", "both"]
-PERMISSIONS: tuple[Permission, ...] = ("none", "charge", "discharge", "both")
-Weather = Literal["sunny", "cloudy", "rainy"]
-WEATHERS: tuple[Weather, ...] = ("sunny", "cloudy", "rainy")
-DAY_S = 86_400.0
+__all__ = [
+    "DAY_S",
+    "PERMISSIONS",
+    "WEATHERS",
+    "EmulatedPort",
+    "EmulationConfig",
+    "HouseholdConfig",
+    "Permission",
+    "SensorErrors",
+    "Weather",
+    "household_seed",
+    "read_emulation",
+]
+
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-
-
-@dataclass(frozen=True)
-class SensorErrors:
-    """Measurement errors of an emulated port: offsets (V, A), relative gain errors, noise
-    (standard deviation, V and A) and quantisation steps (V, A; 0 = none)."""
-
-    voltage_offset: float = 0.0
-    voltage_gain: float = 0.0
-    voltage_noise: float = 0.0
-    voltage_step: float = 0.0
-    current_offset: float = 0.0
-    current_gain: float = 0.0
-    current_noise: float = 0.0
-    current_step: float = 0.0
-
-
-@dataclass(frozen=True)
-class HouseholdConfig:
-    """A household on a unit's battery side: rooftop PV (``pv_peak_w``, clear-sky peak in W,
-    and the day's ``weather``), a house load of ``load_wh_per_day``, the ``seed`` of its
-    synthetic profiles, the SoC at or below which the load it cannot carry is bought from the
-    utility (``reserve_soc``) and the SoC at or above which surplus PV is curtailed
-    (``full_soc``)."""
-
-    pv_peak_w: float
-    weather: Weather
-    load_wh_per_day: float
-    seed: int
-    reserve_soc: float = 0.10
-    full_soc: float = 0.98
 
 
 def household_seed(emulation_seed: int, unit_id: str) -> int:
@@ -68,42 +58,6 @@ def household_seed(emulation_seed: int, unit_id: str) -> int:
     id, so that every house differs and the same bench always gives the same day."""
     digest = hashlib.sha256(f"{emulation_seed}/{unit_id}/household".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-@dataclass(frozen=True)
-class EmulatedPort:
-    """Plant parameters of one unit's port in the emulator.
-
-    Battery fields are set only for units with a battery; converter losses (W, standby /
-    charging / discharging, as apis-emulator uses) only for converter units.
-    """
-
-    unit_id: str
-    line_resistance: float = 0.0
-    sensor: SensorErrors = field(default_factory=SensorErrors)
-    battery_capacity: float | None = None
-    soc: float | None = None
-    battery_resistance: float | None = None
-    permission: Permission | None = None
-    loss_standby: float | None = None
-    loss_charge: float | None = None
-    loss_discharge: float | None = None
-    household: HouseholdConfig | None = None
-
-
-@dataclass(frozen=True)
-class EmulationConfig:
-    """The emulated twin: random seed, how serial instruments are exposed (``"tcp"``: a
-    loopback socket, ``"pty"``: a pseudo-terminal), per-port plant parameters (every unit
-    has one, with defaults when the file gives none), per-branch line resistance (Ω) and
-    the time of day at plant time 0 (``start_of_day``, seconds after midnight)."""
-
-    seed: int
-    serial_transport: Literal["tcp", "pty"]
-    ports: Mapping[str, EmulatedPort]
-    branch_line_resistance: Mapping[str, float]
-    declared: bool = True
-    start_of_day: float = 0.0
 
 
 def read_emulation(
@@ -208,7 +162,7 @@ def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedP
     else:
         table.forbid(
             "household",
-            f"unit {unit.id} has no battery (no apis_bms); a household sits on a battery",
+            f"unit {unit.id} has no battery (no BMS); a household sits on a battery",
         )
     battery_keys = ("battery_capacity", "soc", "battery_resistance", "permission")
     loss_keys = ("loss_standby", "loss_charge", "loss_discharge")
@@ -224,7 +178,7 @@ def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedP
         values["permission"] = table.string("permission", "both", choices=PERMISSIONS)
     else:
         for key in battery_keys:
-            table.forbid(key, f"unit {unit.id} has no battery (no apis_bms)")
+            table.forbid(key, f"unit {unit.id} has no battery (no BMS)")
     if unit.kind == "converter":
         for key in loss_keys:
             values[key] = table.opt_number(key, getattr(default, key), minimum=0.0, maximum=1e4)

@@ -1,7 +1,7 @@
 """Ratings against envelopes: no unit may be allowed more than its instruments stand.
 
 :class:`RatingCheck` compares one unit's settled envelope limits with the ratings of its
-instruments (from the model table, ``hil/data/instrument_models.toml``): the bus-side
+instruments (from each family's ratings file, ``instruments/<family>.toml``): the bus-side
 instrument must stand the whole bus window and the unit's currents and power, and on a
 converter unit every battery-side instrument must stand the battery window and power, and
 its hold and CV levels must make sense together. A limit that was derived rather than
@@ -15,7 +15,7 @@ from hil.bench_draft import Limit, UnitDraft
 from hil.bench_units import ModelLookup
 from hil.envelope import BusEnvelope
 from hil.errors import ConfigError
-from hil.instrument_models import known_models
+from hil.ratings import known_models
 from hil.toml_source import KeyPath, TomlSource
 
 

@@ -19,13 +19,14 @@ from typing import cast
 from hil.bench_config import KINDS, NODES, InstrumentConfig, Kind, Node
 from hil.bench_draft import UnitDraft, read_envelope_table
 from hil.errors import ConfigError
-from hil.instrument_models import (
-    DRIVERS,
+from hil.ratings import (
     EMULATED,
     RESOURCE_FORMS,
-    DriverSpec,
+    Family,
     InstrumentRating,
     SettingValue,
+    families,
+    family,
     known_models,
     resource_problem,
 )
@@ -46,7 +47,7 @@ ModelLookup = Callable[[str, str], InstrumentRating | None]
 class UnitReader:
     """Reads and checks the ``[[units]]`` tables of one bench file.
 
-    ``find_model`` is the model table's lookup (:func:`hil.instrument_models.find_model`),
+    ``find_model`` is the model table's lookup (:func:`hil.ratings.find_model`),
     passed in by the loader so that a test can narrow a model's rating.
     """
 
@@ -93,8 +94,8 @@ class UnitReader:
         return draft
 
     def _read_instrument(self, table: Table, unit_id: str, kind: Kind) -> InstrumentConfig:
-        driver = table.string("driver", choices=sorted(DRIVERS))
-        spec = DRIVERS[driver]
+        driver = table.string("driver", choices=sorted(families()))
+        spec = family(driver)
         default_name = "battery" if spec.function == "bms" else spec.function
         name = table.string("name", default_name, pattern=ID_PATTERN, pattern_text=ID_TEXT)
         model_name = table.string("model")
@@ -103,7 +104,7 @@ class UnitReader:
             raise table.error(
                 "model",
                 f"unit {unit_id}: unknown model {model_name!r} for driver {driver}",
-                ", ".join(known_models(driver)) + " (hil/data/instrument_models.toml)",
+                ", ".join(known_models(driver)) + " (instruments/" + family(driver).ratings + ")",
             )
         resource = table.string("resource")
         problem = resource_problem(spec.transport, resource)
@@ -141,7 +142,7 @@ class UnitReader:
         )
 
     @staticmethod
-    def _read_settings(table: Table | None, spec: DriverSpec) -> dict[str, SettingValue]:
+    def _read_settings(table: Table | None, spec: Family) -> dict[str, SettingValue]:
         """The driver's settings: given ones checked, absent ones at their defaults."""
         values: dict[str, SettingValue] = {}
         for setting in spec.settings:
@@ -198,9 +199,9 @@ class UnitReader:
         on_battery = [i for i in unit.instruments if i.node == "battery"]
         if unit.kind == "converter":
             allowed = (
-                "one converter (eza2500) on the bus, and on its battery side: an apis_bms; "
-                "or a supply + a load (+ optional apis_bms); or a bidirectional supply "
-                "(+ optional apis_bms)"
+                "one converter on the bus, and on its battery side: a BMS; "
+                "or a supply + a load (+ optional BMS); or a bidirectional supply "
+                "(+ optional BMS)"
             )
             if len(on_bus) != 1 or on_bus[0].function != "converter":
                 raise self.error(
@@ -229,7 +230,7 @@ class UnitReader:
             return
         allowed = (
             f"exactly one {unit.kind} instrument on the bus ("
-            + ", ".join(sorted(n for n, s in DRIVERS.items() if s.function == unit.kind))
+            + ", ".join(sorted(n for n, s in families().items() if s.function == unit.kind))
             + ")"
         )
         if (

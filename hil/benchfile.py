@@ -38,7 +38,7 @@ from hil.bench_ratings import RatingCheck
 from hil.bench_units import ID_PATTERN, ID_TEXT, UnitReader
 from hil.envelope import BusEnvelope, Envelope
 from hil.errors import ConfigError
-from hil.instrument_models import find_model
+from hil.ratings import find_model
 from hil.toml_source import KeyPath, Table, TomlSource
 
 logger = logging.getLogger(__name__)

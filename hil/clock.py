@@ -1,4 +1,5 @@
-"""Clocks: the only way the toolkit reads or waits for time.
+"""Clocks: the only way the toolkit reads or waits for time (``Clock`` and ``WallClock`` live
+in :mod:`instruments.clock`, at the bottom, so drivers can use them).
 
 ``WallClock`` is for the lab. ``SimClock`` is for emulated benches: ``sleep`` advances the
 simulated plant instead of waiting, so a 10-minute exchange runs in milliseconds and every
@@ -7,35 +8,11 @@ run is deterministic. Nothing in the toolkit calls ``time.sleep`` directly.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Protocol
 
+from instruments.clock import Clock, WallClock
 
-class Clock(Protocol):
-    """Reads and waits for time, in seconds."""
-
-    def now(self) -> float:
-        """Seconds since an arbitrary origin fixed for the clock's life."""
-        ...
-
-    def sleep(self, seconds: float) -> None:
-        """Let ``seconds`` pass (on this clock's time base)."""
-        ...
-
-
-class WallClock:
-    """Real time, monotonic."""
-
-    def __init__(self) -> None:
-        self._origin = time.monotonic()
-
-    def now(self) -> float:
-        return time.monotonic() - self._origin
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
+__all__ = ["Clock", "SimClock", "WallClock"]
 
 
 class SimClock:

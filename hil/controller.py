@@ -130,6 +130,11 @@ class CurrentController(Protocol):
         """Make every output of the unit safe; return what could not be done (never raises)."""
         ...
 
+    def clear_faults(self) -> None:
+        """Clear the latched faults its instruments let a controller clear (a converter's
+        alarms); call it only once the cause is gone, before ``arm``."""
+        ...
+
     def reconnect(self) -> None:
         """Reopen every instrument's connection (after a dropped line)."""
         ...

@@ -1,66 +1,71 @@
-"""The toolkit's exception hierarchy.
+"""The toolkit's exception hierarchy: the instruments' errors plus those of the layers above.
 
-Every message says what went wrong, where (unit, instrument, file, key, resource, command)
-and, where it helps, what to do about it. Control paths never swallow these.
+The base classes live in :mod:`instruments.errors` (drivers and emulators raise them without
+importing ``hil``); they are re-exported here, so ``except hil.errors.ConfigError`` catches
+what a driver raises. Every message says what went wrong, where and, where it helps, what to
+do about it. Control paths never swallow these.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-class HilError(Exception):
-    """Base class of every error the toolkit raises on purpose."""
+from instruments.errors import (
+    CapabilityError,
+    CommunicationError,
+    ConfigError,
+    EnvelopeError,
+    HilError,
+    InstrumentError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    MalformedReply,
+    RatingError,
+)
+
+__all__ = [
+    "BenchOpenError",
+    "CapabilityError",
+    "CommunicationError",
+    "ConfigError",
+    "EnvelopeError",
+    "ExchangeError",
+    "HilError",
+    "InstrumentError",
+    "InstrumentFailure",
+    "InstrumentReportedError",
+    "InstrumentTimeout",
+    "MalformedReply",
+    "RatingError",
+    "SafetyTrip",
+]
 
 
-class ConfigError(HilError):
-    """A bench file, scenario or parameter set is malformed or impossible."""
+@dataclass(frozen=True)
+class InstrumentFailure:
+    """One instrument that could not be opened or did not answer: where, and why."""
+
+    unit: str
+    instrument: str
+    resource: str
+    error: str
+
+    @property
+    def key(self) -> str:
+        """``<unit>.<instrument>``."""
+        return f"{self.unit}.{self.instrument}"
 
 
-class EnvelopeError(HilError):
-    """A set-point or configuration lies outside its safety envelope; nothing was sent."""
+class BenchOpenError(CommunicationError):
+    """Some instruments of a bench did not answer; ``failures`` says which and why.
 
-
-class CapabilityError(EnvelopeError):
-    """A unit was asked for something its hardware cannot do (a load asked to source)."""
-
-
-class RatingError(EnvelopeError):
-    """A set-point lies outside the instrument's own rating (model table); nothing was sent."""
-
-
-class InstrumentError(HilError):
-    """Something went wrong talking to, or inside, an instrument."""
-
-
-class CommunicationError(InstrumentError):
-    """The instrument did not answer, answered garbage, or the connection dropped.
-
-    Carries the resource string and the command so that the message names both.
+    Callers read ``failures`` (one :class:`InstrumentFailure` each) instead of the text.
     """
 
-    def __init__(self, message: str, *, resource: str = "", command: str = "") -> None:
-        self.resource = resource
-        self.command = command
-        where = ", ".join(
-            part
-            for part in (
-                f"resource {resource}" if resource else "",
-                f"command {command!r}" if command else "",
-            )
-            if part
-        )
-        super().__init__(f"{message} ({where})" if where else message)
-
-
-class InstrumentTimeout(CommunicationError):
-    """No (complete) reply arrived within the timeout."""
-
-
-class MalformedReply(CommunicationError):
-    """A reply arrived but could not be parsed (non-numeric, truncated, bad checksum)."""
-
-
-class InstrumentReportedError(InstrumentError):
-    """The instrument refused a command and said why (SCPI error, Modbus exception, NAK)."""
+    def __init__(self, message: str, failures: Sequence[InstrumentFailure]) -> None:
+        super().__init__(message)
+        self.failures = tuple(failures)
 
 
 class ExchangeError(HilError):

@@ -44,12 +44,13 @@ LINE_TYPES = frozenset(
     }
 )
 
-#: Test outcomes. A run without a ``run_end`` line is ABORTED.
-OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIPPED", "SAFETY TRIP")
-ABORTED = "ABORTED"
 #: A run stopped by Ctrl-C or SIGTERM: it ended cleanly (``run_end`` written, outputs
-#: safe) but did not run every collected test; ``run_end`` lists them in ``not_run``.
+#: safe) but did not run every collected test; ``run_end`` lists them in ``not_run``. The
+#: test that was running when the signal came ends with this outcome too.
 INTERRUPTED = "INTERRUPTED"
+#: Test outcomes. A run without a ``run_end`` line is ABORTED.
+OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIPPED", "SAFETY TRIP", INTERRUPTED)
+ABORTED = "ABORTED"
 
 
 def _clean(value: Any) -> Any:

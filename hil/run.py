@@ -56,6 +56,8 @@ class Progress:
         self.total = 0
         self.done = 0
         self.outcomes: Counter[str] = Counter()
+        #: The test between its start and its teardown's report (None between tests).
+        self.running: str | None = None
         self._outcome: dict[str, str] = {}
 
     @pytest.hookimpl(trylast=True)
@@ -64,6 +66,7 @@ class Progress:
         self._say(f"hil run: {self.total} tests collected")
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.running = nodeid
         self._say(f"[{self.done + 1}/{self.total}] running {nodeid}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -75,6 +78,7 @@ class Progress:
             outcome = "SKIPPED"
         self._outcome[report.nodeid] = outcome
         if report.when == "teardown":
+            self.running = None
             self.done += 1
             self.outcomes[outcome] += 1
             self._say(f"[{self.done}/{self.total}] {outcome:7} {report.nodeid}")
@@ -138,7 +142,12 @@ def _summarise(run_dir: Path, progress: Progress, elapsed: float, code: int) -> 
     summary = f"{progress.done} of {progress.total} tests in {elapsed:.1f} s"
     print(f"hil run: {summary}: {counts or 'none'}")
     if code == pytest.ExitCode.INTERRUPTED:
-        print(f"hil run: INTERRUPTED: {progress.total - progress.done} tests never ran")
+        never_ran = progress.total - progress.done
+        during = ""
+        if progress.running is not None:
+            never_ran -= 1
+            during = f" during {progress.running}"
+        print(f"hil run: INTERRUPTED{during}: {never_ran} tests never ran")
     if not (run_dir / "records.jsonl").exists():
         print("hil run: no run record was written; no report", file=sys.stderr)
         return code or 2

@@ -26,7 +26,7 @@ from typing import Any
 from hil import __version__
 from hil.bench_config import BenchConfig
 from hil.controller import InstrumentIdentity
-from hil.records import OUTCOMES
+from hil.records import INTERRUPTED, OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,14 @@ DISTRIBUTIONS: dict[str, str] = {
 }
 
 #: Worst first: the overall verdict of a run is its worst test outcome.
-SEVERITY: dict[str, int] = {"SAFETY TRIP": 4, "ERROR": 3, "FAIL": 2, "PASS": 1, "SKIPPED": 0}
+SEVERITY: dict[str, int] = {
+    "SAFETY TRIP": 5,
+    INTERRUPTED: 4,
+    "ERROR": 3,
+    "FAIL": 2,
+    "PASS": 1,
+    "SKIPPED": 0,
+}
 
 GIT_TIMEOUT_S = 5.0
 _REPO = Path(__file__).resolve().parent.parent

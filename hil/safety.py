@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hil.controller import CurrentController
 from hil.recorder import Recorder, safe_write
-from hil.shutdown import OrderedShutdown, ShutdownReport, safe_off_all
+from hil.shutdown import SAFE_OFF_JOIN_MARGIN_S, OrderedShutdown, ShutdownReport, safe_off_all
+from hil.units.base import SAFE_OFF_TIMEOUT_S
 
 if TYPE_CHECKING:
     from hil.bench import Bench
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 GUARDED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 #: The watchdog is fed this many times per period.
 FEEDS_PER_PERIOD = 4
+#: How long a second signal waits for the forced ``safe_off`` of every unit before the
+#: process exits anyway: every unit's own bound, its join margin and a record line.
+FORCE_WAIT_S = SAFE_OFF_TIMEOUT_S + SAFE_OFF_JOIN_MARGIN_S + 2.0
 
 
 class SignalInterrupt(KeyboardInterrupt):
@@ -280,6 +284,24 @@ class ProcessGuard:
         except Exception as exc:
             log.error("process guard: forcing safe_off (%s) failed: %s", reason, exc)
 
+    def _force_within_bound(self, reason: str) -> None:
+        """:meth:`force` on a thread of its own, waited for at most ``FORCE_WAIT_S``.
+
+        The signal handler runs on the thread it interrupted, which may hold a lock that
+        ``force`` needs (the record's, an instrument line's, the control channel's): run on
+        that thread, ``force`` would wait for itself forever. Past the bound the process
+        exits anyway; the emulator's lifeline and the instruments' own watchdogs take over."""
+        worker = threading.Thread(
+            target=self.force, args=(reason,), name="forced-safe-off", daemon=True
+        )
+        worker.start()
+        worker.join(FORCE_WAIT_S)
+        if worker.is_alive():
+            log.error(
+                "process guard: forced safe_off still running after %g s; exiting anyway",
+                FORCE_WAIT_S,
+            )
+
     @property
     def running(self) -> bool:
         """True while the ordered shutdown runs."""
@@ -289,7 +311,7 @@ class ProcessGuard:
         name = signal.Signals(signum).name
         if self._tally.add(signum) > 1 or self._running:
             log.error("process guard: second signal %s: safe_off on every unit now", name)
-            self.force(f"second signal {name}")
+            self._force_within_bound(f"second signal {name}")
             if self._exit is not None:
                 self._exit(128 + signum)
             raise SystemExit(128 + signum)

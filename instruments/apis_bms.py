@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from enum import IntEnum
 
-from hil.errors import ConfigError, MalformedReply
+from instruments.errors import ConfigError, MalformedReply
+from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, SerialSettings
+from .roles import BmsReading, Permission
 from .wire.apis_bms import (
     PROTOCOL_VERSION_NUMBER,
     PROTOCOL_VERSION_WORDS,
@@ -37,7 +37,6 @@ from .wire.apis_bms import (
     STATUS_NUMBER,
     VENDOR_NAME_NUMBER,
     VENDOR_NAME_WORDS,
-    operation_status,
     wire_address,
     words_ascii,
 )
@@ -45,42 +44,6 @@ from .wire.apis_bms import (
 log = logging.getLogger(__name__)
 
 BMS_BAUDRATE = 9600
-
-
-class Permission(IntEnum):
-    """APIS's ``battery_operation_status``: which interchange directions the battery allows.
-
-    The APIS battery's status register yields only NONE (bit 0 set) or BOTH (bit 0 clear)
-    (``battery_emulator/__init__.py`` ``check_battery``); the one-direction values are APIS's
-    API values, kept so that the adapters can speak of any battery.
-    """
-
-    NONE = 0
-    CHARGE_ONLY = 1
-    DISCHARGE_ONLY = 2
-    BOTH = 3
-
-    @classmethod
-    def from_status(cls, status: int) -> Permission:
-        """The operation status for a status-register word (bit 0 set: NONE, clear: BOTH)."""
-        return cls(operation_status(status))
-
-    @property
-    def may_charge(self) -> bool:
-        return self in (Permission.CHARGE_ONLY, Permission.BOTH)
-
-    @property
-    def may_discharge(self) -> bool:
-        return self in (Permission.DISCHARGE_ONLY, Permission.BOTH)
-
-
-@dataclass(frozen=True)
-class BmsReading:
-    """State of charge in percent, the interchange permission and the raw status word."""
-
-    soc_percent: float
-    permission: Permission
-    status: int = 0
 
 
 def _wire(number: int, what: str) -> int:
@@ -178,6 +141,11 @@ class ApisBms:
         """The interchange permission (NONE or BOTH from status bit 0)."""
         return self.read().permission
 
+    def probe(self) -> Identity:
+        """The identity, after reading SoC and status: both blocks must answer."""
+        self.read()
+        return self.identify()
+
     def identify(self) -> Identity:
         """Vendor name (30010…) and protocol version (30001-30003) from the battery."""
         version_wire = wire_address(PROTOCOL_VERSION_NUMBER)
@@ -199,3 +167,42 @@ class ApisBms:
     def close(self) -> None:
         with self._lock:
             self.connection.close()
+
+
+#: The family a bench file names ``driver = "apis_bms"`` (ratings: ``instruments/apis_bms.toml``).
+FAMILY = register(
+    Family(
+        name="apis_bms",
+        function="bms",
+        transport="modbus_rtu",
+        description="APIS battery BMS (Modbus RTU, RS-485)",
+        opener=ApisBms.open,
+        ratings="apis_bms.toml",
+        settings=(
+            SettingSpec("device_id", "int", "Modbus unit (device) id", 1, 1, 247),
+            SettingSpec(
+                "baudrate",
+                "int",
+                "serial speed",
+                BMS_BAUDRATE,
+                choices=SERIAL_BAUDS,
+            ),
+            SettingSpec(
+                "soc_register",
+                "int",
+                "input register number of the SoC (3xxxx, manual; wire = n - 30001)",
+                SOC_NUMBER,
+                30001,
+                39999,
+            ),
+            SettingSpec(
+                "status_register",
+                "int",
+                "input register number of the status (3xxxx; wire = n - 30001)",
+                STATUS_NUMBER,
+                30001,
+                39999,
+            ),
+        ),
+    )
+)

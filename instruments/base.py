@@ -2,7 +2,7 @@
 
 A driver never sends a set-point its instrument is not rated for: every setter calls
 :func:`check_setpoint` (or a descriptor that does) *before* any byte leaves, and the
-:class:`~hil.errors.RatingError` it raises names the instrument, the quantity, the value and
+:class:`~instruments.errors.RatingError` it raises names the instrument, the quantity, the value and
 the limit.
 """
 
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from hil.errors import ConfigError, RatingError
+from instruments.errors import ConfigError, RatingError
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,10 @@ class Instrument(Protocol):
 
     def identify(self) -> Identity:
         """Vendor, model, serial and firmware, as far as the instrument tells them."""
+        ...
+
+    def probe(self) -> Identity:
+        """The identity, after proving that the instrument answers (a silent one raises)."""
         ...
 
     def reconnect(self) -> None:

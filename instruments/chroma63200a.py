@@ -35,22 +35,38 @@ list was not confirmed; the bench file names the model (or gives the rating).
 Wire format: ``LOAD ON``, ``MODE CCH``, ``CURR:STAT:L1 2.5`` (no unit; zero is ``0``, never
 ``-0``), ``MEAS:CURR?``. The load reports sunk current as a *positive* number; adapters turn
 it into bus convention.
+
+How the load adapter (role ``Load``) drives it: ``MODE CCH`` (only when not already in
+CC), ``CURR:STAT:L1 |a|``, ``LOAD ON``; idle ``LOAD OFF`` then ``CURR:STAT:L1 0``; arm
+``LOAD OFF``, ``MODE CCH``, ``CURR:STAT:L1 0``, ``CONF:VOLT:ON <window bottom>``. The
+63200A's over-current/power/voltage protections are fixed at its rating (no programmable
+levels here); it has no watchdog. ``measure`` is one compound query
+``MEAS:VOLT?;:MEAS:CURR?;:LOAD?;:STAT:CHAN:COND?;:MODE?``; a latched channel bit (OTP, OVP,
+OCP, OPP, REV) trips it, SYNC, MAX LIM and FAN do not.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import Enum
+
+from instruments.errors import MalformedReply
+from instruments.families import Family, SettingSpec, register
 
 from .base import check_setpoint
+from .roles import OutputReading, OutputStatus, SafeAction
 from .scpi import (
     RatedScpiInstrument,
     ScpiChoice,
     ScpiMeasurement,
     ScpiNumber,
     ScpiSwitch,
+    compound,
+    parse_bool,
+    parse_number,
 )
+from .wire.chroma63200a import TRIPS, ChannelStatus
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +96,23 @@ class LoadMode(Enum):
         return self.value[:2]
 
 
-class ChannelStatus(IntFlag):
-    """``STAT:CHAN:COND?`` bits (63600 manual layout; see the module docstring)."""
+READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "LOAD?", "STAT:CHAN:COND?", "MODE?")
+READ_COMMAND = compound(READ_QUERIES)
+STATUS_QUERIES = ("LOAD?", "STAT:CHAN:COND?")
+STATUS_COMMAND = compound(STATUS_QUERIES)
 
-    OTP = 1
-    OVP = 2
-    OCP = 4
-    OPP = 8
-    REV = 16
-    SYNC = 32
-    MAX_LIM = 64
-    FAN = 128
+_STATUS_FLAGS = {
+    ChannelStatus.OTP: "OTP",
+    ChannelStatus.OVP: "OVP",
+    ChannelStatus.OCP: "OCP",
+    ChannelStatus.OPP: "OPP",
+    ChannelStatus.REV: "REV",
+}
 
 
-#: Channel status bits latched until ``LOAD:PROT:CLE``: a protection or a reversed input.
-TRIPS = (
-    ChannelStatus.OTP
-    | ChannelStatus.OVP
-    | ChannelStatus.OCP
-    | ChannelStatus.OPP
-    | ChannelStatus.REV
-)
+def status_flags(status: ChannelStatus) -> frozenset[str]:
+    """Flag names of the latched channel status bits (SYNC, MAX LIM and FAN are not)."""
+    return frozenset(name for bit, name in _STATUS_FLAGS.items() if bit in status)
 
 
 @dataclass(frozen=True)
@@ -237,3 +249,85 @@ class Chroma63200A(RatedScpiInstrument):
                 load_on=self.load,
                 status=self.channel_status(),
             )
+
+    # -- the load role (instruments.roles.Load) ------------------------------------------
+    def measure(self) -> OutputReading:
+        """One compound query of voltage, current, input state, channel status and mode;
+        the sunk current is returned negative (terminal convention)."""
+        fields = self.query_fields(READ_QUERIES)
+        where = {"resource": self.resource, "command": READ_COMMAND}
+        status = ChannelStatus(int(parse_number(fields[3], **where)))
+        regulation = self._mode(fields[4], READ_COMMAND).regulation
+        return OutputReading(
+            voltage=parse_number(fields[0], **where),
+            current=-parse_number(fields[1], **where),
+            on=parse_bool(fields[2], **where),
+            regulation="voltage" if regulation == "CV" else "current",
+            tripped=bool(status & TRIPS),
+            flags=status_flags(status),
+        )
+
+    def _mode(self, text: str, command: str) -> LoadMode:
+        """``CCH`` (any case, optionally quoted) as a :class:`LoadMode`."""
+        word = text.strip().strip('"').upper()
+        try:
+            return LoadMode(word)
+        except ValueError:
+            raise MalformedReply(
+                f"mode {text!r} is none of {', '.join(m.value for m in LoadMode)}",
+                resource=self.resource,
+                command=command,
+            ) from None
+
+    def output_status(self) -> OutputStatus:
+        """``LOAD?;:STAT:CHAN:COND?`` in one round trip."""
+        state, status = self.query_fields(STATUS_QUERIES)
+        where = {"resource": self.resource, "command": STATUS_COMMAND}
+        on = parse_bool(state, **where)
+        return OutputStatus(on, status_flags(ChannelStatus(int(parse_number(status, **where)))))
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """``LOAD OFF``, then ``CURR:STAT:L1 0``."""
+        return [
+            ("LOAD OFF", lambda: self.set_input(False)),
+            ("CURR:STAT:L1 0", lambda: self.set_sink_current(0.0)),
+        ]
+
+    def set_input(self, on: bool) -> None:
+        self.load = on
+
+    def select_constant_current(self) -> None:
+        """``MODE CCH``: constant current, high range."""
+        self.mode = LoadMode.CCH
+
+    def set_sink_current(self, amps: float) -> None:
+        """``CURR:STAT:L1 <a>``."""
+        self.current = amps
+
+    def set_turn_on_voltage(self, volts: float) -> None:
+        """``CONF:VOLT:ON <v>``."""
+        self.turn_on_voltage = volts
+
+
+#: The family a bench file names ``driver = "chroma63200a"``
+#: (ratings: ``instruments/chroma63200a.toml``).
+FAMILY = register(
+    Family(
+        name="chroma63200a",
+        function="load",
+        transport="visa",
+        description="Chroma 63200A DC electronic load (SCPI)",
+        opener=Chroma63200A.open,
+        ratings="chroma63200a.toml",
+        settings=(
+            SettingSpec(
+                "cv_voltage",
+                "float",
+                "V: run in constant-voltage mode at this level (battery emulation)",
+                minimum=0.0,
+                opens=False,
+            ),
+        ),
+        open_keywords=frozenset({"rating"}),
+    )
+)

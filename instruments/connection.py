@@ -21,11 +21,12 @@ Three kinds of line, one class each:
 - :class:`SerialConnection` — raw bytes through pyserial ``serial_for_url``: a device path,
   a pty path, or a URL such as ``socket://127.0.0.1:PORT``.
 
-Errors: every failure becomes a :class:`~hil.errors.CommunicationError` subclass carrying the
-resource and the command — :class:`~hil.errors.InstrumentTimeout` when no (complete) reply
-came, :class:`~hil.errors.MalformedReply` when it could not be decoded, the base class when
-the line dropped or could not be opened; a Modbus exception response becomes
-:class:`~hil.errors.InstrumentReportedError`. After a timeout or a dropped line the
+Errors: every failure becomes a :class:`~instruments.errors.CommunicationError` subclass
+carrying the resource and the command — :class:`~instruments.errors.InstrumentTimeout` when
+no (complete) reply came, :class:`~instruments.errors.MalformedReply` when it could not be
+decoded, the base class when the line dropped or could not be opened; a Modbus exception
+response becomes
+:class:`~instruments.errors.InstrumentReportedError`. After a timeout or a dropped line the
 connection is *stale*: the failing call raises, and the next call (or an explicit
 :meth:`reopen`) closes and reopens the line first, so a late reply can never be taken for
 the answer to a later command. Nothing is retried silently.
@@ -47,7 +48,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from hil.errors import (
+from instruments.errors import (
     CommunicationError,
     ConfigError,
     InstrumentReportedError,
@@ -764,8 +765,8 @@ class SerialConnection(_Line):
         """Send ``request`` and let ``read_reply`` read the answer; flush stale input first
         when some may be waiting.
 
-        ``read_reply`` raises :class:`~hil.errors.InstrumentTimeout` or
-        :class:`~hil.errors.MalformedReply` itself (it knows the framing) and returns only
+        ``read_reply`` raises :class:`~instruments.errors.InstrumentTimeout` or
+        :class:`~instruments.errors.MalformedReply` itself (it knows the framing) and returns only
         for a complete, consistent reply; any I/O failure marks the line stale.
 
         The input is flushed after the line opens and after every exchange that did not end

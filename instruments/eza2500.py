@@ -12,9 +12,9 @@ behaviour APIS's converter service has:
   input left over from any failed exchange is flushed before the next request;
 - a NAK with a retryable code (0xFFFD not accepted now, 0xFFFC busy) is retried — at most
   ``retries`` tries in all (APIS: 3) — with ``pacing`` seconds (APIS: about 62 ms) between
-  commands; other NAK codes raise :class:`~hil.errors.InstrumentReportedError` at once;
+  commands; other NAK codes raise :class:`~instruments.errors.InstrumentReportedError` at once;
 - after every mode change the mode is read back; a mismatch is a hardware error
-  (:class:`~hil.errors.InstrumentReportedError`), as in APIS;
+  (:class:`~instruments.errors.InstrumentReportedError`), as in APIS;
 - :meth:`Eza2500.apply` orders a combined change as APIS does: starting from WAIT it sends
   the voltage reference (0x1A), then the limits (0x1C), then the mode (0x00); otherwise the
   mode goes first.
@@ -23,6 +23,13 @@ Set-points are checked against APIS's accepted ranges (the codec's field limits)
 instrument ``rating`` (grid voltage, grid current magnitude, power) before sending; APIS
 refuses a negative ``dig`` and so does this driver. Measured ``ig`` keeps APIS's sign
 (positive while charging, i.e. drawing from the bus).
+
+How the converter adapter (role ``Converter``, APIS's order) drives it: a mode change goes
+through :meth:`Eza2500.apply` (from WAIT: 0x1A, 0x1C, then 0x00; otherwise 0x00 first; the
+mode is read back), a ramp step in the same mode rewrites only the limits word 0x1C; arming
+writes WAIT then 0x1C (``ugv``/``ogv``, ``ubv``/``obv``, ``cib``, ``dig = 0``); a reading is
+0x09 (meters), 0x00 (mode) and 0x01 (status). The EZA-2500 has no communication watchdog
+that APIS uses.
 """
 
 from __future__ import annotations
@@ -36,11 +43,18 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import NoReturn
 
-from hil.clock import Clock, WallClock
-from hil.errors import ConfigError, InstrumentReportedError, InstrumentTimeout, MalformedReply
+from instruments.clock import Clock, WallClock
+from instruments.errors import (
+    ConfigError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+    MalformedReply,
+)
+from instruments.families import SERIAL_BAUDS, Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, SerialConnection, SerialPort, SerialSettings
+from .roles import Alarm, Limits, Meters
 from .wire.eza2500 import (
     APIS_AD1,
     APIS_AD2,
@@ -81,14 +95,6 @@ class Operation(IntEnum):
     DISCHARGE = 2
 
 
-class Alarm(IntEnum):
-    """``cst`` bits 2-3."""
-
-    NONE = 0
-    LIGHT = 1
-    HEAVY = 2
-
-
 @dataclass(frozen=True)
 class ConverterStatus:
     """Command 0x01."""
@@ -112,37 +118,11 @@ class ConverterStatus:
 
 
 @dataclass(frozen=True)
-class Meters:
-    """Command 0x09 (signed; ``ig`` positive while charging, APIS convention)."""
-
-    vg: float
-    ig: float
-    vb: float
-    ib: float
-    wg: float
-    wb: float
-    ic: float
-    tmp: float
-
-
-@dataclass(frozen=True)
 class VoltageReference:
     """Command 0x1A: bus voltage reference and droop."""
 
     dvg: float
     drg: float
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Command 0x1C: battery current limit, grid current, and the four voltage limits."""
-
-    cib: float
-    dig: float
-    ubv: float
-    ugv: float
-    obv: float
-    ogv: float
 
 
 @dataclass(frozen=True)
@@ -501,6 +481,18 @@ class Eza2500:
         values = self.read_values(Command.ALARMS)
         return Alarms(int(values["alm1"]), int(values["alm2"]), int(values["alm3"]))
 
+    @property
+    def battery_current_rating(self) -> float:
+        """Full scale of ``cib`` (A), from the wire table."""
+        return FIELDS["cib"].rating
+
+    def field_range(self, name: str) -> tuple[float, float]:
+        """APIS's accepted range of field ``name`` (unbounded sides are infinite)."""
+        spec = FIELDS[name]
+        low = spec.minimum if spec.minimum is not None else float("-inf")
+        high = spec.maximum if spec.maximum is not None else float("inf")
+        return low, high
+
     def clear_alarms(self) -> None:
         """Command 0x12 write (two zero bytes)."""
         self.write_values(Command.ALARMS, {"d0": 0, "d1": 0})
@@ -544,6 +536,12 @@ class Eza2500:
             if mode is not None and starting:
                 self.set_mode(mode)
 
+    def probe(self) -> Identity:
+        """The identity, after reading the mode: the EZA-2500 has no identity command, so
+        the mode read proves that it answers."""
+        self.mode()
+        return self.identify()
+
     def identify(self) -> Identity:
         """The EZA-2500 has no identity command in APIS's set: a fixed description."""
         return Identity("TDK-Lambda", "EZA-2500", self.serial, "")
@@ -559,3 +557,30 @@ class Eza2500:
     def close(self) -> None:
         with self._lock:
             self.connection.close()
+
+
+#: The family a bench file names ``driver = "eza2500"`` (ratings: ``instruments/eza2500.toml``).
+#: Emulated benches drop APIS's 62 ms pause between frames (it is for the real RS-485 line).
+FAMILY = register(
+    Family(
+        name="eza2500",
+        function="converter",
+        transport="serial",
+        description="TDK-Lambda EZA-2500 DC/DC converter (binary frames, RS-485)",
+        opener=Eza2500.open,
+        ratings="eza2500.toml",
+        settings=(
+            SettingSpec("ad1", "int", "frame address byte AD1", APIS_AD1, 0, 255),
+            SettingSpec("ad2", "int", "frame address byte AD2", APIS_AD2, 0, 255),
+            SettingSpec(
+                "baudrate",
+                "int",
+                "serial speed",
+                BAUDRATE,
+                choices=SERIAL_BAUDS,
+            ),
+        ),
+        open_keywords=frozenset({"rating", "retries"}),
+        emulated_options={"pacing": 0.0},
+    )
+)

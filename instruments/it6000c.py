@@ -35,6 +35,25 @@ The priority rule observed on hardware is enforced *before sending*: ``VOLT:LIM`
 ``VOLT:LIM:NEG`` are writable only in CC priority, ``CURR:LIM`` and ``CURR:LIM:NEG`` only in
 CV priority (the driver reads ``FUNC?`` first). Ratings come from the model name
 (``IT6006C-500-40``: 6 kW, 500 V, ±40 A) or are passed in.
+
+How the bidirectional adapter (role ``BidirectionalSupply``) drives it —
+(SCPI; its current is signed, positive sourcing — already bus convention):
+
+- ``set_current(a)``: CC priority with a signed current and a voltage window: ``FUNC CURR``,
+  ``VOLT:LIM <window top>``, ``VOLT:LIM:NEG <window bottom>``, ``CURR <a>``, ``OUTP ON``
+  (on a ramp, only ``CURR <a>``). Outside the window it stops pushing / drawing.
+- ``hold_voltage(v, limit)``: CV priority: ``FUNC VOLT``, ``CURR:LIM limit``,
+  ``CURR:LIM:NEG -limit``, ``VOLT v``, ``OUTP ON``.
+- ``arm()``: ``SYST:REM``, ``OUTP OFF``, ``FUNC:MODE FIX``, OVP ``VOLT:PROT`` at 1.05 x the
+  window top, OCP ``CURR:PROT`` at 1.1 x the larger current limit, power limits
+  ``POW:LIM``/``POW:LIM:NEG`` at ``power_max``, OPP ``POW:PROT`` at 1.1 x ``power_max``, each
+  protection switched on; every level capped at the supply's SCPI maximum (101 % of its
+  rated voltage and current, 102 % of its power), which it would refuse above.
+- ``read()``: one compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:FUNC?;:STAT:QUES:COND?``.
+  Questionable bits (OpenBench's map, see :mod:`instruments.it6000c`) become flags: OVP,
+  OCP (OCP+ or OCP-), OPP (OPP+ or OPP-), OTP, UVLO (UVP), INH (INHIBIT), REV, UCP and PROT
+  (PROTECTION, where the emulator reports a watchdog expiry); any of them but REV and UCP
+  makes the mode FAULT.
 """
 
 from __future__ import annotations
@@ -42,18 +61,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, IntFlag
+from enum import Enum
 
-from hil.errors import CapabilityError
+from instruments.errors import CapabilityError
+from instruments.families import Family, register
 
 from .base import Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
+from .roles import (
+    Allowed,
+    OutputReading,
+    OutputStatus,
+    ProtectionLevels,
+    Regulation,
+    SafeAction,
+)
 from .scpi import (
     RatedScpiInstrument,
     ScpiChoice,
     ScpiMeasurement,
     ScpiNumber,
     ScpiSwitch,
+    compound,
+    parse_bool,
+    parse_number,
+)
+from .wire.it6000c import (
+    SCPI_CURRENT_MAX,
+    SCPI_POWER_MAX,
+    SCPI_VOLTAGE_MAX,
+    OperationStatus,
+    QuestionableStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -78,41 +116,6 @@ class FunctionMode(Enum):
     CAR = "CARP"
 
 
-class OperationStatus(IntFlag):
-    """``STAT:OPER:COND?`` bits (OpenBench): the regulation loop in control."""
-
-    CC_POS = 128
-    CV = 256
-    CP_POS = 512
-    CC_NEG = 2048
-    CP_NEG = 4096
-
-
-class QuestionableStatus(IntFlag):
-    """``STAT:QUES:COND?`` bits (OpenBench): latched protections and faults."""
-
-    OVP = 1
-    OCP_POS = 2
-    OCP_NEG = 4
-    OPP_POS = 8
-    OPP_NEG = 16
-    UVP = 32
-    OTP = 64
-    UCP = 128
-    SENSE = 256
-    SHARE = 512
-    REVERSE = 1024
-    INHIBIT = 2048
-    POWER_STATE = 4096
-    PROTECTION = 8192
-    INTERNAL = 16384
-
-
-#: SCPI maxima as fractions of the rating (OpenBench, IT6054C-800-225).
-SCPI_VOLTAGE_MAX = 1.01
-SCPI_CURRENT_MAX = 1.01
-SCPI_POWER_MAX = 1.02
-
 _PRIORITY_ALIASES = {"VOLTAGE": Priority.VOLTAGE, "CURRENT": Priority.CURRENT}
 _MODE_ALIASES = {
     "FIXED": FunctionMode.FIXED,
@@ -120,6 +123,50 @@ _MODE_ALIASES = {
     "SOLAR": FunctionMode.SOLAR,
     "CARPROFILE": FunctionMode.CAR,
 }
+
+
+READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "FUNC?", "STAT:QUES:COND?")
+READ_COMMAND = compound(READ_QUERIES)
+STATUS_QUERIES = ("OUTP?", "STAT:QUES:COND?")
+STATUS_COMMAND = compound(STATUS_QUERIES)
+
+_STATUS_FLAGS = {
+    QuestionableStatus.OVP: "OVP",
+    QuestionableStatus.OCP_POS: "OCP",
+    QuestionableStatus.OCP_NEG: "OCP",
+    QuestionableStatus.OPP_POS: "OPP",
+    QuestionableStatus.OPP_NEG: "OPP",
+    QuestionableStatus.OTP: "OTP",
+    QuestionableStatus.UVP: "UVLO",
+    QuestionableStatus.INHIBIT: "INH",
+    QuestionableStatus.REVERSE: "REV",
+    QuestionableStatus.UCP: "UCP",
+    QuestionableStatus.PROTECTION: "PROT",
+}
+#: Questionable bits after which the output is off.
+TRIPS = (
+    QuestionableStatus.OVP
+    | QuestionableStatus.OCP_POS
+    | QuestionableStatus.OCP_NEG
+    | QuestionableStatus.OPP_POS
+    | QuestionableStatus.OPP_NEG
+    | QuestionableStatus.OTP
+    | QuestionableStatus.UVP
+    | QuestionableStatus.INHIBIT
+    | QuestionableStatus.PROTECTION
+)
+#: ``FUNC?`` replies: the priority the supply regulates with.
+_REGULATION_WORDS: dict[str, Regulation] = {
+    "VOLT": "voltage",
+    "VOLTAGE": "voltage",
+    "CURR": "current",
+    "CURRENT": "current",
+}
+
+
+def status_flags(status: QuestionableStatus) -> frozenset[str]:
+    """Flag names of the questionable bits (``OVP``, ``OCP``, ``PROT`` …)."""
+    return frozenset(name for bit, name in _STATUS_FLAGS.items() if bit in status)
 
 
 @dataclass(frozen=True)
@@ -394,3 +441,103 @@ class IT6000C(RatedScpiInstrument):
                 power=self.measured_power,
                 output_on=self.output,
             )
+
+    # -- the bidirectional role (instruments.roles.BidirectionalSupply) ------------------
+    def measure(self) -> OutputReading:
+        """One compound query of voltage, signed current, output, priority and status."""
+        fields = self.query_fields(READ_QUERIES)
+        where = {"resource": self.resource, "command": READ_COMMAND}
+        status = QuestionableStatus(int(parse_number(fields[4], **where)))
+        return OutputReading(
+            voltage=parse_number(fields[0], **where),
+            current=parse_number(fields[1], **where),
+            on=parse_bool(fields[2], **where),
+            regulation=_REGULATION_WORDS.get(fields[3].strip().strip('"').upper()),
+            tripped=bool(status & TRIPS),
+            flags=status_flags(status),
+        )
+
+    def output_status(self) -> OutputStatus:
+        """``OUTP?;:STAT:QUES:COND?`` in one round trip."""
+        state, status = self.query_fields(STATUS_QUERIES)
+        where = {"resource": self.resource, "command": STATUS_COMMAND}
+        on = parse_bool(state, **where)
+        return OutputStatus(
+            on, status_flags(QuestionableStatus(int(parse_number(status, **where))))
+        )
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """``OUTP OFF``."""
+
+        def output_off() -> None:
+            self.output = False
+
+        return [("OUTP OFF", output_off)]
+
+    def arm_bidirectional(self, levels: ProtectionLevels) -> None:
+        """``SYST:REM``, ``OUTP OFF``, fixed mode, then OVP, OCP (the larger direction),
+        power limits and OPP, each clipped to its SCPI maximum, and switched on."""
+        volts_top, amps_top, watts_top = self.protection_maxima()
+        ovp = min(levels.ovp, volts_top)
+        ocp = min(max(levels.ocp_source, levels.ocp_sink), amps_top)
+        watts = min(levels.power, self.rating.power)
+        opp = min(levels.opp, watts_top)
+        with self.locked():
+            self.remote()
+            self.output = False
+            self.function_mode = FunctionMode.FIXED
+            self.ovp = ovp
+            self.ovp_enabled = True
+            self.ocp = ocp
+            self.ocp_enabled = True
+            self.power_limit = watts
+            self.power_limit_negative = -watts
+            self.opp = opp
+            self.opp_enabled = True
+
+    def drive_current(
+        self, amps: float, voltage_min: float, voltage_max: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """Unprimed: ``FUNC CURR``, ``VOLT:LIM``, ``VOLT:LIM:NEG``; then ``CURR``; then
+        ``OUTP ON`` (unprimed)."""
+        with self.locked():
+            allowed()
+            if not primed:
+                self.priority = Priority.CURRENT
+                self.voltage_limit = voltage_max
+                self.voltage_limit_negative = voltage_min
+            self.current = amps
+            if not primed:
+                self.output = True
+
+    def drive_voltage(
+        self, volts: float, current_limit: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """:meth:`hold_voltage` with the same limit both ways, then ``OUTP ON`` (unprimed)."""
+        with self.locked():
+            allowed()
+            self.hold_voltage(volts, current_limit, current_limit)
+            if not primed:
+                self.output = True
+
+    def stop(self) -> None:
+        """``OUTP OFF``."""
+        with self.locked():
+            self.output = False
+
+    def forget(self) -> None:
+        """Nothing to forget: every drive writes what it needs."""
+
+
+#: The family a bench file names ``driver = "it6000c"`` (ratings: ``instruments/it6000c.toml``).
+FAMILY = register(
+    Family(
+        name="it6000c",
+        function="bidirectional",
+        transport="visa",
+        description="ITECH IT6000C regenerative supply (SCPI)",
+        opener=IT6000C.open,
+        ratings="it6000c.toml",
+        open_keywords=frozenset({"rating"}),
+    )
+)

@@ -22,40 +22,48 @@ easymanua.ls / manualsbrain) and the *Series N8700 User's Guide*:
 
 Assumed (from Keysight's public model list, not re-checked here): the model table below
 (N5741A-N5752A are 750 W, N5761A-N5772A 1500 W). A rating passed in overrides it.
+
+How the supply adapter (role ``SourceSupply``) drives it: ``set_current`` sends ``CURR a``
+and, unless already in current mode, ``VOLT Vc`` and ``OUTP ON``; ``hold_voltage`` sends
+``CURR limit``, ``VOLT v``, ``OUTP ON``; ``idle`` ``OUTP OFF`` then ``CURR 0``; ``arm_source``
+sends ``OUTP OFF``, ``CURR:PROT:STAT OFF`` (foldback would trip the output exactly when it
+does its job, in CC), ``VOLT``, ``VOLT:PROT:LEV`` (clipped to the OVP table, at least 1.05 x
+the voltage setting) and ``VOLT:LIM:LOW`` (at most 0.95 x the setting). ``measure`` is one
+compound query ``MEAS:VOLT?;:MEAS:CURR?;:OUTP?;:STAT:OPER:COND?;:STAT:QUES:COND?``. The
+N5700 has no communication watchdog.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
-from enum import IntFlag
 
-from hil.errors import ConfigError, RatingError
+from instruments.errors import ConfigError, RatingError
+from instruments.families import Family, SettingSpec, register
 
 from .base import Rating, check_setpoint
-from .scpi import RatedScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch
+from .roles import OutputReading, OutputStatus, Regulation, SafeAction
+from .scpi import (
+    RatedScpiInstrument,
+    ScpiMeasurement,
+    ScpiNumber,
+    ScpiSwitch,
+    compound,
+    parse_bool,
+    parse_number,
+)
+from .wire.n5700 import (
+    OVP_FACTOR,
+    UV_LIMIT_FACTOR,
+    Operation,
+    Questionable,
+    ovp_range,
+)
 
 log = logging.getLogger(__name__)
 
 #: OVP range per voltage rating (User's Guide table): rating -> (minimum, maximum).
-OVP_TABLE: dict[float, tuple[float, float]] = {
-    6.0: (0.5, 7.5),
-    8.0: (0.5, 10.0),
-    12.5: (1.0, 15.0),
-    20.0: (1.0, 24.0),
-    30.0: (2.0, 36.0),
-    40.0: (2.0, 44.0),
-    60.0: (5.0, 66.0),
-    80.0: (5.0, 88.0),
-    100.0: (5.0, 110.0),
-    150.0: (5.0, 165.0),
-    300.0: (5.0, 330.0),
-    600.0: (5.0, 660.0),
-}
-
-OVP_FACTOR = 1.05
-UV_LIMIT_FACTOR = 0.95
-
 #: Model -> (volts, amps); power is 750 W (N574x/N575x) or 1500 W (N576x/N577x).
 MODELS: dict[str, tuple[float, float]] = {
     "N5741A": (6.0, 100.0),
@@ -96,33 +104,6 @@ def model_rating(model: str) -> Rating:
     volts, amps = MODELS[key]
     power = 1500.0 if key[:4] in ("N576", "N577") else 750.0
     return Rating(voltage=volts, current=amps, power=power)
-
-
-def ovp_range(rating_voltage: float) -> tuple[float, float]:
-    """The OVP table row for a voltage rating (nearest row at or above it)."""
-    for volts in sorted(OVP_TABLE):
-        if rating_voltage <= volts:
-            return OVP_TABLE[volts]
-    raise ConfigError(f"no N5700 OVP table row for a {rating_voltage:g} V rating")
-
-
-class Questionable(IntFlag):
-    """``STAT:QUES:COND?`` bits."""
-
-    OV = 1
-    OC = 2
-    PF = 4
-    OT = 16
-    INH = 512
-    UNR = 1024
-
-
-class Operation(IntFlag):
-    """``STAT:OPER:COND?`` bits."""
-
-    WTG = 32
-    CV = 256
-    CC = 1024
 
 
 @dataclass(frozen=True)
@@ -166,6 +147,32 @@ def _check_uv_limit(psu: N5700, value: float) -> None:
             f"{psu.name}: under-voltage limit {value:g} V is above 0.95 x the voltage setting "
             f"({maximum:g} V); the N5700 would refuse it; nothing sent"
         )
+
+
+READ_QUERIES = ("MEAS:VOLT?", "MEAS:CURR?", "OUTP?", "STAT:OPER:COND?", "STAT:QUES:COND?")
+READ_COMMAND = compound(READ_QUERIES)
+STATUS_QUERIES = ("OUTP?", "STAT:QUES:COND?")
+STATUS_COMMAND = compound(STATUS_QUERIES)
+
+_QUESTIONABLE_FLAGS = {
+    Questionable.OV: "OVP",
+    Questionable.OC: "OCP",
+    Questionable.PF: "PF",
+    Questionable.OT: "OTP",
+    Questionable.INH: "INH",
+    Questionable.UNR: "UNR",
+}
+#: Questionable bits after which the output is off.
+_TRIPS = int(
+    Questionable.OV | Questionable.OC | Questionable.PF | Questionable.OT | Questionable.INH
+)
+_CC, _CV = int(Operation.CC), int(Operation.CV)
+
+
+@functools.lru_cache(maxsize=256)
+def flag_names(bits: int) -> frozenset[str]:
+    """Flag names of the questionable condition bits (``OVP``, ``OCP``, ``OTP`` …)."""
+    return frozenset(name for bit, name in _QUESTIONABLE_FLAGS.items() if bits & bit)
 
 
 class N5700(RatedScpiInstrument):
@@ -237,3 +244,108 @@ class N5700(RatedScpiInstrument):
                 operation=self.operation_condition(),
                 questionable=self.questionable_condition(),
             )
+
+    # -- the source-supply role (instruments.roles.SourceSupply) -------------------------
+    def measure(self) -> OutputReading:
+        """One compound query of voltage, current, output, operation and questionable."""
+        fields = self.query_fields(READ_QUERIES)
+        where = {"resource": self.resource, "command": READ_COMMAND}
+        operation = int(parse_number(fields[3], **where))
+        questionable = int(parse_number(fields[4], **where))
+        regulation: Regulation | None = None
+        if operation & _CC:
+            regulation = "current"
+        elif operation & _CV:
+            regulation = "voltage"
+        return OutputReading(
+            voltage=parse_number(fields[0], **where),
+            current=parse_number(fields[1], **where),
+            on=parse_bool(fields[2], **where),
+            regulation=regulation,
+            tripped=bool(questionable & _TRIPS),
+            flags=flag_names(questionable),
+        )
+
+    def output_status(self) -> OutputStatus:
+        """``OUTP?;:STAT:QUES:COND?`` in one round trip."""
+        output, ques = self.query_fields(STATUS_QUERIES)
+        where = {"resource": self.resource, "command": STATUS_COMMAND}
+        on = parse_bool(output, **where)
+        return OutputStatus(on, flag_names(int(parse_number(ques, **where))))
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """``OUTP OFF``, then ``CURR 0``."""
+        return [
+            ("OUTP OFF", lambda: self.set_output(False)),
+            ("CURR 0", lambda: self.set_current(0.0)),
+        ]
+
+    def check_source_protection(
+        self, voltage_setting: float, ovp: float, undervoltage_limit: float
+    ) -> tuple[float, float]:
+        """(OVP, UV limit) for a supply set to ``voltage_setting``: ``ovp`` clipped to the
+        OVP table, which must leave it at least 1.05 x the setting; the UV limit at most
+        0.95 x the setting and the rating (User's Guide, see the module docstring)."""
+        low, high = ovp_range(self.rating.voltage)
+        level = min(max(ovp, low), high)
+        if level < OVP_FACTOR * voltage_setting:
+            raise ConfigError(
+                f"{self.name}: OVP would have to be ≥ {OVP_FACTOR * voltage_setting:g} V "
+                f"(1.05 x {voltage_setting:g} V) but the {self.rating.voltage:g} V model allows "
+                f"at most {high:g} V"
+            )
+        uvl = min(
+            undervoltage_limit,
+            UV_LIMIT_FACTOR * voltage_setting,
+            UV_LIMIT_FACTOR * self.rating.voltage,
+        )
+        return level, uvl
+
+    def arm_source(self, voltage_setting: float, ovp: float, undervoltage_limit: float) -> None:
+        """``OUTP OFF``, ``CURR:PROT:STAT OFF``, ``VOLT``, ``VOLT:PROT:LEV``, ``VOLT:LIM:LOW``."""
+        level, uvl = self.check_source_protection(voltage_setting, ovp, undervoltage_limit)
+        with self.locked():
+            self.output = False
+            self.foldback = False
+            self.voltage = voltage_setting
+            self.ovp = level
+            self.undervoltage_limit = uvl
+
+    def set_output(self, on: bool) -> None:
+        self.output = on
+
+    def set_voltage(self, volts: float) -> None:
+        self.voltage = volts
+
+    def set_current(self, amps: float) -> None:
+        self.current = amps
+
+
+#: The family a bench file names ``driver = "n5700"`` (ratings: ``instruments/n5700.toml``).
+FAMILY = register(
+    Family(
+        name="n5700",
+        function="supply",
+        transport="visa",
+        description="Keysight N5700 system DC supply (SCPI)",
+        opener=N5700.open,
+        ratings="n5700.toml",
+        settings=(
+            SettingSpec(
+                "hold_voltage",
+                "float",
+                "V: voltage the supply holds while its unit is active (battery-side supplies)",
+                minimum=0.0,
+                opens=False,
+            ),
+            SettingSpec(
+                "current_limit",
+                "float",
+                "A: current limit while holding",
+                minimum=0.0,
+                opens=False,
+            ),
+        ),
+        open_keywords=frozenset({"rating"}),
+    )
+)

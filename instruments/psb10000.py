@@ -38,6 +38,23 @@ interface monitoring ``SYST:COMM:MON:TIM``/``:ACT``; alarms acknowledged by read
 error queue (``SYST:ERR:ALL?``). Replies carry the unit, with or without a space
 (``43.50V``), and may carry a magnitude prefix (``1.75kW``), which :func:`parse_ea_number`
 scales.
+
+How the bidirectional adapter (role ``BidirectionalSupply``) drives it —
+(ModBus; the driver signs the current negative in sink mode):
+the PSB sources up to its current set value while its terminal voltage is below its voltage
+set value, and sinks up to its *sink* current set value while it is above.
+
+- ``set_current(a > 0)``: sink current 0, ``U`` at the window top, ``I = a``, output on: it
+  sources ``a`` while the bus sits below the window top.
+- ``set_current(a < 0)``: source current 0, ``U`` at the window bottom, sink ``I = |a|``:
+  it sinks ``|a|`` while the bus sits above the window bottom. (``a = 0``: both 0.)
+- ``hold_voltage(v, limit)``: ``I = limit``, sink ``I = limit``, ``U = v``, output on.
+- ``arm()``: remote on, output off, U/I/P mode, power set values at ``power_max``, OVP at
+  1.05 x the window top; source OCP (register 553) at 1.1 x ``current_source_max`` and sink
+  OCP (569) at 1.1 x ``current_sink_max`` (a direction whose limit is 0 takes the other's);
+  source and sink OPP (556/570) at 1.1 x ``power_max``.
+- Only registers whose value changes are written (a ramp step is one register write);
+  ``read()`` is one read of registers 505-509.
 """
 
 from __future__ import annotations
@@ -47,73 +64,63 @@ import math
 import re
 import struct
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
 
-from hil.errors import MalformedReply
+from instruments.errors import MalformedReply
+from instruments.families import Family, SettingSpec, register
 
 from .base import Identity, Rating, check_setpoint
 from .connection import DEFAULT_TIMEOUT_S, ModbusConnection, ScpiConnection
+from .roles import Allowed, OutputReading, OutputStatus, ProtectionLevels, SafeAction
 from .scpi import ScpiInstrument, ScpiMeasurement, ScpiNumber, ScpiSwitch, parse_number
+from .wire.psb10000 import (
+    COIL_OUTPUT,
+    COIL_REMOTE,
+    COIL_UIR_MODE,
+    DEFAULT_DEVICE_ID,
+    FULL_SCALE,
+    PROTECTION_CAP,
+    REG_CURRENT,
+    REG_NOMINAL_CURRENT,
+    REG_NOMINAL_POWER,
+    REG_NOMINAL_VOLTAGE,
+    REG_OCP,
+    REG_OPP,
+    REG_OVP,
+    REG_POWER,
+    REG_SINK_CURRENT,
+    REG_SINK_OCP,
+    REG_SINK_OPP,
+    REG_SINK_POWER,
+    REG_STATE,
+    REG_VOLTAGE,
+    SET_CAP,
+    TRIPS,
+    PsbState,
+    Regulation,
+)
 
 log = logging.getLogger(__name__)
 
 VENDOR = "Elektro-Automatik"
 
-COIL_REMOTE = 402
-COIL_OUTPUT = 405
-COIL_UIR_MODE = 409
-REG_SINK_POWER = 498
-REG_SINK_CURRENT = 499
-REG_VOLTAGE = 500
-REG_CURRENT = 501
-REG_POWER = 502
-REG_STATE = 505
-REG_ACTUAL = 507
-REG_OVP = 550
-REG_OCP = 553
-REG_OPP = 556
-REG_SINK_OCP = 569
-REG_SINK_OPP = 570
-REG_NOMINAL_VOLTAGE = 121
-REG_NOMINAL_CURRENT = 123
-REG_NOMINAL_POWER = 125
-
-FULL_SCALE = 0xCCCC
-SET_CAP = 0xD0E5
-PROTECTION_CAP = 0xE147
+#: Protection levels the driver sets are clipped to this times the nominal value.
 PROTECTION_FACTOR = 1.1
-#: The project's one default unit id for a PSB (the unit answers 0 and 1 alike).
-DEFAULT_DEVICE_ID = 0
+
+_STATE_FLAGS = {
+    PsbState.OVP: "OVP",
+    PsbState.OCP: "OCP",
+    PsbState.OPP: "OPP",
+    PsbState.OT: "OTP",
+    PsbState.ALARM: "ALARM",
+}
 
 
-class Regulation(IntEnum):
-    """Device state bits 9-10."""
-
-    CV = 0
-    CR = 1
-    CC = 2
-    CP = 3
-
-
-class PsbState(IntFlag):
-    """Device state (registers 505-506 as one u32)."""
-
-    OUTPUT_ON = 1 << 7
-    REMOTE = 1 << 11
-    SINK = 1 << 12
-    ALARM = 1 << 15
-    OVP = 1 << 16
-    OCP = 1 << 17
-    OPP = 1 << 18
-    OT = 1 << 19
-
-    @property
-    def regulation(self) -> Regulation:
-        return Regulation((int(self) >> 9) & 0b11)
-
-
-TRIPS = PsbState.OVP | PsbState.OCP | PsbState.OPP | PsbState.OT
+def state_flags(state: PsbState) -> frozenset[str]:
+    """Flag names of the device state (``OVP``, ``OCP``, ``OPP``, ``OTP``, ``ALARM``)."""
+    return frozenset(name for bit, name in _STATE_FLAGS.items() if bit in state)
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,9 @@ class Psb10000:
         self.serial = serial
         self._rating = rating
         self._lock = threading.RLock()
+        #: Set values written since the last :meth:`forget` (skipped when unchanged).
+        self._levels: dict[str, float] = {}
+        self._output_on = False
 
     @classmethod
     def open(
@@ -367,6 +377,126 @@ class Psb10000:
             state=state,
         )
 
+    # the bidirectional role (instruments.roles.BidirectionalSupply) -----------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[Psb10000]:
+        """Hold the driver's (re-entrant) lock across several calls."""
+        with self._lock:
+            yield self
+
+    def probe(self) -> Identity:
+        """The identity (reads the nominal registers, so a silent device raises)."""
+        return self.identify()
+
+    def measure(self) -> OutputReading:
+        """One read of 505-509: state, voltage, signed current."""
+        reading = self.read()
+        state = reading.state
+        return OutputReading(
+            voltage=reading.voltage,
+            current=reading.current,
+            on=reading.output_on,
+            regulation="voltage" if state.regulation is Regulation.CV else "current",
+            tripped=bool(state & (TRIPS | PsbState.ALARM)),
+            flags=state_flags(state),
+        )
+
+    def output_status(self) -> OutputStatus:
+        """Output state and flags from one read of 505-509."""
+        reading = self.read()
+        return OutputStatus(reading.output_on, state_flags(reading.state))
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """Output off (coil 405), then both current set values 0."""
+
+        def currents_zero() -> None:
+            self.set_current(0.0)
+            self.set_sink_current(0.0)
+
+        return [
+            ("output OFF (coil 405)", lambda: self.set_output(False)),
+            ("I = 0, sink I = 0", currents_zero),
+        ]
+
+    def arm_bidirectional(self, levels: ProtectionLevels) -> None:
+        """Remote, output off, U/I/P mode, power set values, OVP, source and sink OCP/OPP
+        (each clipped to 1.1 x nominal), currents 0. The PSB has separate protections per
+        direction: source OCP/OPP (553/556), sink OCP/OPP (569/570)."""
+        rating = self.rating
+        watts = min(levels.power, rating.power)
+        opp = min(levels.opp, PROTECTION_FACTOR * rating.power)
+        self.forget()
+        self.set_remote(True)
+        self.set_output(False)
+        self.set_resistance_mode(False)
+        self.set_power(watts)
+        self.set_sink_power(watts)
+        self.set_ovp(min(levels.ovp, PROTECTION_FACTOR * rating.voltage))
+        self.set_ocp(min(levels.ocp_source, PROTECTION_FACTOR * rating.current))
+        self.set_opp(opp)
+        self.set_sink_ocp(min(levels.ocp_sink, PROTECTION_FACTOR * rating.current))
+        self.set_sink_opp(opp)
+        self.set_current(0.0)
+        self.set_sink_current(0.0)
+        self._levels = {"I": 0.0, "sink I": 0.0}
+
+    def drive_current(
+        self, amps: float, voltage_min: float, voltage_max: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """Sourcing: sink I 0, U at the window's top, I; sinking: I 0, U at its bottom,
+        sink I; each set value written only when it changes; then output on."""
+        if amps >= 0:
+            self._level("sink I", 0.0, False, allowed)
+            self._level("U", voltage_max, False, allowed)
+            self._level("I", amps, True, allowed)
+        else:
+            self._level("I", 0.0, False, allowed)
+            self._level("U", voltage_min, False, allowed)
+            self._level("sink I", -amps, True, allowed)
+        self._output_on_once(allowed)
+
+    def drive_voltage(
+        self, volts: float, current_limit: float, *, primed: bool, allowed: Allowed
+    ) -> None:
+        """I and sink I at the limit (when they change), U, then output on."""
+        self._level("I", current_limit, False, allowed)
+        self._level("sink I", current_limit, False, allowed)
+        self._level("U", volts, True, allowed)
+        self._output_on_once(allowed)
+
+    def stop(self) -> None:
+        """Output off, then both current set values 0."""
+        self.set_output(False)
+        self.set_current(0.0)
+        self.set_sink_current(0.0)
+        self._output_on = False
+        self._levels.update({"I": 0.0, "sink I": 0.0})
+
+    def forget(self) -> None:
+        """Forget the set values and output state written: the next drive writes all."""
+        self._levels = {}
+        self._output_on = False
+
+    def _level(self, key: str, value: float, force: bool, allowed: Allowed) -> None:
+        """Write one set value unless it is already there (``force`` writes anyway)."""
+        if not force and self._levels.get(key) == value:
+            return
+        allowed()
+        setter: Callable[[float], None] = {
+            "U": self.set_voltage,
+            "I": self.set_current,
+            "sink I": self.set_sink_current,
+        }[key]
+        setter(value)
+        self._levels[key] = value
+
+    def _output_on_once(self, allowed: Allowed) -> None:
+        if not self._output_on:
+            allowed()
+            self.set_output(True)
+            self._output_on = True
+
     # connection -------------------------------------------------------------------------
 
     def reconnect(self) -> None:
@@ -517,3 +647,37 @@ class Psb10000Scpi(ScpiInstrument):
             for part, unit in zip(parts, ("V", "A", "W"), strict=True)
         ]
         return ScpiArray(*values)
+
+
+#: The PSB over ModBus TCP, ``driver = "psb10000"`` (ratings: ``instruments/psb10000.toml``).
+FAMILY = register(
+    Family(
+        name="psb10000",
+        function="bidirectional",
+        transport="modbus_tcp",
+        description="EA PSB 10000 bidirectional supply (ModBus TCP)",
+        opener=Psb10000.open,
+        ratings="psb10000.toml",
+        settings=(
+            SettingSpec(
+                "device_id", "int", "Modbus unit id (answers 0 and 1)", DEFAULT_DEVICE_ID, 0, 247
+            ),
+        ),
+        open_keywords=frozenset({"rating", "model"}),
+    )
+)
+
+#: The PSB over SCPI, ``driver = "psb10000-scpi"`` (same ratings file as over ModBus).
+FAMILY_SCPI = register(
+    Family(
+        name="psb10000-scpi",
+        function="bidirectional",
+        transport="visa",
+        description="EA PSB 10000 bidirectional supply (SCPI)",
+        opener=Psb10000Scpi.open,
+        ratings="psb10000.toml",
+        open_keywords=frozenset({"rating"}),
+        unadapted="the bidirectional adapter drives the PSB over ModBus (driver psb10000); "
+        "psb10000-scpi serves identification and scripted tests",
+    )
+)

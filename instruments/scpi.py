@@ -13,24 +13,25 @@ scripted tests); ``psu.voltage`` sends ``VOLT?`` and parses the number.
 
 :class:`ScpiInstrument` adds identity parsing (``*IDN?``), ``*OPC?`` synchronisation, error
 queue draining (``SYST:ERR?``) and a *strict* mode that reads the error queue after every
-setting and raises :class:`~hil.errors.InstrumentReportedError` with the instrument's own
+setting and raises :class:`~instruments.errors.InstrumentReportedError` with the instrument's own
 error text. Every public call holds the driver's lock, so threads may share a driver;
 :meth:`ScpiInstrument.locked` holds it across a sequence of calls.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
-from hil.errors import ConfigError, InstrumentReportedError, MalformedReply
+from instruments.errors import ConfigError, InstrumentReportedError, MalformedReply
 
 from .base import Identity, Rating, check_setpoint, format_number, rating_from_model_name
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection
@@ -71,7 +72,7 @@ def parse_number(reply: str, *, resource: str, command: str, unit: str = "") -> 
     """A number from an NR1/NR2/NR3 reply, optionally followed by ``unit`` (``5.00 A``).
 
     ``9.9E+37`` (SCPI's over-range) and non-numeric text raise
-    :class:`~hil.errors.MalformedReply` naming the resource and the command.
+    :class:`~instruments.errors.MalformedReply` naming the resource and the command.
     """
     if reply.isascii() and "_" not in reply:
         # The usual reply (``+4.80000E+01``). On ASCII text without underscores, float()
@@ -278,6 +279,12 @@ class ScpiMeasurement:
         return obj.query_number(self.query, unit=self.reply_unit)
 
 
+@functools.lru_cache(maxsize=64)
+def compound(queries: tuple[str, ...]) -> str:
+    """``("MEAS:VOLT?", "OUTP?")`` as the compound message ``MEAS:VOLT?;:OUTP?``."""
+    return ";:".join(query.lstrip(":") for query in queries)
+
+
 def parse_identity(reply: str, *, resource: str) -> Identity:
     """``*IDN?`` → vendor, model, serial, firmware (extra commas stay in the firmware)."""
     fields = [part.strip() for part in reply.split(",")]
@@ -363,6 +370,29 @@ class ScpiInstrument:
                 self.check_errors(command)
 
     # common commands ------------------------------------------------------------------
+
+    def query_fields(self, queries: Sequence[str]) -> list[str]:
+        """Send several queries as one compound message; return one reply per query.
+
+        ``MEAS:VOLT?;:MEAS:CURR?`` costs one round trip instead of two (SCPI 1999: ``;``
+        separates commands, a leading ``:`` restarts at the root; the replies come back on
+        one line separated by ``;``). A reply with the wrong number of fields is
+        ``MalformedReply``.
+        """
+        message = compound(tuple(queries))
+        reply = self.query(message)
+        fields = [field.strip() for field in reply.split(";")]
+        if len(fields) != len(queries):
+            raise MalformedReply(
+                f"expected {len(queries)} replies separated by ';', got {reply!r}",
+                resource=self.resource,
+                command=message,
+            )
+        return fields
+
+    def probe(self) -> Identity:
+        """The identity (``*IDN?`` proves that the instrument answers)."""
+        return self.identify()
 
     def identify(self) -> Identity:
         """``*IDN?`` parsed into vendor, model, serial and firmware."""

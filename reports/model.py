@@ -27,7 +27,7 @@ from reports.fields import FloatArray, floats, mapping, number, sequence, text
 #: Outcome of a test whose end is missing although later tests ran.
 UNKNOWN = "UNKNOWN"
 #: The report's outcome names, worst first (the cover's count table uses this order).
-COUNT_ORDER = ("SAFETY TRIP", "ERROR", "FAIL", "PASS", "SKIPPED", ABORTED, UNKNOWN)
+COUNT_ORDER = ("SAFETY TRIP", INTERRUPTED, "ERROR", "FAIL", "PASS", "SKIPPED", ABORTED, UNKNOWN)
 
 
 def outcome_name(value: Any) -> str | None:

@@ -9,11 +9,32 @@ bus left to decay), so tests do not depend on each other's order.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import pyvisa
 from emulated_rig import Rig
 
 from hil.engine import ExchangeEngine
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _keep_the_shared_visa_manager_open() -> Iterator[None]:
+    """Refuse ``ResourceManager.close()`` in tests: pyvisa hands out one manager per VISA
+    library, shared with the drivers of every bench open in this process, so closing it in
+    one test breaks another's connections ("Invalid session handle") in some orders only."""
+    original = pyvisa.ResourceManager.close
+
+    def refuse(self: Any) -> None:
+        raise AssertionError(
+            "a test closed pyvisa's shared ResourceManager; close only its own resources"
+        )
+
+    pyvisa.ResourceManager.close = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        pyvisa.ResourceManager.close = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,12 @@ from hil.clock import SimClock
 from hil.controller import Mode
 from hil.errors import CommunicationError, ConfigError, HilError
 from hil.units import (
+    BidirectionalUnit,
     ConverterUnit,
-    It6000cUnit,
     LoadUnit,
-    Psb10000Unit,
     SupplyUnit,
     UnitBase,
 )
-from hil.units.factory import instrument_rating
 from instruments.apis_bms import ApisBms
 from instruments.base import Instrument
 from instruments.chroma63200a import Chroma63200A
@@ -141,7 +139,7 @@ class Scripts:
 
     def __call__(self, inst: InstrumentConfig) -> Instrument:
         steps = self.steps.get(inst.key, [])
-        rating = instrument_rating(inst)
+        rating = inst.rating.driver_rating()
         if inst.driver in ("n5700", "chroma63200a", "it6000c"):
             resource = self.visa_factory(steps)
             self.visa[inst.key] = resource
@@ -194,8 +192,10 @@ def test_open_builds_one_adapter_per_unit_and_collects_identities() -> None:
     with Bench.open(config(), opener=scripts, clock=SimClock(lambda s: s)) as bench:
         assert isinstance(bench.unit("SUP1"), SupplyUnit)
         assert isinstance(bench.unit("LOAD1"), LoadUnit)
-        assert isinstance(bench.unit("BID1"), It6000cUnit)
-        assert isinstance(bench.unit("BID2"), Psb10000Unit)
+        for unit_id, driver in (("BID1", "IT6000C"), ("BID2", "Psb10000")):
+            unit = bench.unit(unit_id)
+            assert isinstance(unit, BidirectionalUnit)
+            assert type(unit.supply).__name__ == driver
         assert isinstance(bench.unit("E001"), ConverterUnit)
         keys = [f"{i.unit}.{i.instrument}" for i in bench.identities]
         assert keys == [

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from hil import benchfile
 from hil.benchfile import BenchConfig, load_bench_file, parse_bench_text
 from hil.errors import CapabilityError, ConfigError, EnvelopeError
-from hil.instrument_models import (
-    DRIVERS,
+from hil.ratings import (
     InstrumentRating,
+    families,
     find_model,
     model_table,
     parse_model_table,
@@ -118,7 +118,7 @@ def test_every_instrument_is_rated_for_its_node(path: Path) -> None:
     for unit in config.units:
         env = unit.envelope
         for inst in unit.instruments:
-            assert inst.model in model_table()[inst.spec.family]
+            assert inst.model in model_table()[inst.spec.ratings_table]
             if inst.node == "bus":
                 assert inst.rating.voltage_max >= config.envelope.bus.voltage_max
                 assert env.current_source_max <= inst.rating.current_source_max
@@ -281,7 +281,7 @@ def test_unknown_driver() -> None:
         "units[7].instruments[0].driver",
         "'it6000' is not accepted (did you mean 'it6000c'?)",
     )
-    for name in DRIVERS:
+    for name in families():
         assert repr(name) in message
 
 
@@ -549,8 +549,8 @@ def test_model_table_is_checked() -> None:
         parse_model_table(bad, "models.toml")
     with pytest.raises(ConfigError, match="no driver uses this model family"):
         parse_model_table("[chroma.X]\n", "models.toml")
-    for spec in DRIVERS.values():
-        assert spec.family in model_table(), spec.name
+    for spec in families().values():
+        assert spec.ratings_table in model_table(), spec.name
 
 
 def test_line_locator_follows_arrays_and_multiline_values() -> None:

@@ -1,4 +1,4 @@
-"""The SCPI base class, its parsers and descriptors, and the driver registry."""
+"""The SCPI base class, its parsers and descriptors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hil.errors import ConfigError, InstrumentReportedError, MalformedReply, RatingError
-from instruments.base import Identity, Instrument, Rating, format_number, rating_from_model_name
+from instruments.base import Identity, Rating, format_number, rating_from_model_name
 from instruments.connection import ScpiConnection
-from instruments.registry import DRIVERS, driver_class, driver_info, open_driver
 from instruments.scpi import (
     ScpiError,
     ScpiInstrument,
@@ -233,31 +232,3 @@ def test_format_number_and_model_ratings() -> None:
     assert rating_from_model_name("IT6012C-80-300") == Rating(80.0, 300.0, 12000.0)
     with pytest.raises(ConfigError):
         Rating(voltage=0.0, current=1.0, power=1.0)
-
-
-def test_registry_names_and_classes() -> None:
-    assert set(DRIVERS) == {
-        "n5700",
-        "it6000c",
-        "chroma63200a",
-        "psb10000",
-        "psb10000-scpi",
-        "eza2500",
-        "apis_bms",
-    }
-    assert driver_class("eza2500").__name__ == "Eza2500"
-    assert driver_info("apis_bms").transport == "modbus"
-    with pytest.raises(ConfigError, match="known drivers: apis_bms"):
-        driver_class("it8900")
-    for info in DRIVERS.values():
-        for member in ("identify", "reconnect", "close", "resource"):
-            assert hasattr(info.cls, member), (info.name, member)
-
-
-def test_open_driver_passes_options_through() -> None:
-    driver = open_driver("eza2500", "loop://", timeout=0.5, pacing=0.0)
-    try:
-        assert isinstance(driver, Instrument)
-        assert driver.resource == "loop://"
-    finally:
-        driver.close()

@@ -594,7 +594,7 @@ def test_household_needs_a_battery(unit: str) -> None:
     message = config_error(text)
     line = line_of(text, f"[emulation.ports.{unit}.household]")
     assert message.startswith(f"bench.toml:{line}: emulation.ports.{unit}.household: "), message
-    assert re.search(rf"unit {unit} has no battery \(no apis_bms\)", message)
+    assert re.search(rf"unit {unit} has no battery \(no BMS\)", message)
     assert "; allowed: " in message
 
 

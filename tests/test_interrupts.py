@@ -214,6 +214,9 @@ def assert_interrupted(child: Child, code: int, name: str) -> None:
     end = run_end(child.run_dir)
     assert end["outcome"] == "INTERRUPTED" and name in end["interrupted"], end
     assert isinstance(end["not_run"], list)
+    cut_short = [t for t in read_records(child.run_dir).of_type("test_end") if t["message"]]
+    cut_short = [t for t in cut_short if t["message"].startswith("interrupted")]
+    assert all(t["outcome"] == "INTERRUPTED" for t in cut_short), cut_short
     assert_nothing_left(child)
 
 

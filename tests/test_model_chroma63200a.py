@@ -18,7 +18,7 @@ from scpi_clients import context_of, scpi_errors, serve_visa, visa_client
 
 from hil.errors import InstrumentReportedError, RatingError
 from instruments.chroma63200a import ChannelStatus, Chroma63200A, LoadMode
-from instruments.emulation.models import MODELS
+from instruments.emulation.models import models
 from instruments.emulation.models.chroma63200a import STAT_OVP, Chroma63200AModel
 from instruments.emulation.plant import CurrentSourceSpec, NodeSpec, VoltageReferenceSpec
 
@@ -95,7 +95,7 @@ def battery_rig() -> Iterator[Rig]:
 
 
 def test_registered_for_its_driver() -> None:
-    assert MODELS["chroma63200a"] is Chroma63200AModel
+    assert models()["chroma63200a"] is Chroma63200AModel
 
 
 def test_identity_and_error_format(bus_rig: Rig) -> None:

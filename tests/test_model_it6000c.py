@@ -16,8 +16,8 @@ from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
 from hil.errors import CapabilityError, InstrumentReportedError
-from hil.units.bidirectional import it6000c_arm
-from instruments.emulation.models import MODELS
+from hil.units.bidirectional import protection_levels
+from instruments.emulation.models import models
 from instruments.emulation.models.it6000c import (
     OPER_CC_NEG,
     OPER_CC_POS,
@@ -88,7 +88,7 @@ def rig() -> Iterator[Rig]:
 
 
 def test_registered_for_its_driver() -> None:
-    assert MODELS["it6000c"] is IT6000CModel
+    assert models()["it6000c"] is IT6000CModel
 
 
 def test_identity_and_error_format(rig: Rig) -> None:
@@ -285,7 +285,7 @@ def test_driver_and_adapter_arming_over_the_serial_line(rig: Rig) -> None:
     try:
         ident = supply.identify()
         assert ident.model == "IT6006C-500-40" and "," in ident.firmware
-        it6000c_arm(supply, 380.0, 2.3, 900.0)
+        supply.arm_bidirectional(protection_levels(380.0, 2.3, 2.3, 900.0))
         assert rig.h.call(lambda: rig.h.plant.port(KEY).protection.ovp_v) == pytest.approx(399.0)
         supply.source_current(-2.0, 380.0)
         supply.output = True

@@ -19,7 +19,7 @@ from pyvisa.resources import MessageBasedResource
 from scpi_clients import context_of, scpi_errors, serve_visa, visa_client
 
 from hil.errors import InstrumentReportedError, RatingError
-from instruments.emulation.models import MODELS
+from instruments.emulation.models import models
 from instruments.emulation.models.n5700 import (
     OPER_CC,
     OPER_CV,
@@ -94,7 +94,7 @@ def rig() -> Iterator[Rig]:
 
 
 def test_registered_for_its_driver() -> None:
-    assert MODELS["n5700"] is N5700Model
+    assert models()["n5700"] is N5700Model
 
 
 def test_identity_and_keysight_error_format(rig: Rig) -> None:

@@ -16,7 +16,7 @@ from plant_servers import PlantServers, bus_node, context, emulated_bench, modbu
 from hil.clock import SimClock
 from hil.envelope import UnitEnvelope
 from hil.errors import InstrumentReportedError
-from hil.units.bidirectional import Psb10000Unit
+from hil.units.bidirectional import BidirectionalUnit
 from instruments.base import Rating
 from instruments.emulation.models.psb10000 import (
     FULL_SCALE,
@@ -367,7 +367,7 @@ def sink_envelope() -> UnitEnvelope:
 
 def test_armed_sink_ocp_trips_a_sink_current_past_it_end_to_end(mrig: ModbusRig) -> None:
     """The adapter arms sink OCP (569) from the envelope; the emulated PSB trips on it."""
-    unit = Psb10000Unit("BID2", mrig.psb, sink_envelope(), SimClock(mrig.h.advance))
+    unit = BidirectionalUnit("BID2", mrig.psb, sink_envelope(), SimClock(mrig.h.advance))
     unit.arm()
     with mrig.client() as client:
         ocp = client.read_holding_registers(553, count=1, device_id=0).registers[0]

@@ -260,7 +260,7 @@ def test_sigterm_mid_exchange_shuts_down_in_order_and_ends_the_record(
     assert begin and "SIGTERM" in begin[0]["reason"]
     assert records[-1]["type"] == "run_end" and "interrupted" in records[-1]
     (end,) = [line for line in records if line["type"] == "test_end"]
-    assert end["outcome"] == "ERROR" and "interrupted" in end["message"]
+    assert end["outcome"] == "INTERRUPTED" and "interrupted" in end["message"]
 
 
 def test_xdist_workers_each_record_their_own_bench(pytester: pytest.Pytester) -> None:

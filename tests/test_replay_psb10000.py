@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import pyvisa
 from plant_servers import PlantServers, bus_node, context, emulated_bench
+from scpi_clients import visa_client
 
 from instruments.emulation.models.psb10000_scpi import Psb10000ScpiModel
 from instruments.emulation.plant import VoltageReferenceSpec
 
 KEY = "BID2.bidirectional"
-TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -60,18 +59,8 @@ def rig() -> Iterator[Rig]:
     with PlantServers([bus_node()], [*Psb10000ScpiModel.port_specs(ctx), reference]) as h:
         model = h.add(Psb10000ScpiModel, ctx)
         port = h.serve_tcp(model, terminator=b"\n")
-        manager = pyvisa.ResourceManager("@py")
-        visa = manager.open_resource(
-            f"TCPIP0::127.0.0.1::{port}::SOCKET",
-            read_termination="\n",
-            write_termination="\n",
-            timeout=TIMEOUT_MS,
-        )
-        try:
+        with visa_client(f"TCPIP0::127.0.0.1::{port}::SOCKET") as visa:
             yield Rig(h, model, visa)
-        finally:
-            visa.close()
-            manager.close()
 
 
 # ---- nominal-io/instro ----------------------------------------------------------------

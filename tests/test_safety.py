@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from emulated_rig import EMULATED_BENCH, ROOT
 
+from hil import safety
 from hil.records import read_records
 from hil.safety import ProcessGuard, SignalInterrupt
 from instruments.emulation.process import EmulatorProcess, start_emulator
@@ -192,3 +194,29 @@ def test_a_failing_shutdown_is_reported_not_raised() -> None:
     guard = ProcessGuard(broken, Calls().force, signals=())
     guard.shutdown("test")
     assert guard.outcomes == ["shutdown failed: test: line dead"]
+
+
+def test_a_second_signal_exits_even_when_it_interrupted_a_lock_force_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler runs on the interrupted thread: if that thread holds a lock ``force``
+    needs (the record's, a line's), ``force`` must not run there and wait for itself."""
+    monkeypatch.setattr(safety, "FORCE_WAIT_S", 0.2)
+    held = threading.Lock()
+
+    def force(reason: str) -> None:
+        with held:  # blocks while this test's main thread holds it
+            pass
+
+    exits: list[int] = []
+    guard = ProcessGuard(
+        Calls().shutdown, force, signals=(signal.SIGUSR1,), defer=True, exit=exits.append
+    )
+    with guard, held:
+        with pytest.raises(SignalInterrupt):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(PATIENCE_S)
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(PATIENCE_S)
+    assert exits == [128 + signal.SIGUSR1]

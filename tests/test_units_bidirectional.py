@@ -13,7 +13,7 @@ from hil.clock import SimClock
 from hil.controller import CurrentController, Mode
 from hil.envelope import UnitEnvelope
 from hil.errors import CommunicationError, EnvelopeError, InstrumentReportedError
-from hil.units import BidirectionalBattery, It6000cUnit, NodeLevels, Part, Psb10000Unit
+from hil.units import BidirectionalBattery, BidirectionalUnit, NodeLevels, Part
 from instruments.base import Rating
 from instruments.connection import ModbusConnection, ScpiConnection
 from instruments.it6000c import IT6000C
@@ -45,16 +45,16 @@ def envelope(unit_id: str) -> UnitEnvelope:
     )
 
 
-def make_itech(*steps: VisaStep) -> tuple[It6000cUnit, ScriptedVisaResource]:
+def make_itech(*steps: VisaStep) -> tuple[BidirectionalUnit, ScriptedVisaResource]:
     resource = ScriptedVisaResource(steps)
     connection = ScpiConnection(SCPI, timeout=1.0, opener=lambda: resource)
     supply = IT6000C(connection, rating=Rating(500.0, 40.0, 6000.0), name="BID1.bidirectional")
-    return It6000cUnit("BID1", supply, envelope("BID1"), SimClock(lambda s: s)), resource
+    return BidirectionalUnit("BID1", supply, envelope("BID1"), SimClock(lambda s: s)), resource
 
 
 def make_psb(
     *steps: ModbusStep, reopen: bool = True, env: UnitEnvelope | None = None
-) -> tuple[Psb10000Unit, ScriptedModbusClient]:
+) -> tuple[BidirectionalUnit, ScriptedModbusClient]:
     """A PSB unit on a scripted client; with ``reopen=False`` every reconnect is refused."""
     client = ScriptedModbusClient(steps)
     opened: list[int] = []
@@ -67,7 +67,7 @@ def make_psb(
 
     connection = ModbusConnection("127.0.0.1:502", client_factory=factory)
     psb = Psb10000(connection, device_id=0, rating=PSB_RATING, name="BID2.bidirectional")
-    unit = Psb10000Unit("BID2", psb, env or envelope("BID2"), SimClock(lambda s: s))
+    unit = BidirectionalUnit("BID2", psb, env or envelope("BID2"), SimClock(lambda s: s))
     return unit, client
 
 

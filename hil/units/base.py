@@ -17,7 +17,7 @@ The rules that make them safe live here, once:
 
 from __future__ import annotations
 
-import functools
+import inspect
 import logging
 import math
 import threading
@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from hil.clock import Clock
 from hil.controller import Capabilities, InstrumentIdentity, Mode, Reading
@@ -35,13 +36,10 @@ from hil.errors import (
     ConfigError,
     EnvelopeError,
     InstrumentTimeout,
-    MalformedReply,
     SafetyTrip,
 )
-from instruments.apis_bms import ApisBms
 from instruments.base import Identity, Instrument
-from instruments.eza2500 import Eza2500
-from instruments.scpi import ScpiInstrument
+from instruments.roles import BidirectionalSupply, Bms, Converter, Load, SourceSupply
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,7 @@ log = logging.getLogger(__name__)
 SAFE_OFF_TIMEOUT_S = 5.0
 #: Over-voltage trips (OVP, converter ``ogv``) sit this factor above the voltage window,
 #: under-voltage trips (``ugv``) the same factor below it: normal operation at the window's
-#: edge must not trip. It is also the N5700's minimum OVP/voltage ratio.
+#: edge must not trip.
 VOLTAGE_TRIP_FACTOR = 1.05
 #: Over-current and over-power trips sit this factor above the envelope's limits.
 CURRENT_TRIP_FACTOR = 1.1
@@ -73,7 +71,7 @@ class Part:
 
     @property
     def label(self) -> str:
-        """``eza2500 E003.converter``: how messages name the instrument."""
+        """``<driver> E003.converter``: how messages name the instrument."""
         return f"{self.driver_name} {self.key}"
 
 
@@ -87,41 +85,52 @@ class SafeStep:
 
 
 def probe_identity(driver: Instrument) -> Identity:
-    """The instrument's identity, after proving that it answers.
-
-    SCPI and Modbus supplies answer their identity query; the EZA-2500 has no identity
-    command, so its mode is read first; the APIS BMS's SoC and status are read before its
-    identity block, so that both must answer (a silent one raises).
-    """
-    if isinstance(driver, Eza2500):
-        driver.mode()
-    elif isinstance(driver, ApisBms):
-        driver.read()
-    return driver.identify()
+    """The instrument's identity, after proving that it answers (the driver's ``probe``)."""
+    return driver.probe()
 
 
-def query_fields(instrument: ScpiInstrument, queries: Sequence[str]) -> list[str]:
-    """Send several SCPI queries as one compound message; return one reply per query.
+_ABSENT = object()
 
-    ``MEAS:VOLT?;:MEAS:CURR?`` costs one round trip instead of two (SCPI 1999: ``;``
-    separates commands, a leading ``:`` restarts at the root; the replies come back on one
-    line separated by ``;``). A reply with the wrong number of fields is ``MalformedReply``.
-    """
-    message = _compound(tuple(queries))
-    reply = instrument.query(message)
-    fields = [field.strip() for field in reply.split(";")]
-    if len(fields) != len(queries):
-        raise MalformedReply(
-            f"expected {len(queries)} replies separated by ';', got {reply!r}",
-            resource=instrument.resource,
-            command=message,
+
+def check_role(part: Part, role: type, what: str) -> None:
+    """``ConfigError`` unless ``part``'s driver has every member of the role protocol
+    ``role`` (looked up statically: no property is read, nothing is sent)."""
+    missing = [
+        name
+        for name in dir(role)
+        if not name.startswith("_")
+        and inspect.getattr_static(part.driver, name, _ABSENT) is _ABSENT
+    ]
+    if missing:
+        raise ConfigError(
+            f"unit {part.unit_id}: {part.label} is not {what} (its driver "
+            f"{type(part.driver).__name__} lacks {', '.join(missing)})"
         )
-    return fields
 
 
-@functools.lru_cache(maxsize=64)
-def _compound(queries: tuple[str, ...]) -> str:
-    return ";:".join(query.lstrip(":") for query in queries)
+def as_source_supply(part: Part) -> SourceSupply:
+    check_role(part, SourceSupply, "a source supply")
+    return cast(SourceSupply, part.driver)
+
+
+def as_load(part: Part) -> Load:
+    check_role(part, Load, "a load")
+    return cast(Load, part.driver)
+
+
+def as_converter(part: Part) -> Converter:
+    check_role(part, Converter, "a converter")
+    return cast(Converter, part.driver)
+
+
+def as_bms(part: Part) -> Bms:
+    check_role(part, Bms, "a BMS")
+    return cast(Bms, part.driver)
+
+
+def as_bidirectional(part: Part) -> BidirectionalSupply:
+    check_role(part, BidirectionalSupply, "a bidirectional supply")
+    return cast(BidirectionalSupply, part.driver)
 
 
 def _as_number(value: object) -> float:
@@ -417,6 +426,11 @@ class UnitBase(ABC):
         if not result:
             log.info("safe_off: unit %s is safe", self._unit_id)
         return result
+
+    def clear_faults(self) -> None:
+        """Clear latched faults the instruments let a controller clear (none by default:
+        a supply's or load's latched protection stays until ``arm`` re-programmes it)."""
+        return None
 
     # -- connections ---------------------------------------------------------------------
     def reconnect(self) -> None:

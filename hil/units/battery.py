@@ -21,15 +21,18 @@ from typing import Protocol
 
 from hil.envelope import UnitEnvelope
 from hil.errors import ConfigError
-from instruments.chroma63200a import Chroma63200A
-from instruments.it6000c import IT6000C
-from instruments.n5700 import N5700
-from instruments.psb10000 import Psb10000
+from instruments.roles import OutputStatus
 
-from .base import CURRENT_TRIP_FACTOR, Part, SafeStep
-from .bidirectional import it6000c_arm, it6000c_flags, it6000c_status, psb_arm, psb_flags
-from .load import chroma_flags, chroma_status
-from .supply import n5700_arm, n5700_flags, n5700_status
+from .base import (
+    CURRENT_TRIP_FACTOR,
+    VOLTAGE_TRIP_FACTOR,
+    Part,
+    SafeStep,
+    as_bidirectional,
+    as_load,
+    as_source_supply,
+)
+from .bidirectional import protection_levels
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +141,16 @@ def _number(value: object, default: float) -> float:
     return float(value)
 
 
+def _status_flags(part: Part, status: OutputStatus, energized: bool) -> set[str]:
+    """``<name>.<flag>`` for each flag, and ``<name>.OFF`` if it should be on but is not."""
+    found = {f"{part.name}.{flag}" for flag in status.flags}
+    if energized and not status.on:
+        found.add(f"{part.name}.OFF")
+    return found
+
+
 class SupplyLoadBattery:
-    """An N5700 holding the node in CV and a Chroma load in CV just above it."""
+    """A source supply holding the node in CV and a load in CV just above it."""
 
     def __init__(
         self,
@@ -148,18 +159,15 @@ class SupplyLoadBattery:
         load: Part,
         levels: NodeLevels,
     ) -> None:
-        if not isinstance(supply.driver, N5700) or not isinstance(load.driver, Chroma63200A):
-            raise ConfigError(
-                f"unit {envelope.unit_id}: a supply + load battery needs an n5700 and a "
-                f"chroma63200a, got {supply.label} and {load.label}"
-            )
+        psu = as_source_supply(supply)
+        sink = as_load(load)
         if levels.cv_voltage is None or levels.cv_current_limit is None:
             raise ConfigError(f"unit {envelope.unit_id}: the battery load needs a CV level")
         self._envelope = envelope
         self._supply_part = supply
         self._load_part = load
-        self.psu: N5700 = supply.driver
-        self.load: Chroma63200A = load.driver
+        self.psu = psu
+        self.load = sink
         self.levels = levels
         self._cv = levels.cv_voltage
         self._cv_limit = levels.cv_current_limit
@@ -179,17 +187,18 @@ class SupplyLoadBattery:
         self._energized = False
 
     def _program_supply(self) -> None:
-        self.psu.voltage = self.levels.hold_voltage
-        self.psu.current = self.levels.current_limit
+        self.psu.set_voltage(self.levels.hold_voltage)
+        self.psu.set_current(self.levels.current_limit)
 
     def arm(self) -> None:
         low, high = _battery_window(self._envelope)
+        hold = self.levels.hold_voltage
         try:
             with self.psu.locked():
-                n5700_arm(self.psu, self.levels.hold_voltage, low, high)
-                self.psu.current = self.levels.current_limit
+                self.psu.arm_source(hold, VOLTAGE_TRIP_FACTOR * high, low)
+                self.psu.set_current(self.levels.current_limit)
             with self.load.locked():
-                self.load.load = False
+                self.load.set_input(False)
                 self.load.hold_voltage(self._cv, self._cv_limit)
         except BaseException:
             self.forget()
@@ -205,12 +214,12 @@ class SupplyLoadBattery:
                 allowed(f"switching on {self._supply_part.label}")
                 if not self._primed:
                     self._program_supply()
-                self.psu.output = True
+                self.psu.set_output(True)
             with self.load.locked():
                 allowed(f"switching on {self._load_part.label}")
                 if not self._primed:
                     self.load.hold_voltage(self._cv, self._cv_limit)
-                self.load.load = True
+                self.load.set_input(True)
         except BaseException:
             self.forget()
             raise
@@ -219,41 +228,27 @@ class SupplyLoadBattery:
         log.info("battery node of unit %s energized", self._envelope.unit_id)
 
     def safe_off_steps(self) -> list[SafeStep]:
-        def supply_off() -> None:
-            self.psu.output = False
-
-        def load_off() -> None:
-            self.load.load = False
-
+        """Each output off: the first safe action of the supply and of the load."""
+        supply_action, supply_off = self.psu.safe_off_actions()[0]
+        load_action, load_off = self.load.safe_off_actions()[0]
         return [
-            SafeStep(self._supply_part, "OUTP OFF", supply_off),
-            SafeStep(self._load_part, "LOAD OFF", load_off),
+            SafeStep(self._supply_part, supply_action, supply_off),
+            SafeStep(self._load_part, load_action, load_off),
         ]
 
     def flags(self) -> frozenset[str]:
-        supply_on, ques = n5700_status(self.psu)
-        load_on, status = chroma_status(self.load)
-        found = set(n5700_flags(ques, f"{self._supply_part.name}."))
-        found |= chroma_flags(status, f"{self._load_part.name}.")
-        if self._energized and not supply_on:
-            found.add(f"{self._supply_part.name}.OFF")
-        if self._energized and not load_on:
-            found.add(f"{self._load_part.name}.OFF")
+        found = _status_flags(self._supply_part, self.psu.output_status(), self._energized)
+        found |= _status_flags(self._load_part, self.load.output_status(), self._energized)
         return frozenset(found)
 
 
 class BidirectionalBattery:
-    """One bidirectional supply (IT6000C or PSB 10000) holding the node in CV."""
+    """One bidirectional supply holding the node in CV."""
 
     def __init__(self, envelope: UnitEnvelope, part: Part, levels: NodeLevels) -> None:
-        if not isinstance(part.driver, IT6000C | Psb10000):
-            raise ConfigError(
-                f"unit {envelope.unit_id}: a bidirectional battery needs an it6000c or a "
-                f"psb10000, got {part.label}"
-            )
         self._envelope = envelope
         self._part = part
-        self.driver: IT6000C | Psb10000 = part.driver
+        self.driver = as_bidirectional(part)
         self.levels = levels
         self._energized = False
 
@@ -272,10 +267,7 @@ class BidirectionalBattery:
         _, high = _battery_window(self._envelope)
         limit, power = self.levels.current_limit, self._envelope.power_max
         try:
-            if isinstance(self.driver, IT6000C):
-                it6000c_arm(self.driver, high, limit, power)
-            else:
-                psb_arm(self.driver, high, limit, power)
+            self.driver.arm_bidirectional(protection_levels(high, limit, limit, power))
         except BaseException:
             self.forget()
             raise
@@ -285,17 +277,10 @@ class BidirectionalBattery:
         if self._energized:
             return
         hold, limit = self.levels.hold_voltage, self.levels.current_limit
+        what = f"switching on {self._part.label}"
         try:
-            allowed(f"switching on {self._part.label}")
-            if isinstance(self.driver, IT6000C):
-                with self.driver.locked():
-                    self.driver.hold_voltage(hold, limit, limit)
-                    self.driver.output = True
-            else:
-                self.driver.set_current(limit)
-                self.driver.set_sink_current(limit)
-                self.driver.set_voltage(hold)
-                self.driver.set_output(True)
+            self.driver.forget()
+            self.driver.drive_voltage(hold, limit, primed=False, allowed=lambda: allowed(what))
         except BaseException:
             self.forget()
             raise
@@ -303,28 +288,12 @@ class BidirectionalBattery:
         log.info("battery node of unit %s energized", self._envelope.unit_id)
 
     def safe_off_steps(self) -> list[SafeStep]:
-        driver = self.driver
-
-        def output_off() -> None:
-            if isinstance(driver, IT6000C):
-                driver.output = False
-            else:
-                driver.set_output(False)
-
-        return [SafeStep(self._part, "output OFF", output_off)]
+        """The output off: the supply's first safe action."""
+        action, run = self.driver.safe_off_actions()[0]
+        return [SafeStep(self._part, action, run)]
 
     def flags(self) -> frozenset[str]:
-        name = self._part.name
-        if isinstance(self.driver, IT6000C):
-            on, status = it6000c_status(self.driver)
-            found: set[str] = set(it6000c_flags(status, f"{name}."))
-        else:
-            reading = self.driver.read()
-            on = reading.output_on
-            found = set(psb_flags(reading.state, f"{name}."))
-        if self._energized and not on:
-            found.add(f"{name}.OFF")
-        return frozenset(found)
+        return frozenset(_status_flags(self._part, self.driver.output_status(), self._energized))
 
 
 __all__ = [

@@ -1,10 +1,11 @@
-"""A DC/DC converter unit (TDK-Lambda EZA-2500) and its battery side.
+"""A DC/DC converter unit (role ``Converter``) and its battery side.
 
-The battery side is an APIS battery whose BMS reports state of charge and interchange
-permission, and/or a battery emulator (Sony's rig: a supply + a load in CV, or one
-bidirectional supply, see :mod:`hil.units.battery`).
+The battery side is a battery whose BMS (role ``Bms``) reports state of charge and
+interchange permission, and/or a battery emulator (Sony's rig: a supply + a load in CV, or
+one bidirectional supply, see :mod:`hil.units.battery`).
 
-How it maps the controller onto the converter (APIS's modes and order of commands):
+How it maps the controller onto the converter (APIS's modes and order of commands; the
+frames each step sends are in the converter driver's docstring):
 
 - ``set_current(a)``: ``a > 0`` → DISCHARGE with ``dig = a``; ``a < 0`` → CHARGE with
   ``dig = |a|``; ``a = 0`` → WAIT (and ``dig = 0``). A mode change goes through the driver's
@@ -13,21 +14,22 @@ How it maps the controller onto the converter (APIS's modes and order of command
 - ``hold_voltage(v, limit, droop)``: VOLTAGE_REFERENCE with ``dvg = v``, ``drg = droop``,
   ``dig = limit``.
 - Before anything is sent: the envelope and the unit's capabilities, the converter's own
-  ranges, and — with a BMS — the battery's permission (a direction it does not allow is a
-  ``CapabilityError`` naming the permission) and its SoC window (``EnvelopeError``).
+  ranges (``field_range``), and — with a BMS — the battery's permission (a direction it does
+  not allow is a ``CapabilityError`` naming the permission) and its SoC window
+  (``EnvelopeError``).
 - The battery emulator, if any, is switched on before the converter first leaves WAIT, and
   the converter waits (bench clock, at most ``NODE_RISE_TIMEOUT_S``) until its own meter
   reads the battery node inside the battery window: a converter started on a node that is
   still rising trips on battery under-voltage.
 - ``idle()``: WAIT (the battery emulator stays on, as a battery would).
-- ``arm()``: WAIT, the battery emulator armed (off), then the limits word 0x1C from the
+- ``arm()``: WAIT, the battery emulator armed (off), then the limits word from the
   envelope: ``ugv``/``ogv`` the bus window widened by 5 %, ``ubv``/``obv`` the battery window,
   ``cib`` 1.1 x ``power_max`` / ``battery_voltage_min`` (within the converter's rating), and
-  ``dig = 0``. The EZA-2500 has no communication watchdog that APIS uses.
-- ``read()``: meters (0x09), mode (0x00) and status (0x01); the BMS (one Modbus read) and
-  the battery emulator's status. APIS signs ``ig`` positive while charging, so
-  ``bus_current = -ig``; ``ib`` is taken to have the same sign as ``ig`` (positive while the
-  battery charges), so ``battery_current = -ib`` (positive while it discharges).
+  ``dig = 0``. No communication watchdog is used (APIS uses none).
+- ``read()``: meters, mode and status; the BMS (one read) and the battery emulator's
+  status. APIS signs ``ig`` positive while charging, so ``bus_current = -ig``; ``ib`` is
+  taken to have the same sign as ``ig`` (positive while the battery charges), so
+  ``battery_current = -ib`` (positive while it discharges).
 """
 
 from __future__ import annotations
@@ -39,11 +41,8 @@ from hil.clock import Clock
 from hil.controller import Capabilities, Mode, Reading
 from hil.envelope import UnitEnvelope
 from hil.errors import CapabilityError, ConfigError, InstrumentError
-from instruments.apis_bms import ApisBms, Permission
 from instruments.base import check_setpoint
-from instruments.eza2500 import Alarm, Eza2500, Limits
-from instruments.wire.eza2500 import FIELDS
-from instruments.wire.eza2500 import Mode as EzaMode
+from instruments.roles import Alarm, Bms, Converter, ConverterMode, Limits, Permission
 
 from .base import (
     CURRENT_TRIP_FACTOR,
@@ -63,45 +62,40 @@ NODE_RISE_TIMEOUT_S = 2.0
 NODE_POLL_S = 0.02
 
 _MODES = {
-    EzaMode.WAIT: Mode.IDLE,
-    EzaMode.CHARGE: Mode.CURRENT,
-    EzaMode.DISCHARGE: Mode.CURRENT,
-    EzaMode.VOLTAGE_REFERENCE: Mode.VOLTAGE_REFERENCE,
+    ConverterMode.WAIT: Mode.IDLE,
+    ConverterMode.CHARGE: Mode.CURRENT,
+    ConverterMode.DISCHARGE: Mode.CURRENT,
+    ConverterMode.VOLTAGE_REFERENCE: Mode.VOLTAGE_REFERENCE,
 }
 
 
-def _field_range(name: str) -> tuple[float, float]:
-    spec = FIELDS[name]
-    low = spec.minimum if spec.minimum is not None else float("-inf")
-    high = spec.maximum if spec.maximum is not None else float("inf")
-    return low, high
-
-
 class ConverterUnit(UnitBase):
-    """An EZA-2500 on the bus with an APIS battery (BMS) and/or a battery emulator."""
+    """A DC/DC converter on the bus with a BMS battery and/or a battery emulator."""
 
     kind = "converter"
 
     def __init__(
         self,
         unit_id: str,
-        converter: Eza2500,
+        converter: Converter,
         envelope: UnitEnvelope,
         clock: Clock,
         *,
-        bms: ApisBms | None = None,
+        bms: Bms | None = None,
         battery: BatteryEmulator | None = None,
         name: str = "converter",
-        driver_name: str = "eza2500",
+        driver_name: str = "",
         bms_name: str = "battery",
+        bms_driver_name: str = "",
         battery_current_max: float | None = None,
         safe_off_timeout: float = SAFE_OFF_TIMEOUT_S,
     ) -> None:
         if envelope.battery_voltage_min is None or envelope.battery_voltage_max is None:
             raise ConfigError(f"unit {unit_id}: a converter unit needs a battery voltage window")
-        parts = [Part(unit_id, name, driver_name, converter)]
+        parts = [Part(unit_id, name, driver_name or type(converter).__name__.lower(), converter)]
         if bms is not None:
-            parts.append(Part(unit_id, bms_name, "apis_bms", bms))
+            bms_driver = bms_driver_name or type(bms).__name__.lower()
+            parts.append(Part(unit_id, bms_name, bms_driver, bms))
         if battery is not None:
             parts.extend(battery.parts)
         rating = converter.rating
@@ -122,13 +116,14 @@ class ConverterUnit(UnitBase):
         self.converter = converter
         self.bms = bms
         self.battery = battery
-        cib_spec = FIELDS["cib"]
         self._cib_max = min(
-            battery_current_max if battery_current_max is not None else cib_spec.rating,
-            _field_range("cib")[1],
+            battery_current_max
+            if battery_current_max is not None
+            else converter.battery_current_rating,
+            converter.field_range("cib")[1],
         )
         self._limits: Limits | None = None
-        self._eza_mode: EzaMode | None = None
+        self._converter_mode: ConverterMode | None = None
 
     def _supports_droop(self) -> bool:
         return True
@@ -136,14 +131,14 @@ class ConverterUnit(UnitBase):
     def _forget(self) -> None:
         super()._forget()
         self._limits = None
-        self._eza_mode = None
+        self._converter_mode = None
         if self.battery is not None:
             self.battery.forget()
 
     # -- checks ------------------------------------------------------------------------
     def _check_converter(self, field: str, value: float, unit: str, rated: float) -> float:
         """The converter's own range for ``field`` (APIS's accepted range and rating)."""
-        low, high = _field_range(field)
+        low, high = self.converter.field_range(field)
         return check_setpoint(self.converter.name, field, value, low, min(high, rated), unit)
 
     def _check_battery(self, amps: float, what: str) -> None:
@@ -173,10 +168,10 @@ class ConverterUnit(UnitBase):
         env = self._envelope
         low, high = env.battery_voltage_min, env.battery_voltage_max
         assert low is not None and high is not None
-        ugv_low, _ = _field_range("ugv")
-        _, ogv_high = _field_range("ogv")
-        ubv_low, _ = _field_range("ubv")
-        _, obv_high = _field_range("obv")
+        ugv_low, _ = self.converter.field_range("ugv")
+        _, ogv_high = self.converter.field_range("ogv")
+        ubv_low, _ = self.converter.field_range("ubv")
+        _, obv_high = self.converter.field_range("obv")
         limits = Limits(
             cib=min(self._cib_max, CURRENT_TRIP_FACTOR * env.power_max / low),
             dig=0.0,
@@ -215,14 +210,22 @@ class ConverterUnit(UnitBase):
     def set_current(self, amps: float) -> None:
         amps = self._check_current(amps)
         dig = self._check_converter("dig", abs(amps), "A", self.converter.rating.current)
-        mode = EzaMode.DISCHARGE if amps > 0 else EzaMode.CHARGE if amps < 0 else EzaMode.WAIT
+        mode = (
+            ConverterMode.DISCHARGE
+            if amps > 0
+            else ConverterMode.CHARGE
+            if amps < 0
+            else ConverterMode.WAIT
+        )
         what = f"set_current({amps:+g} A)"
         with self._sending() as generation:
             if amps != 0:
                 self._check_battery(amps, what)
                 self._energize(generation, what)
             self._still_allowed(generation, what)
-            same_mode = self._primed and self._eza_mode is mode and mode is not EzaMode.WAIT
+            same_mode = (
+                self._primed and self._converter_mode is mode and mode is not ConverterMode.WAIT
+            )
             if same_mode and self._limits is not None:
                 self._limits = self.converter.set_limits(dataclasses.replace(self._limits, dig=dig))
             elif same_mode:
@@ -231,8 +234,8 @@ class ConverterUnit(UnitBase):
                 self.converter.apply(mode=mode, dig=dig)
                 if self._limits is not None:
                     self._limits = dataclasses.replace(self._limits, dig=dig)
-            self._eza_mode = mode
-            if mode is EzaMode.WAIT:
+            self._converter_mode = mode
+            if mode is ConverterMode.WAIT:
                 self._commit(Mode.IDLE, None)
             else:
                 self._commit(Mode.CURRENT, amps)
@@ -248,28 +251,28 @@ class ConverterUnit(UnitBase):
             self._check_battery(0.0, what)
             self._energize(generation, what)
             self._still_allowed(generation, what)
-            if self._primed and self._eza_mode is EzaMode.VOLTAGE_REFERENCE:
+            if self._primed and self._converter_mode is ConverterMode.VOLTAGE_REFERENCE:
                 self.converter.apply(dvg=volts, drg=droop, dig=limit)
             else:
                 self.converter.apply(
-                    mode=EzaMode.VOLTAGE_REFERENCE, dvg=volts, drg=droop, dig=limit
+                    mode=ConverterMode.VOLTAGE_REFERENCE, dvg=volts, drg=droop, dig=limit
                 )
             if self._limits is not None:
                 self._limits = dataclasses.replace(self._limits, dig=limit)
-            self._eza_mode = EzaMode.VOLTAGE_REFERENCE
+            self._converter_mode = ConverterMode.VOLTAGE_REFERENCE
             self._commit(Mode.VOLTAGE_REFERENCE, volts)
 
     def idle(self) -> None:
         with self._sending():
-            self.converter.set_mode(EzaMode.WAIT)
-            self._eza_mode = EzaMode.WAIT
+            self.converter.set_mode(ConverterMode.WAIT)
+            self._converter_mode = ConverterMode.WAIT
             self._commit(Mode.IDLE, None)
 
     def arm(self) -> None:
         limits = self._arm_limits()
         with self._sending():
-            self.converter.set_mode(EzaMode.WAIT)
-            self._eza_mode = EzaMode.WAIT
+            self.converter.set_mode(ConverterMode.WAIT)
+            self._converter_mode = ConverterMode.WAIT
             if self.battery is not None:
                 self.battery.arm()
             self._limits = self.converter.set_limits(limits)
@@ -289,7 +292,7 @@ class ConverterUnit(UnitBase):
     def read(self) -> Reading:
         t = self._clock.now()
         meters = self.converter.meters()
-        eza_mode = self.converter.mode()
+        converter_mode = self.converter.mode()
         status = self.converter.status()
         flags: set[str] = set()
         if status.alarm is not Alarm.NONE:
@@ -306,7 +309,7 @@ class ConverterUnit(UnitBase):
                 flags.add("NO_DISCHARGE")
         if self.battery is not None:
             flags |= self.battery.flags()
-        mode = Mode.FAULT if status.alarm is Alarm.HEAVY else _MODES[eza_mode]
+        mode = Mode.FAULT if status.alarm is Alarm.HEAVY else _MODES[converter_mode]
         return self._reading(
             t,
             bus_voltage=meters.vg,
@@ -319,9 +322,14 @@ class ConverterUnit(UnitBase):
             temperature=meters.tmp,
         )
 
+    def clear_faults(self) -> None:
+        """Clear the converter's latched alarms (its alarm-clear command)."""
+        with self._sending():
+            self.converter.clear_alarms()
+
     def _safe_off_steps(self) -> list[SafeStep]:
         def wait() -> None:
-            self.converter.set_mode(EzaMode.WAIT)
+            self.converter.set_mode(ConverterMode.WAIT)
 
         steps = [SafeStep(self._parts[0], "WAIT", wait)]
         if self.battery is not None:

@@ -1,66 +1,57 @@
 """From the bench file to adapters: open each instrument, then wrap a unit's instruments.
 
-:func:`open_instrument` turns one ``InstrumentConfig`` into an open driver (its rating,
-addresses and timeout from the bench file); :func:`build_unit` turns a ``UnitConfig`` and
-its open drivers into the adapter for its kind:
-
-- ``supply``: ``n5700`` → :class:`~hil.units.supply.SupplyUnit`;
-- ``load``: ``chroma63200a`` → :class:`~hil.units.load.LoadUnit`;
-- ``bidirectional``: ``it6000c`` → :class:`~hil.units.bidirectional.It6000cUnit`,
-  ``psb10000`` → :class:`~hil.units.bidirectional.Psb10000Unit`;
-- ``converter``: ``eza2500`` with an ``apis_bms`` and/or a battery emulator (``n5700`` +
-  ``chroma63200a``, or one ``it6000c`` / ``psb10000``) →
-  :class:`~hil.units.converter.ConverterUnit`.
+:func:`open_instrument` turns one ``InstrumentConfig`` into an open driver, with the
+``open`` keywords its family declares (:mod:`instruments.families`); :func:`build_unit`
+turns a ``UnitConfig`` and its open drivers into the adapter registered (:func:`adapter`)
+for the *function* of the unit's bus instrument — supply, load, bidirectional or converter
+(a converter's battery side: a BMS and/or a battery emulator, a supply + a load or one
+bidirectional supply). No family is named here: adding one edits nothing in ``hil``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from hil.bench_config import InstrumentConfig, UnitConfig
 from hil.clock import Clock
 from hil.errors import ConfigError
-from hil.instrument_models import EMULATED
-from instruments.apis_bms import ApisBms
-from instruments.base import Instrument, Rating
-from instruments.chroma63200a import Chroma63200A
-from instruments.eza2500 import Eza2500
-from instruments.it6000c import IT6000C
-from instruments.n5700 import N5700
-from instruments.psb10000 import DEFAULT_DEVICE_ID as PSB_DEVICE_ID
-from instruments.psb10000 import Psb10000
-from instruments.registry import driver_info
+from hil.ratings import EMULATED
+from instruments.base import Instrument
+from instruments.families import Function, families, family
 
-from .base import SAFE_OFF_TIMEOUT_S, Part, UnitBase
+from .base import (
+    SAFE_OFF_TIMEOUT_S,
+    Part,
+    UnitBase,
+    as_bidirectional,
+    as_bms,
+    as_converter,
+    as_load,
+    as_source_supply,
+)
 from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
-from .bidirectional import It6000cUnit, Psb10000Unit
+from .bidirectional import BidirectionalUnit
 from .converter import ConverterUnit
 from .load import LoadUnit
 from .supply import SupplyUnit
 
-#: Driver name → what the instrument does for its unit, for every driver an adapter uses.
-ADAPTED_DRIVERS: Mapping[str, str] = {
-    "n5700": "supply",
-    "chroma63200a": "load",
-    "it6000c": "bidirectional",
-    "psb10000": "bidirectional",
-    "eza2500": "converter",
-    "apis_bms": "bms",
-}
-
-#: Per-driver options for benches whose instruments are emulated: the emulator needs no
-#: pause between EZA-2500 frames (APIS's 62 ms is for the real RS-485 line).
-EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = {"eza2500": {"pacing": 0.0}}
-
-D = TypeVar("D")
+#: Extra ``open`` keywords per family for benches whose instruments are emulated (each
+#: family declares its own, e.g. the EZA-2500 drops its 62 ms pause between frames).
+EMULATOR_DRIVER_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {name: fam.emulated_options for name, fam in families().items() if fam.emulated_options}
+)
 
 
 def instrument_problem(inst: InstrumentConfig) -> str | None:
     """Why ``inst`` cannot be opened by the adapters, or None (no I/O)."""
-    if inst.driver not in ADAPTED_DRIVERS:
-        return f"driver {inst.driver!r} has no unit adapter; adapted drivers: " + ", ".join(
-            sorted(ADAPTED_DRIVERS)
+    fam = family(inst.driver)
+    if fam.unadapted:
+        adapted = sorted(name for name, f in families().items() if not f.unadapted)
+        return (
+            f"driver {inst.driver!r} has no unit adapter ({fam.unadapted}); adapted drivers: "
+            + ", ".join(adapted)
         )
     if inst.resource == EMULATED:
         return (
@@ -70,13 +61,6 @@ def instrument_problem(inst: InstrumentConfig) -> str | None:
     return None
 
 
-def instrument_rating(inst: InstrumentConfig) -> Rating:
-    """The driver's rating from the model table: voltage, largest current, power."""
-    rating = inst.rating
-    current = max(rating.current_source_max, rating.current_sink_max)
-    return Rating(voltage=rating.voltage_max, current=current, power=rating.power_max)
-
-
 def driver_options(
     inst: InstrumentConfig,
     *,
@@ -84,33 +68,17 @@ def driver_options(
     extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for the driver's ``open`` from the bench file's instrument entry."""
-    if inst.driver not in ADAPTED_DRIVERS:
+    fam = family(inst.driver)
+    if fam.unadapted:
         raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
-    settings = inst.settings
-    options: dict[str, Any] = {"name": inst.key, "timeout": timeout or inst.timeout}
-    if inst.driver in ("n5700", "chroma63200a", "it6000c"):
-        options["rating"] = instrument_rating(inst)
-    elif inst.driver == "psb10000":
-        options.update(
-            rating=instrument_rating(inst),
-            model=inst.model,
-            device_id=int(settings.get("device_id", PSB_DEVICE_ID)),
-        )
-    elif inst.driver == "eza2500":
-        options.update(
-            rating=instrument_rating(inst),
-            ad1=int(settings.get("ad1", 0)),
-            ad2=int(settings.get("ad2", 16)),
-            baudrate=int(settings.get("baudrate", 19200)),
-            retries=max(1, inst.retries),
-        )
-    elif inst.driver == "apis_bms":
-        options.update(
-            device_id=int(settings.get("device_id", 1)),
-            baudrate=int(settings.get("baudrate", 9600)),
-            soc_register=int(settings.get("soc_register", 30030)),
-            status_register=int(settings.get("status_register", 30031)),
-        )
+    options = fam.open_options(
+        inst.settings,
+        name=inst.key,
+        timeout=timeout or inst.timeout,
+        rating=inst.rating,
+        model=inst.model,
+        retries=inst.retries,
+    )
     options.update((extra or {}).get(inst.driver, {}))
     return options
 
@@ -125,20 +93,8 @@ def open_instrument(
     problem = instrument_problem(inst)
     if problem is not None:
         raise ConfigError(f"{inst.key} ({inst.driver}): {problem}")
-    # ``registry.open_driver`` takes the driver name as ``name``, which is also the drivers'
-    # option for the instrument's label, so call the class's opener directly.
-    opener = driver_info(inst.driver).opener
+    opener = family(inst.driver).opener
     return opener(inst.resource, **driver_options(inst, timeout=timeout, extra=extra))
-
-
-def _driver(drivers: Mapping[str, Instrument], inst: InstrumentConfig, cls: type[D]) -> D:
-    driver = _part(inst, drivers).driver
-    if not isinstance(driver, cls):
-        raise ConfigError(
-            f"{inst.key}: driver {inst.driver} gave a {type(driver).__name__}, "
-            f"expected a {cls.__name__}"
-        )
-    return driver
 
 
 def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
@@ -147,6 +103,30 @@ def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
     except KeyError:
         raise ConfigError(f"{inst.key}: no open driver was given for it") from None
     return Part(inst.unit_id, inst.name, inst.driver, driver)
+
+
+#: Builds the adapter of a unit from its config, its bus instrument, its open drivers, the
+#: clock and the safe-off timeout.
+Builder = Callable[[UnitConfig, InstrumentConfig, Mapping[str, Instrument], Clock, float], UnitBase]
+_ADAPTERS: dict[Function, Builder] = {}
+#: Functions adapted as part of another unit, not as a unit of their own: a BMS is the
+#: battery side of a converter unit.
+BATTERY_SIDE_ONLY: frozenset[Function] = frozenset({"bms"})
+
+
+def adapter(function: Function) -> Callable[[Builder], Builder]:
+    """Register the adapter builder for the units whose bus instrument does ``function``."""
+
+    def register(builder: Builder) -> Builder:
+        _ADAPTERS[function] = builder
+        return builder
+
+    return register
+
+
+def adapters() -> Mapping[Function, Builder]:
+    """The adapter builders, by the function of a unit's bus instrument."""
+    return MappingProxyType(_ADAPTERS)
 
 
 def build_unit(
@@ -158,81 +138,97 @@ def build_unit(
 ) -> UnitBase:
     """The adapter for one unit, given its open drivers keyed by instrument name."""
     for inst in config.instruments:
-        if inst.driver not in ADAPTED_DRIVERS:
+        if family(inst.driver).unadapted:
             raise ConfigError(f"{inst.key}: {instrument_problem(inst)}")
-    env = config.envelope
     bus = [i for i in config.instruments if i.node == "bus"]
     if len(bus) != 1:
         raise ConfigError(f"unit {config.id}: needs exactly one instrument on the bus")
     main = bus[0]
-    function = ADAPTED_DRIVERS[main.driver]
-    name, driver_name, timeout = main.name, main.driver, safe_off_timeout
-    if config.kind == "supply" and function == "supply":
-        psu = _driver(drivers, main, N5700)
-        return SupplyUnit(
-            config.id,
-            psu,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
+    builder = _ADAPTERS.get(main.function)
+    if config.kind != main.function or builder is None:
+        raise ConfigError(
+            f"unit {config.id}: kind {config.kind} cannot be built from {main.key} "
+            f"({main.driver}, a {main.function})"
         )
-    if config.kind == "load" and function == "load":
-        load = _driver(drivers, main, Chroma63200A)
-        return LoadUnit(
-            config.id,
-            load,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "bidirectional" and main.driver == "it6000c":
-        supply = _driver(drivers, main, IT6000C)
-        return It6000cUnit(
-            config.id,
-            supply,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "bidirectional" and main.driver == "psb10000":
-        psb = _driver(drivers, main, Psb10000)
-        return Psb10000Unit(
-            config.id,
-            psb,
-            env,
-            clock,
-            name=name,
-            driver_name=driver_name,
-            safe_off_timeout=timeout,
-        )
-    if config.kind == "converter" and function == "converter":
-        return _converter(config, main, drivers, clock, timeout)
-    raise ConfigError(
-        f"unit {config.id}: kind {config.kind} cannot be built from {main.key} ({main.driver})"
+    return builder(config, main, drivers, clock, safe_off_timeout)
+
+
+@adapter("supply")
+def _supply(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    psu = as_source_supply(_part(main, drivers))
+    return SupplyUnit(
+        config.id,
+        psu,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
     )
 
 
+@adapter("load")
+def _load(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    load = as_load(_part(main, drivers))
+    return LoadUnit(
+        config.id,
+        load,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
+    )
+
+
+@adapter("bidirectional")
+def _bidirectional(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    supply = as_bidirectional(_part(main, drivers))
+    return BidirectionalUnit(
+        config.id,
+        supply,
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
+    )
+
+
+@adapter("converter")
 def _converter(
     config: UnitConfig,
     main: InstrumentConfig,
     drivers: Mapping[str, Instrument],
     clock: Clock,
     safe_off_timeout: float,
-) -> ConverterUnit:
+) -> UnitBase:
     env = config.envelope
     side: dict[str, list[InstrumentConfig]] = {}
     for inst in config.battery_side:
-        side.setdefault(ADAPTED_DRIVERS[inst.driver], []).append(inst)
+        side.setdefault(inst.function, []).append(inst)
     bms_configs = side.pop("bms", [])
     if len(bms_configs) > 1:
-        raise ConfigError(f"unit {config.id}: at most one apis_bms on the battery side")
-    bms = _driver(drivers, bms_configs[0], ApisBms) if bms_configs else None
+        raise ConfigError(f"unit {config.id}: at most one BMS on the battery side")
+    bms = as_bms(_part(bms_configs[0], drivers)) if bms_configs else None
     battery: BatteryEmulator | None = None
     supplies, loads = side.pop("supply", []), side.pop("load", [])
     bidirectional = side.pop("bidirectional", [])
@@ -260,7 +256,7 @@ def _converter(
         raise ConfigError(f"unit {config.id}: a converter needs a BMS or a battery emulator")
     return ConverterUnit(
         config.id,
-        _driver(drivers, main, Eza2500),
+        as_converter(_part(main, drivers)),
         env,
         clock,
         bms=bms,
@@ -268,6 +264,7 @@ def _converter(
         name=main.name,
         driver_name=main.driver,
         bms_name=bms_configs[0].name if bms_configs else "battery",
+        bms_driver_name=bms_configs[0].driver if bms_configs else "",
         battery_current_max=main.rating.battery_current_max,
         safe_off_timeout=safe_off_timeout,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hil.errors import ConfigError
+from instruments.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -17,7 +17,7 @@ import socket
 import threading
 from typing import Any
 
-from hil.errors import CommunicationError, HilError
+from instruments.errors import CommunicationError, HilError
 
 
 class EmulatorControlError(HilError):

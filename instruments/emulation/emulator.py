@@ -25,12 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hil.bench_config import BenchConfig, UnitConfig
-from hil.bench_emulation import HouseholdConfig
-from hil.errors import ConfigError
 from instruments.emulation.control import ControlServer, RequestError
+from instruments.emulation.description import (
+    BenchDescription,
+    HouseholdConfig,
+    UnitDescription,
+)
 from instruments.emulation.household import DAY_S, HouseholdProfile
-from instruments.emulation.models import MODELS, InstrumentModel, ModelContext, Wire
+from instruments.emulation.models import InstrumentModel, ModelContext, Wire, models
 from instruments.emulation.models.base import BUS_NODE
 from instruments.emulation.plant import NodeSpec, Plant
 from instruments.emulation.plant_specs import (
@@ -40,6 +42,7 @@ from instruments.emulation.plant_specs import (
     HouseholdSpec,
 )
 from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
+from instruments.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class EmulatorInfo:
 
     @property
     def resources(self) -> dict[str, str]:
-        """Instrument key → resource, the form ``BenchConfig.with_resources`` takes."""
+        """Instrument key → resource, the form ``hil``'s ``BenchConfig.with_resources`` takes."""
         return {i.id: i.resource for i in self.instruments}
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,7 +91,7 @@ class EmulatorInfo:
 
 
 def build_plant(
-    bench: BenchConfig, *, start_of_day_s: float | None = None
+    bench: BenchDescription, *, start_of_day_s: float | None = None
 ) -> tuple[Plant, list[tuple[ModelContext, list[str]]]]:
     """The plant of a bench, and the plant ports each instrument's model owns.
 
@@ -103,9 +106,9 @@ def build_plant(
         if unit.kind == "converter":
             nodes.append(NodeSpec(name=f"{unit.id}.battery"))
         for instrument in unit.instruments:
-            model = MODELS.get(instrument.driver)
+            model = models().get(instrument.driver)
             if model is None:
-                known = ", ".join(sorted(MODELS)) or "none"
+                known = ", ".join(sorted(models())) or "none"
                 raise ConfigError(
                     f"{bench.path}: unit {unit.id}: no emulation for driver "
                     f"{instrument.driver!r}; emulated drivers: {known}"
@@ -123,8 +126,8 @@ def build_plant(
 
 
 def _add_household(
-    bench: BenchConfig,
-    unit: UnitConfig,
+    bench: BenchDescription,
+    unit: UnitDescription,
     house: HouseholdConfig,
     specs: list[AnyPortSpec],
     first: int,
@@ -153,7 +156,7 @@ def _add_household(
 
 def _check_household_swing(
     where: str,
-    unit: UnitConfig,
+    unit: UnitDescription,
     battery: BatterySpec,
     house: HouseholdConfig,
     profile: HouseholdProfile,
@@ -202,7 +205,7 @@ def _check_household_swing(
 
 
 def standalone_day(
-    bench: BenchConfig,
+    bench: BenchDescription,
     seconds: float,
     *,
     start_time: float = 0.0,
@@ -253,7 +256,7 @@ class Emulator:
 
     def __init__(
         self,
-        bench: BenchConfig,
+        bench: BenchDescription,
         *,
         clock: ClockMode = "sim",
         speed: float = 1.0,
@@ -276,7 +279,7 @@ class Emulator:
         self.serial: SerialMode = serial or bench.emulation.serial_transport
         self.plant, owned = build_plant(bench)
         self.models: dict[str, InstrumentModel] = {
-            ctx.key: MODELS[ctx.instrument.driver](ctx, self.plant) for ctx, _ in owned
+            ctx.key: models()[ctx.instrument.driver](ctx, self.plant) for ctx, _ in owned
         }
         self._owner = {port: self.models[ctx.key] for ctx, ports in owned for port in ports}
         self.faults = {key: Faults(key) for key in self.models}

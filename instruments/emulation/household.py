@@ -37,8 +37,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from hil.bench_emulation import DAY_S, WEATHERS, Weather
-from hil.errors import ConfigError
+from instruments.emulation.description import DAY_S, WEATHERS, Weather
+from instruments.errors import ConfigError
 
 __all__ = [
     "ATTENUATION_BANDS",

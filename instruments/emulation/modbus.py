@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from hil.errors import ConfigError
+from instruments.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from hil.errors import ConfigError
 from instruments.emulation.battery import OcvCurve
 from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.plant_network import (
@@ -82,6 +81,7 @@ from instruments.emulation.plant_specs import (
     check_number,
 )
 from instruments.emulation.sensors import Sensors, SensorSpec
+from instruments.errors import ConfigError
 
 __all__ = [
     "BatteryHandle",

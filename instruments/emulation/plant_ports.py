@@ -20,7 +20,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from hil.errors import ConfigError
 from instruments.emulation.plant_network import EMF, HI, LO, UNCLAMPED_A, Network
 from instruments.emulation.plant_specs import (
     BatterySpec,
@@ -40,6 +39,7 @@ from instruments.emulation.plant_specs import (
     check_number,
 )
 from instruments.emulation.sensors import QUANTITIES, SensorSpec
+from instruments.errors import ConfigError
 
 SetPoints = dict[str, float | str | bool | None]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import ClassVar
 
-from hil.errors import ConfigError
 from instruments.emulation.battery import DEFAULT_OCV, OcvCurve
 from instruments.emulation.household import HouseholdProfile
 from instruments.emulation.sensors import Sensors
+from instruments.errors import ConfigError
 
 STIFF_OHM = 1e-3
 """Default output resistance of an 'ideal' voltage-controlled stage (1 mOhm)."""

@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 from typing import IO, Literal
 
-from hil.bench_config import BenchConfig
-from hil.errors import CommunicationError, ConfigError
 from instruments.emulation.client import ControlClient
+from instruments.emulation.description import BenchDescription
 from instruments.emulation.emulator import EmulatedInstrument, Emulator, EmulatorInfo
 from instruments.emulation.transport import BackgroundLoop
+from instruments.errors import CommunicationError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class EmulatorThread:
 
     def __init__(
         self,
-        bench: BenchConfig,
+        bench: BenchDescription,
         *,
         clock: Literal["sim", "wall"] = "sim",
         speed: float = 1.0,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from hil.errors import ConfigError
+from instruments.errors import ConfigError
 
 QUANTITIES = (
     "voltage",

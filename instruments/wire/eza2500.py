@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from hil.errors import ConfigError, MalformedReply
+from instruments.errors import ConfigError, MalformedReply
 
 START_REQUEST = 0x05
 START_REPLY = 0x02

@@ -1,29 +1,31 @@
 """Emulated instrument models, one module per family, keyed by the driver name they answer.
 
 Adding an instrument family: write a subclass of
-:class:`~instruments.emulation.models.base.InstrumentModel` in its own module and list it
-in ``MODELS`` below under the driver name a bench file uses.
+:class:`~instruments.emulation.models.base.InstrumentModel` in its own module of this package
+with ``driver`` set to the family's name; defining the class registers it, and
+:func:`models` imports every module here, so no list is edited.
 """
 
 from __future__ import annotations
 
-from instruments.emulation.models.apis_bms import ApisBmsModel
-from instruments.emulation.models.base import InstrumentModel, ModelContext, Wire
-from instruments.emulation.models.chroma63200a import Chroma63200AModel
-from instruments.emulation.models.eza2500 import Eza2500Model
-from instruments.emulation.models.it6000c import IT6000CModel
-from instruments.emulation.models.n5700 import N5700Model
-from instruments.emulation.models.psb10000 import Psb10000Model
-from instruments.emulation.models.psb10000_scpi import Psb10000ScpiModel
+import importlib
+import pkgutil
+from collections.abc import Mapping
 
-MODELS: dict[str, type[InstrumentModel]] = {
-    Eza2500Model.driver: Eza2500Model,
-    ApisBmsModel.driver: ApisBmsModel,
-    Psb10000Model.driver: Psb10000Model,
-    Psb10000ScpiModel.driver: Psb10000ScpiModel,
-    N5700Model.driver: N5700Model,
-    IT6000CModel.driver: IT6000CModel,
-    Chroma63200AModel.driver: Chroma63200AModel,
-}
+from instruments.emulation.models.base import (
+    InstrumentModel,
+    ModelContext,
+    Wire,
+    registered_models,
+)
 
-__all__ = ["MODELS", "InstrumentModel", "ModelContext", "Wire"]
+
+def models() -> Mapping[str, type[InstrumentModel]]:
+    """Every emulated model, keyed by the family (driver) name it answers."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.ispkg and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    return registered_models()
+
+
+__all__ = ["InstrumentModel", "ModelContext", "Wire", "models"]

@@ -43,13 +43,13 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hil.bench_emulation import PERMISSIONS
-from hil.errors import ConfigError
+from instruments.emulation.description import PERMISSIONS
 from instruments.emulation.modbus import ModbusBus, ModbusDevice
 from instruments.emulation.models.base import InstrumentModel, ModelContext, Wire
 from instruments.emulation.plant import BatteryHandle, Plant
 from instruments.emulation.plant_specs import AnyPortSpec, BatterySpec
 from instruments.emulation.transport import SessionFactory
+from instruments.errors import ConfigError
 from instruments.wire.apis_bms import (
     BLOCK_WORDS,
     OPERATION_STATUS_ALLOWED,

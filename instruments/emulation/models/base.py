@@ -20,14 +20,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hil.bench_config import BenchConfig, InstrumentConfig, UnitConfig
-from hil.bench_emulation import EmulatedPort
-from hil.errors import ConfigError
+from instruments.emulation.description import (
+    BenchDescription,
+    EmulatedPort,
+    InstrumentDescription,
+    UnitDescription,
+)
 from instruments.emulation.plant import Measurement, Plant, PortHandle, Sensors, SensorSpec
 from instruments.emulation.sensors import QUANTITIES
 from instruments.emulation.transport import SessionFactory
+from instruments.errors import ConfigError
 
 if TYPE_CHECKING:
     from instruments.emulation.plant_specs import AnyPortSpec
@@ -49,9 +54,9 @@ class Wire(StrEnum):
 class ModelContext:
     """Everything a model needs to know about its place on the bench."""
 
-    bench: BenchConfig
-    unit: UnitConfig
-    instrument: InstrumentConfig
+    bench: BenchDescription
+    unit: UnitDescription
+    instrument: InstrumentDescription
 
     @property
     def key(self) -> str:
@@ -114,13 +119,34 @@ class ModelContext:
         return float(value)
 
 
+_MODELS: dict[str, type[InstrumentModel]] = {}
+
+
+def registered_models() -> Mapping[str, type[InstrumentModel]]:
+    """The models defined so far, by family name (``models()`` imports them all first)."""
+    return MappingProxyType(dict(sorted(_MODELS.items())))
+
+
 class InstrumentModel(ABC):
-    """Base class of every emulated instrument. Subclasses set ``driver`` and ``wire``."""
+    """Base class of every emulated instrument. Subclasses set ``driver`` and ``wire``.
+
+    A subclass that sets ``driver`` in its own body registers itself under that family
+    name (a second model for one family is refused).
+    """
 
     driver: ClassVar[str]
     wire: ClassVar[Wire]
     #: Fault kinds the model handles itself, beyond ``stale``, ``offset`` and ``trip``.
     extra_faults: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("driver")
+        if isinstance(name, str):
+            known = _MODELS.get(name)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"two emulator models for family {name!r}: {known}, {cls}")
+            _MODELS[name] = cls
 
     def __init__(self, ctx: ModelContext, plant: Plant) -> None:
         self.ctx = ctx

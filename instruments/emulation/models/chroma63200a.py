@@ -71,6 +71,7 @@ from instruments.emulation.scpi import (
     query,
     setting,
 )
+from instruments.wire.chroma63200a import ChannelStatus
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,14 @@ REVERSE_V = -0.1
 #: CV current limit at or above this fraction of the rating leaves the plant in plain CV.
 UNLIMITED = 1.0 - 1e-9
 
-STAT_OTP = 1
-STAT_OVP = 2
-STAT_OCP = 4
-STAT_OPP = 8
-STAT_REV = 16
-STAT_SYNC = 32
-STAT_MAX_LIM = 64
-STAT_FAN = 128
+STAT_OTP = int(ChannelStatus.OTP)
+STAT_OVP = int(ChannelStatus.OVP)
+STAT_OCP = int(ChannelStatus.OCP)
+STAT_OPP = int(ChannelStatus.OPP)
+STAT_REV = int(ChannelStatus.REV)
+STAT_SYNC = int(ChannelStatus.SYNC)
+STAT_MAX_LIM = int(ChannelStatus.MAX_LIM)
+STAT_FAN = int(ChannelStatus.FAN)
 _TRIP_BITS = {TripKind.OTP: STAT_OTP, TripKind.OVP: STAT_OVP, TripKind.OCP: STAT_OCP}
 
 

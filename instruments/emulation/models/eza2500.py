@@ -40,7 +40,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from hil.errors import ConfigError
 from instruments.emulation.eza2500_protocol import (
     DEFAULT_REGISTERS,
     ConverterStatus,
@@ -60,6 +59,7 @@ from instruments.emulation.plant_specs import (
     TripKind,
 )
 from instruments.emulation.transport import Session, SessionFactory
+from instruments.errors import ConfigError
 from instruments.wire.eza2500 import APIS_AD1, APIS_AD2, ErrorCode, Mode
 
 log = logging.getLogger(__name__)

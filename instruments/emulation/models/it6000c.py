@@ -84,6 +84,13 @@ from instruments.emulation.scpi import (
 from instruments.emulation.scpi_parser import Bound
 from instruments.emulation.scpi_session import ScpiSession
 from instruments.emulation.transport import SessionFactory
+from instruments.wire.it6000c import (
+    SCPI_CURRENT_MAX,
+    SCPI_POWER_MAX,
+    SCPI_VOLTAGE_MAX,
+    OperationStatus,
+    QuestionableStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,32 +108,29 @@ LONG_FORMS = {
     "CARP": "CARProfile",
 }
 #: SCPI maxima as fractions of the rating (IT6054C-800-225: 808 V, 227.25 A, 55 080 W).
-SCPI_VOLTAGE_MAX = 1.01
-SCPI_CURRENT_MAX = 1.01
-SCPI_POWER_MAX = 1.02
 FULL_SCALE_S = 0.1
 WATCHDOG_DELAY_S = (1.0, 6000.0, 30.0)
 PROTECTION_DELAY_S = (0.0, 60.0)
 OUTPUT_DELAY_S = (0.0, 60.0)
 SLEW_RANGE = (0.001, 2000.0, 0.1)
 
-OPER_CC_POS = 128
-OPER_CV = 256
-OPER_CP_POS = 512
-OPER_CC_NEG = 2048
-OPER_CP_NEG = 4096
+OPER_CC_POS = int(OperationStatus.CC_POS)
+OPER_CV = int(OperationStatus.CV)
+OPER_CP_POS = int(OperationStatus.CP_POS)
+OPER_CC_NEG = int(OperationStatus.CC_NEG)
+OPER_CP_NEG = int(OperationStatus.CP_NEG)
 
-QUES_OVP = 1
-QUES_OCP_POS = 2
-QUES_OCP_NEG = 4
-QUES_OPP_POS = 8
-QUES_OPP_NEG = 16
-QUES_UVP = 32
-QUES_OTP = 64
-QUES_UCP = 128
-QUES_INHIBIT = 2048
+QUES_OVP = int(QuestionableStatus.OVP)
+QUES_OCP_POS = int(QuestionableStatus.OCP_POS)
+QUES_OCP_NEG = int(QuestionableStatus.OCP_NEG)
+QUES_OPP_POS = int(QuestionableStatus.OPP_POS)
+QUES_OPP_NEG = int(QuestionableStatus.OPP_NEG)
+QUES_UVP = int(QuestionableStatus.UVP)
+QUES_OTP = int(QuestionableStatus.OTP)
+QUES_UCP = int(QuestionableStatus.UCP)
+QUES_INHIBIT = int(QuestionableStatus.INHIBIT)
 #: The watchdog's expiry (*assumed*: no source says which bit shows it).
-QUES_PROTECTION = 8192
+QUES_PROTECTION = int(QuestionableStatus.PROTECTION)
 _TRIP_BITS = {TripKind.OVP: QUES_OVP, TripKind.UVLO: QUES_UVP, TripKind.OTP: QUES_OTP}
 
 Guard = Callable[[Any, Any], None]

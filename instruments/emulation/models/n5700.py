@@ -57,25 +57,15 @@ from instruments.emulation.scpi import (
     setting,
     status_commands,
 )
+from instruments.wire.n5700 import (
+    OVP_FACTOR,
+    UV_LIMIT_FACTOR,
+    Operation,
+    Questionable,
+    ovp_range,
+)
 
-#: OVP range per voltage rating (User's Guide table): rating -> (minimum, maximum).
-OVP_TABLE: dict[float, tuple[float, float]] = {
-    6.0: (0.5, 7.5),
-    8.0: (0.5, 10.0),
-    12.5: (1.0, 15.0),
-    20.0: (1.0, 24.0),
-    30.0: (2.0, 36.0),
-    40.0: (2.0, 44.0),
-    60.0: (5.0, 66.0),
-    80.0: (5.0, 88.0),
-    100.0: (5.0, 110.0),
-    150.0: (5.0, 165.0),
-    300.0: (5.0, 330.0),
-    600.0: (5.0, 660.0),
-}
 PROGRAMMING_HEADROOM = 1.05
-OVP_FACTOR = 1.05
-UV_LIMIT_FACTOR = 0.95
 VOLTAGE_FULL_SCALE_S = 0.1
 CURRENT_FULL_SCALE_S = 0.01
 #: Coupled limits are compared at 1 uV / 1 uA: 1.05 x 380 must admit an OVP of 399.
@@ -85,24 +75,15 @@ FOLDBACK_MARGIN = 1e-6
 #: The output is unregulated when its terminal sits this far above the voltage setting.
 UNREGULATED_V = 1e-3
 
-OPER_CV = 256
-OPER_CC = 1024
-QUES_OV = 1
-QUES_OC = 2
-QUES_PF = 4
-QUES_OT = 16
-QUES_INH = 512
-QUES_UNR = 1024
+OPER_CV = int(Operation.CV)
+OPER_CC = int(Operation.CC)
+QUES_OV = int(Questionable.OV)
+QUES_OC = int(Questionable.OC)
+QUES_PF = int(Questionable.PF)
+QUES_OT = int(Questionable.OT)
+QUES_INH = int(Questionable.INH)
+QUES_UNR = int(Questionable.UNR)
 _TRIP_BITS = {TripKind.OVP: QUES_OV, TripKind.OCP: QUES_OC, TripKind.OTP: QUES_OT}
-
-
-def ovp_range(rating_voltage: float) -> tuple[float, float]:
-    """The OVP table row for a voltage rating (the nearest row at or above it)."""
-    for volts in sorted(OVP_TABLE):
-        if rating_voltage <= volts + 1e-9:
-            return OVP_TABLE[volts]
-    top = max(OVP_TABLE)
-    return OVP_TABLE[top]
 
 
 def _bound(value: float) -> float:

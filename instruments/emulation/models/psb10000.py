@@ -77,22 +77,45 @@ from instruments.emulation.plant_specs import (
     TripKind,
 )
 from instruments.emulation.transport import SessionFactory
+from instruments.wire.psb10000 import (
+    COIL_OUTPUT,
+    COIL_REMOTE,
+    COIL_UIR_MODE,
+    FULL_SCALE,
+    PROTECTION_CAP,
+    REG_CURRENT,
+    REG_NOMINAL_CURRENT,
+    REG_NOMINAL_POWER,
+    REG_NOMINAL_VOLTAGE,
+    REG_OCP,
+    REG_OPP,
+    REG_OVP,
+    REG_POWER,
+    REG_SINK_CURRENT,
+    REG_SINK_OCP,
+    REG_SINK_OPP,
+    REG_SINK_POWER,
+    REG_STATE,
+    REG_VOLTAGE,
+    SET_CAP,
+    PsbState,
+    Regulation,
+)
+from instruments.wire.psb10000 import REG_ACTUAL as REG_ACTUAL_VOLTAGE
 
 log = logging.getLogger(__name__)
 
-FULL_SCALE = 0xCCCC
-SET_CAP = 0xD0E5
-PROTECTION_CAP = 0xE147
 SET_FACTOR = SET_CAP / FULL_SCALE
 PROTECTION_FACTOR = PROTECTION_CAP / FULL_SCALE
 
-COIL_REMOTE = 402
-COIL_OUTPUT = 405
-COIL_UIR_MODE = 409
 COIL_ACK_ALARMS = 411
 COIL_425 = 425
 REG_DEVICE_TYPE = 1
-REG_NOMINAL = {"voltage": 121, "current": 123, "power": 125}
+REG_NOMINAL = {
+    "voltage": REG_NOMINAL_VOLTAGE,
+    "current": REG_NOMINAL_CURRENT,
+    "power": REG_NOMINAL_POWER,
+}
 REG_NOMINAL_RESISTANCE = {"resistance_max": 127, "resistance_min": 129}
 #: Nominal resistance range as a multiple of U/I (PSB 10060-60: 0.04-48 ohm; assumed).
 RESISTANCE_MAX_FACTOR = 48.0
@@ -100,16 +123,25 @@ RESISTANCE_MIN_FACTOR = 0.04
 REG_SERIAL = 151
 STRING_REGISTERS = 20
 REG_SETPOINTS = {
-    "sink_power": 498,
-    "sink_current": 499,
-    "voltage": 500,
-    "current": 501,
-    "power": 502,
+    "sink_power": REG_SINK_POWER,
+    "sink_current": REG_SINK_CURRENT,
+    "voltage": REG_VOLTAGE,
+    "current": REG_CURRENT,
+    "power": REG_POWER,
 }
-REG_STATE = 505
-REG_ACTUAL = {"voltage": 507, "current": 508, "power": 509}
+REG_ACTUAL = {
+    "voltage": REG_ACTUAL_VOLTAGE,
+    "current": REG_ACTUAL_VOLTAGE + 1,
+    "power": REG_ACTUAL_VOLTAGE + 2,
+}
 REG_ACTUAL_RESISTANCE = 511
-REG_PROTECTIONS = {"ovp": 550, "ocp": 553, "opp": 556, "sink_ocp": 569, "sink_opp": 570}
+REG_PROTECTIONS = {
+    "ovp": REG_OVP,
+    "ocp": REG_OCP,
+    "opp": REG_OPP,
+    "sink_ocp": REG_SINK_OCP,
+    "sink_opp": REG_SINK_OPP,
+}
 REG_ALARM_COUNTERS = 520
 ALARM_COUNTERS = ("OV", "OC", "OP", "OT", "PF", "", "", "")
 #: Unit ids a single-channel PSB answers (guide).
@@ -119,15 +151,19 @@ UNIT_IDS = (0, 1)
 NOT_IN_REMOTE = 0x07
 DEVICE_IN_LOCAL = 0x17
 
-BIT_OUTPUT = 1 << 7
+BIT_OUTPUT = int(PsbState.OUTPUT_ON)
 REGULATION_SHIFT = 9
-BIT_REMOTE = 1 << 11
-BIT_SINK = 1 << 12
-BIT_ALARM = 1 << 15
-TRIP_BITS = {TripKind.OVP: 1 << 16, TripKind.OCP: 1 << 17, TripKind.OTP: 1 << 19}
+BIT_REMOTE = int(PsbState.REMOTE)
+BIT_SINK = int(PsbState.SINK)
+BIT_ALARM = int(PsbState.ALARM)
+TRIP_BITS = {
+    TripKind.OVP: int(PsbState.OVP),
+    TripKind.OCP: int(PsbState.OCP),
+    TripKind.OTP: int(PsbState.OT),
+}
 #: Alarm counter of each plant trip kind.
 TRIP_ALARMS = {TripKind.OVP: "OV", TripKind.OCP: "OC", TripKind.OTP: "OT"}
-CV, CR, CC, CP = 0, 1, 2, 3
+CV, CR, CC, CP = (int(r) for r in (Regulation.CV, Regulation.CR, Regulation.CC, Regulation.CP))
 
 SETPOINTS = ("voltage", "current", "power", "sink_current", "sink_power")
 PROTECTIONS = ("ovp", "ocp", "opp", "sink_ocp", "sink_opp")
