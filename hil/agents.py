@@ -36,45 +36,24 @@ import heapq
 import itertools
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hil.controller import Mode, Reading
+from hil.agent_views import Agent, UnitViews
 from hil.deal_policy import DealPolicy, OperationMode
 from hil.engine import ExchangeEngine, ExchangeRun, State
 from hil.errors import ConfigError, ExchangeError, HilError
 from hil.exchange import Exchange
-from hil.negotiation import (
-    BOTH,
-    Conditions,
-    Deal,
-    Mediator,
-    Negotiation,
-    UnitView,
-    deal_problem,
-    remaining_wh,
-)
+from hil.negotiation import Conditions, Deal, Mediator, Negotiation, deal_problem
 from hil.recorder import Recorder, safe_write
-from hil.scenario import DAY_S, Direction, Scenario
-from hil.supervisor import TRIP_FLAGS, Supervisor
+from hil.scenario import DAY_S, Scenario
+from hil.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 #: Agents wake a little after a predicted amount end, so the engine's tick lands first.
 _EPS_S = 1e-6
-
-
-@dataclass
-class Agent:
-    """One unit's agent: its battery, house-keeping phase, cached data and exclusion."""
-
-    unit_id: str
-    capacity_wh: float
-    next_house_keeping: float
-    reading: Reading | None = None
-    read_at: float | None = None
-    excluded: str | None = None
 
 
 @dataclass
@@ -174,6 +153,9 @@ class Community:
             uid: Agent(uid, self.policy.battery_wh(uid), self.t0 + self._rng.uniform(0.0, period))
             for uid in unit_ids
         }
+        self.unit_views = UnitViews(
+            engine, self.policy, self.conditions, self.agents, self._exclude
+        )
         self._pending: list[tuple[float, int, Negotiation]] = []
         self._order = itertools.count()
         self._names = itertools.count(1)
@@ -351,82 +333,12 @@ class Community:
                 continue
             return
 
-    # -- one agent -------------------------------------------------------------------------
-    def _data(self, agent: Agent) -> Reading | None:
-        """The agent's unit data: a cached reading, or a fresh one; None if it is silent
-        (the agent is then excluded)."""
-        now = self.clock.now()
-        ticked = self.engine.last_readings.get(agent.unit_id)
-        if ticked is not None and (agent.read_at is None or ticked.t > agent.read_at):
-            agent.reading, agent.read_at = ticked, ticked.t
-        if (
-            agent.reading is not None
-            and agent.read_at is not None
-            and now - agent.read_at < self.policy.data_acquisition_period
-        ):
-            return agent.reading
-        try:
-            reading = self.bench.units[agent.unit_id].read()
-        except HilError as exc:
-            self._exclude(agent, f"{type(exc).__name__}: {exc}")
-            return None
-        agent.reading, agent.read_at = reading, now
-        return reading
-
-    def _deals_of(self) -> dict[str, tuple[int, Direction | None]]:
-        """Unit → (number of running exchanges it is in, their direction)."""
-        out: dict[str, tuple[int, Direction | None]] = {}
-        for run in self.engine.running:
-            for uid, leg in run.plan.legs.items():
-                count, _ = out.get(uid, (0, None))
-                out[uid] = (count + 1, "discharge" if leg > 0 else "charge")
-        return out
-
-    def _view(
-        self, agent: Agent, deals: Mapping[str, tuple[int, Direction | None]]
-    ) -> UnitView | None:
-        reading = self._data(agent)
-        if reading is None:
-            return None
-        if reading.soc is None:
-            self._exclude(agent, "its reading has no state of charge")
-            return None
-        allowed = set(BOTH)
-        if "NO_CHARGE" in reading.flags:
-            allowed.discard("charge")
-        if "NO_DISCHARGE" in reading.flags:
-            allowed.discard("discharge")
-        count, direction = deals.get(agent.unit_id, (0, None))
-        return UnitView(
-            unit_id=agent.unit_id,
-            remaining_wh=remaining_wh(reading.soc, agent.capacity_wh),
-            capacity_wh=agent.capacity_wh,
-            mode=self.conditions.mode(agent.unit_id),
-            deal_count=count,
-            deal_direction=direction,
-            allowed=frozenset(allowed),
-            healthy=reading.mode is not Mode.FAULT and not (reading.flags & TRIP_FLAGS),
-        )
-
-    def _views(self, only: Iterable[str] | None = None) -> dict[str, UnitView]:
-        """The views of the agents still in negotiation (of ``only`` these units)."""
-        deals = self._deals_of()
-        wanted = set(self.agents) if only is None else set(only)
-        views = {}
-        for agent in self.agents.values():
-            if agent.excluded is not None or agent.unit_id not in wanted:
-                continue
-            view = self._view(agent, deals)
-            if view is not None:
-                views[agent.unit_id] = view
-        return views
-
     def _house_keep(self, agent: Agent) -> None:
         if self.conditions.mode(agent.unit_id) != "autonomous":
             return
         if any(n.request.unit_id == agent.unit_id for _, _, n in self._pending):
             return  # its previous negotiation is still open
-        view = self._view(agent, self._deals_of())
+        view = self.unit_views.view(agent, self.unit_views.deals_of())
         if view is None:
             return
         now = self.clock.now()
@@ -434,7 +346,7 @@ class Community:
         if negotiation is None:
             return
         self.negotiations += 1
-        self.mediator.collect(negotiation, self._views(), self.second_of_day(now))
+        self.mediator.collect(negotiation, self.unit_views.views(), self.second_of_day(now))
         at = now + self.policy.negotiation_timeout
         heapq.heappush(self._pending, (at, next(self._order), negotiation))
 
@@ -450,7 +362,7 @@ class Community:
         name = f"deal-{next(self._names):04d}"
         record = DealRecord(name, negotiation, deal)
         self.deals.append(record)
-        problem = deal_problem(deal, self._views(deal.units), self.policy)
+        problem = deal_problem(deal, self.unit_views.views(deal.units), self.policy)
         if problem is not None:
             record.refused = f"interlock: {problem}"
             self._record_refusal(record, deal_exchange(deal, name))
@@ -507,7 +419,7 @@ class Community:
         report = self.engine.last_report
         if report is None:
             return
-        in_deals = set(self._deals_of())
+        in_deals = set(self.unit_views.deals_of())
         for verdict in report.failures:
             uid = verdict.unit
             if verdict.check != "comm" or uid not in self.agents or uid in in_deals:
@@ -518,7 +430,7 @@ class Community:
         """Stop supervising excluded units that are in no deal (APIS: the operator takes
         them out of ``memberUnitIds``); a unit in a deal stays supervised, so its failure
         still ends the deal."""
-        in_deals = set(self._deals_of())
+        in_deals = set(self.unit_views.deals_of())
         gone = {uid for uid, a in self.agents.items() if a.excluded and uid not in in_deals}
         old = self.engine.supervisor
         config = self.bench.config

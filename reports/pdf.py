@@ -7,13 +7,17 @@ against limits with failing rows highlighted, supervisor summary, community day
 happened outside tests, record problems, and appendices (software, bench file text with
 hashes, the record itself). Every page carries a header, "page N of M" and, for a run that
 did not finish, an ABORTED banner.
+
+Each part has its module: :mod:`reports.pdf_cover`, :mod:`reports.pdf_bench` (instruments,
+envelopes), :mod:`reports.pdf_section` (a test's body), :mod:`reports.pdf_appendix`; they
+write into one :class:`~reports.story.Story`. This module holds the page decoration, the
+results summary, the order of the sections and :func:`write_pdf`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,21 +30,15 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     CondPageBreak,
     Flowable,
-    Image,
-    KeepTogether,
-    PageBreak,
     Paragraph,
     SimpleDocTemplate,
     Spacer,
     Table,
     TableStyle,
-    XPreformatted,
 )
 
-from hil import __version__
 from hil.records import ABORTED
 from reports.community_pdf import CommunityPart
-from reports.fields import number
 from reports.fonts import SANS, SANS_BOLD, draw_string, markup, report_fonts, string_width
 from reports.layout import (
     FAIL_ROW,
@@ -53,32 +51,23 @@ from reports.layout import (
     PAGE_H,
     PAGE_W,
     VERDICT_COLOURS,
-    WARN_ROW,
     Styles,
-    verdict_colour,
 )
 from reports.layout import chip as _chip
-from reports.layout import fmt as _fmt
-from reports.layout import key_values as _key_values
 from reports.layout import paragraph as _p
 from reports.layout import seconds as _seconds
 from reports.layout import table as _table
-from reports.model import (
-    COUNT_ORDER,
-    ExchangeView,
-    ReportModel,
-    SafetyEvent,
-    Section,
-    Shutdown,
-    StepMark,
-    TestResult,
-)
-from reports.plots import ExchangePlotter, PlotImage
+from reports.model import ReportModel, TestResult
+from reports.pdf_appendix import Appendix
+from reports.pdf_bench import BenchTables
+from reports.pdf_cover import CoverPage
+from reports.pdf_section import MAX_EVENTS, SectionBody
+from reports.plots import ExchangePlotter
+from reports.story import Story
 
 log = logging.getLogger(__name__)
 
-#: At most this many safety events are printed per section (first and last halves).
-MAX_EVENTS = 400
+__all__ = ["MAX_EVENTS", "PageDecor", "ReportWriter", "canvas_class", "write_pdf"]
 
 
 # -- page decoration -------------------------------------------------------------------------
@@ -155,7 +144,7 @@ def canvas_class(decor: PageDecor) -> type[Canvas]:
 
 
 class ReportWriter:
-    """Builds the story (the list of flowables) of one report."""
+    """Builds the story (the list of flowables) of one report, part by part."""
 
     def __init__(self, model: ReportModel, *, plots: bool = True) -> None:
         self.model = model
@@ -164,252 +153,28 @@ class ReportWriter:
         self.plotter = ExchangePlotter() if plots else None
         self.community = CommunityPart(self.styles, plots=plots)
         self.fonts = report_fonts()
-        self.story: list[Flowable] = []
-        self._section = 0
+        self.story = Story(self.styles)
+        self.section = SectionBody(model, self.story, self.plotter, self.community)
 
     # -- helpers ----------------------------------------------------------------------
     def add(self, *flowables: Flowable) -> None:
-        self.story.extend(flowables)
+        self.story.add(*flowables)
 
     def para(self, value: str, style: ParagraphStyle | None = None) -> None:
-        self.add(_p(value, style or self.styles.body))
+        self.story.para(value, style)
 
     def heading(self, title: str) -> str:
-        self._section += 1
-        number_ = str(self._section)
-        self.add(CondPageBreak(60 * mm), _p(f"{number_}  {title}", self.styles.h1))
-        return number_
+        return self.story.heading(title)
 
-    # -- cover ----------------------------------------------------------------------------
+    # -- cover, bench -----------------------------------------------------------------
     def cover(self) -> None:
-        model, run, s = self.model, self.model.run, self.styles
-        bench = run.bench
-        self.add(Spacer(1, 6 * mm), _p("Test report", s.title))
-        self.para(f"bench {bench.name if bench else 'unknown'}", s.subtitle)
-        if bench and bench.description:
-            self.para(bench.description, s.small)
-        self.add(Spacer(1, 5 * mm))
-        box = Table([[_p(model.verdict, s.verdict)]], colWidths=[FRAME_W], rowHeights=[22 * mm])
-        box.setStyle(
-            TableStyle(
-                [
-                    (
-                        "BACKGROUND",
-                        (0, 0),
-                        (-1, -1),
-                        colors.HexColor(verdict_colour(model.verdict)),
-                    ),
-                    ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-                ]
-            )
-        )
-        self.add(box, Spacer(1, 2 * mm))
-        self.para(self._verdict_sentence(), s.body)
-        self.add(self._counts_table(), Spacer(1, 5 * mm))
-        started = run.started_at or "unknown (no run header)"
-        finished = run.finished_at or (
-            "did not finish (no run_end line)" if model.aborted else "unknown"
-        )
-        rows = [
-            ("Run", run.run_id or "unknown"),
-            ("Started", started),
-            ("Finished", finished),
-            ("Instruments", self._mode()),
-            ("Host", run.host or "unknown"),
-            ("Git revision", run.git_revision or "unknown"),
-            ("Toolkit", run.software.get("toolkit", "unknown")),
-            ("Bench file", bench.path if bench else "unknown"),
-            ("Bench SHA-256", bench.sha256 if bench and bench.sha256 else "unknown"),
-            ("Record", model.record_path),
-            ("Record SHA-256", model.record_sha256),
-        ]
-        self.add(_key_values(s, rows))
-        if model.incomplete:
-            self.add(Spacer(1, 5 * mm), _p("What this record is missing", s.h3))
-            for item in model.missing:
-                self.add(_p(f"• {item}", s.small))
-            if model.corrupt:
-                lines = ", ".join(str(n) for n, _ in model.corrupt[:20])
-                more = "" if len(model.corrupt) <= 20 else f" and {len(model.corrupt) - 20} more"
-                self.add(
-                    _p(
-                        f"• {len(model.corrupt)} unreadable line(s) skipped: line {lines}{more} "
-                        "(see “Record problems”)",
-                        s.small,
-                    )
-                )
-        self.add(PageBreak())
+        CoverPage(self.model, self.story).write()
 
-    def _verdict_sentence(self) -> str:
-        model = self.model
-        n = len(model.tests)
-        so_far = ", ".join(f"{c} {o}" for o, c in model.counts.items()) or "no test results"
-        if model.aborted:
-            return (
-                f"The run did not finish: the record has no run_end line. Results so far "
-                f"({n} test(s)): {so_far}."
-            )
-        if model.run.interrupted:
-            return (
-                f"The run was interrupted ({model.run.interrupted}) and ended safe. Results "
-                f"({n} test(s)): {so_far}; {len(model.run.not_run)} test(s) never ran."
-            )
-        recorded = model.run.recorded_outcome
-        extra = ""
-        if recorded and recorded != model.verdict:
-            extra = f" The run_end line recorded {recorded}; the worse verdict is shown."
-        return f"{n} test(s): {so_far}.{extra}"
-
-    def _counts_table(self) -> Table:
-        s = self.styles
-        names = [o for o in COUNT_ORDER if o in self.model.counts] or ["PASS"]
-        names += [o for o in self.model.counts if o not in names]
-        header = [Paragraph(_chip(o), s.cell) for o in names]
-        values = [_p(str(self.model.counts.get(o, 0)), s.cell_bold) for o in names]
-        table = Table([header, values], colWidths=[FRAME_W / max(len(names), 1)] * len(names))
-        table.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.25, GRID),
-                    ("ALIGN", (0, 0), (-1, -1), "CENTER"),
-                    ("BACKGROUND", (0, 0), (-1, 0), HEADER_ROW),
-                ]
-            )
-        )
-        return table
-
-    def _mode(self) -> str:
-        run = self.model.run
-        flags = {i.emulated for i in run.instruments if i.emulated is not None}
-        if run.emulated is True or flags == {True}:
-            return "emulated (instruments.emulation over loopback)"
-        if run.emulated is False or flags == {False}:
-            return "real instruments"
-        if flags == {True, False}:
-            return "mixed: some emulated, some real"
-        return "unknown"
-
-    # -- instruments and envelopes ------------------------------------------------------------
     def instruments(self) -> None:
-        s = self.styles
-        self.heading("Instruments")
-        items = self.model.run.instruments
-        if not items:
-            self.para("The record holds no instrument identities.")
-            return
-        rows: list[list[str]] = []
-        shade: list[tuple[int, colors.Color]] = []
-        for i, inst in enumerate(items):
-            kind = {True: "emulated", False: "real", None: "unknown"}[inst.emulated]
-            if inst.problem:
-                shade.append((i, FAIL_ROW))
-                rows.append(
-                    [
-                        inst.unit,
-                        inst.instrument,
-                        f"did not answer: {inst.problem}",
-                        "",
-                        "",
-                        "",
-                        "",
-                        kind,
-                    ]
-                )
-                continue
-            rows.append(
-                [
-                    inst.unit,
-                    inst.instrument or inst.driver,
-                    inst.vendor,
-                    inst.model,
-                    inst.serial or "—",
-                    inst.firmware or "—",
-                    inst.resource,
-                    kind,
-                ]
-            )
-        widths = [16, 18, 24, 30, 22, 20, 40, 13]
-        header = ["unit", "instrument", "vendor", "model", "serial", "firmware", "resource", "kind"]
-        scale = FRAME_W / (sum(widths) * mm)
-        self.add(_table(s, header, rows, [w * mm * scale for w in widths], shade=shade))
+        BenchTables(self.model, self.story).instruments()
 
     def envelopes(self) -> None:
-        s = self.styles
-        run = self.model.run
-        self.heading("Envelopes in force")
-        if not run.bus_envelope and not run.unit_envelopes:
-            self.para("The record holds no envelopes.")
-            return
-        bus = run.bus_envelope
-        if bus:
-            rows = [
-                (
-                    "Bus voltage window",
-                    f"{_fmt(number(bus.get('voltage_min')))} … "
-                    f"{_fmt(number(bus.get('voltage_max')))} V",
-                ),
-                (
-                    "Balance allowance per unit",
-                    f"{_fmt(number(bus.get('balance_allowance_per_unit')))} A",
-                ),
-                (
-                    "Sum of exchange currents",
-                    f"≤ {_fmt(number(bus.get('exchange_current_sum_max')))} A",
-                ),
-            ]
-            branches = bus.get("branch_capacity")
-            if isinstance(branches, dict) and branches:
-                rows.append(
-                    (
-                        "Branch capacities",
-                        ", ".join(f"{b}: {_fmt(number(a))} A" for b, a in sorted(branches.items())),
-                    )
-                )
-            self.add(_p("Bus", s.h3), _key_values(s, rows))
-        if run.unit_envelopes:
-            header = [
-                "unit",
-                "V min",
-                "V max",
-                "source max",
-                "sink max",
-                "P max",
-                "slew max",
-                "SoC window",
-                "battery V",
-            ]
-            rows2: list[list[str]] = []
-            for uid, env in run.unit_envelopes.items():
-
-                def g(key: str, env: dict[str, Any] = env) -> float | None:
-                    return number(env.get(key))
-
-                soc = (
-                    f"{_fmt(g('soc_min'))} … {_fmt(g('soc_max'))}"
-                    if g("soc_min") is not None
-                    else "—"
-                )
-                batt = (
-                    f"{_fmt(g('battery_voltage_min'))} … {_fmt(g('battery_voltage_max'))} V"
-                    if g("battery_voltage_min") is not None
-                    else "—"
-                )
-                rows2.append(
-                    [
-                        uid,
-                        f"{_fmt(g('voltage_min'))} V",
-                        f"{_fmt(g('voltage_max'))} V",
-                        f"{_fmt(g('current_source_max'))} A",
-                        f"{_fmt(g('current_sink_max'))} A",
-                        f"{_fmt(g('power_max'))} W",
-                        f"{_fmt(g('slew_max'))} A/s",
-                        soc,
-                        batt,
-                    ]
-                )
-            widths = [22, 16, 16, 19, 18, 18, 19, 21, 29]
-            scale = FRAME_W / (sum(widths) * mm)
-            self.add(_p("Units", s.h3), _table(s, header, rows2, [w * mm * scale for w in widths]))
+        BenchTables(self.model, self.story).envelopes()
 
     # -- results -------------------------------------------------------------------------
     def summary(self) -> None:
@@ -498,187 +263,7 @@ class ReportWriter:
             tint = FAIL_ROW if test.outcome not in ("PASS", "SKIPPED") else HEADER_ROW
             box.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), tint)]))
             self.add(box, Spacer(1, 2 * mm))
-        self.section_body(test)
-
-    def section_body(self, section: Section) -> None:
-        s = self.styles
-        if section.measurements:
-            self.add(_p("Measurements against limits", s.h3), self._measurements(section))
-        if section.supervisor.cycles:
-            self._supervisor(section)
-        for day in section.community:
-            self.add(*self.community.flowables(day))
-        in_timeline = {deal.name for day in section.community for deal in day.deals}
-        shown = [v for name, v in section.exchanges.items() if name not in in_timeline]
-        for view in shown:
-            self._exchange(view)
-        if len(shown) < len(section.exchanges):
-            self.para(
-                f"{len(section.exchanges) - len(shown)} exchanges are deals of the community "
-                "day, drawn in its deal timeline; their own plots are left out (the record "
-                "holds their series and steps).",
-                s.small,
-            )
-        if section.events:
-            self.add(
-                _p(f"Safety events ({len(section.events)})", s.h3), self._events(section.events)
-            )
-        for number_, shutdown in enumerate(section.shutdowns, start=1):
-            self._shutdown(number_, shutdown)
-        for note in section.notes:
-            self.para(f"Note: {note}", s.small)
-        if section.empty:
-            self.para("Nothing was recorded in this test beyond its start and end.", s.small)
-
-    def _measurements(self, section: Section) -> Table:
-        rows, shade = [], []
-        for i, m in enumerate(section.measurements):
-            verdict = m.verdict or "—"
-            rows.append(
-                [
-                    m.name,
-                    m.value_text,
-                    m.unit,
-                    _fmt(m.low),
-                    _fmt(m.high),
-                    Paragraph(_chip(verdict) if m.verdict else "—", self.styles.cell),
-                ]
-            )
-            if m.failed:
-                shade.append((i, FAIL_ROW))
-        widths = [70, 28, 14, 22, 22, 18]
-        scale = FRAME_W / (sum(widths) * mm)
-        header = ["measurement", "value", "unit", "low limit", "high limit", "verdict"]
-        return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
-
-    def _supervisor(self, section: Section) -> None:
-        sup = section.supervisor
-        s = self.styles
-        self.add(_p("Supervisor", s.h3))
-        self.para(
-            f"{sup.cycles} check cycle(s): {sup.error_cycles} with errors, "
-            f"{sup.warn_cycles} with warnings only.",
-            s.small,
-        )
-        if sup.failing:
-            rows = [[key, str(w), str(e)] for key, (w, e) in sorted(sup.failing.items())]
-            shade = [(i, FAIL_ROW if r[2] != "0" else WARN_ROW) for i, r in enumerate(rows)]
-            self.add(
-                _table(
-                    s,
-                    ["check", "warnings", "errors"],
-                    rows,
-                    [90 * mm, 30 * mm, 30 * mm],
-                    shade=shade,
-                )
-            )
-
-    def _exchange(self, view: ExchangeView) -> None:
-        s = self.styles
-        parts: list[Flowable] = [_p(f"Exchange {view.name}", s.h3)]
-        facts = []
-        if view.state:
-            facts.append(f"state {view.state}")
-        if view.stop_reason:
-            facts.append(f"stopped: {view.stop_reason}")
-        if view.energy_wh is not None:
-            facts.append(f"energy counted {view.energy_wh:.4g} Wh")
-        if facts:
-            parts.append(_p(" · ".join(facts), s.small))
-        if view.has_data and self.plotter is not None:
-            image = self.plotter.render(view, self._balance_limit(view))
-            parts.extend(self._plot_flowables(image))
-        else:
-            why = "plots left out of this report" if view.has_data else "no time series recorded"
-            parts.append(_p(f"({why})", s.small))
-            if view.steps:
-                parts.append(self._step_list(view.steps))
-        if view.unplotted:
-            also = ", ".join(sorted(view.unplotted))
-            parts.append(_p(f"Also recorded, not plotted: {also}.", s.small))
-        for problem in view.problems:
-            parts.append(_p(f"Record problem: {problem}", s.small))
-        self.add(KeepTogether(parts))
-
-    def _balance_limit(self, view: ExchangeView) -> float | None:
-        allowance = number(self.model.run.bus_envelope.get("balance_allowance_per_unit"))
-        if allowance is None or not view.currents:
-            return None
-        return allowance * len(view.currents)
-
-    def _plot_flowables(self, image: PlotImage) -> list[Flowable]:
-        s = self.styles
-        height = FRAME_W * image.height_px / image.width_px
-        # mask=None: the plot is opaque, so no soft mask is needed in the PDF
-        out: list[Flowable] = [Image(io.BytesIO(image.png), FRAME_W, height, mask=None)]
-        legend = "   ".join(
-            f'<font name="ZapfDingbats" color="{e.colour}">n</font> {markup(e.label)}'
-            + (f" ({markup(e.unit)})" if e.unit else "")
-            for e in image.legend
-        )
-        if legend:
-            out.append(Paragraph(legend, s.small))
-        if image.steps:
-            out.append(self._step_list(image.steps))
-        return out
-
-    def _step_list(self, steps: Sequence[StepMark]) -> Paragraph:
-        """``Steps: 1 activate (0 s) · 2 rampUp (0.4 s) …``, numbered as in the plot."""
-        listed = " · ".join(
-            f"<b>{n}</b> {markup(m.label)} ({m.t:.4g} s)" for n, m in enumerate(steps, start=1)
-        )
-        return Paragraph(f"Steps: {listed}", self.styles.small)
-
-    def _events(self, events: list[SafetyEvent]) -> Table:
-        shown = events
-        skipped = 0
-        if len(events) > MAX_EVENTS:
-            half = MAX_EVENTS // 2
-            skipped = len(events) - MAX_EVENTS
-            shown = events[:half] + events[-half:]
-        rows: list[list[str]] = []
-        shade: list[tuple[int, colors.Color]] = []
-        for e in shown:
-            if skipped and len(rows) == MAX_EVENTS // 2:
-                rows.append(["", "", "", "", f"… {skipped} more event(s) in the record …"])
-            shade.append((len(rows), WARN_ROW if e.level == "warn" else FAIL_ROW))
-            rows.append([_fmt(e.t, 5), e.level, e.check, e.unit or "bus", e.message])
-        widths = [16, 12, 28, 14, 110]
-        scale = FRAME_W / (sum(widths) * mm)
-        header = ["t (s)", "level", "check", "unit", "message"]
-        return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
-
-    def _shutdown(self, index: int, shutdown: Shutdown) -> None:
-        s = self.styles
-        state = "complete" if shutdown.complete else "CUT OFF — the record stops during it"
-        self.add(_p(f"Shutdown {index}", s.h3), _p(f"Reason: {shutdown.reason}", s.small))
-        facts = [
-            state,
-            f"voltage reference {shutdown.reference or '—'}",
-            f"from {_fmt(shutdown.started, 5)} s to {_fmt(shutdown.finished, 5)} s",
-        ]
-        self.para(" · ".join(facts), s.small)
-        if shutdown.unsafe:
-            self.add(
-                Paragraph(
-                    f'<font color="{VERDICT_COLOURS["FAIL"]}"><b>Not confirmed safe: '
-                    f"{markup(', '.join(shutdown.unsafe))}</b></font>",
-                    s.small,
-                )
-            )
-        if not shutdown.steps:
-            self.para("No shutdown step was recorded.", s.small)
-            return
-        rows, shade = [], []
-        for i, step in enumerate(shutdown.steps):
-            ok = {True: "yes", False: "NO", None: "—"}[step.confirmed]
-            rows.append([_fmt(step.t, 5), step.unit, step.action, ok, step.detail])
-            if step.confirmed is False:
-                shade.append((i, FAIL_ROW))
-        widths = [16, 14, 50, 14, 86]
-        scale = FRAME_W / (sum(widths) * mm)
-        header = ["t (s)", "unit", "action", "ok", "detail"]
-        self.add(_table(s, header, rows, [w * mm * scale for w in widths], shade=shade))
+        self.section.write(test)
 
     # -- the rest ---------------------------------------------------------------------------
     def outside_tests(self) -> None:
@@ -690,7 +275,7 @@ class ReportWriter:
             "(session set-up and teardown).",
             self.styles.small,
         )
-        self.section_body(self.model.session)
+        self.section.write(self.model.session)
 
     def problems(self) -> None:
         model = self.model
@@ -708,59 +293,7 @@ class ReportWriter:
             )
 
     def appendix(self) -> None:
-        s = self.styles
-        run, model = self.model.run, self.model
-        self.add(PageBreak(), _p("Appendix A  Software", s.h1))
-        if run.software:
-            self.add(_key_values(s, list(run.software.items())))
-        else:
-            self.para("The record holds no software versions.")
-        self.add(_p("Appendix B  Bench file", s.h1))
-        bench = run.bench
-        if bench is None:
-            self.para("The record does not name the bench file.")
-        else:
-            match = {
-                True: "matches the recorded SHA-256",
-                False: "DOES NOT match the recorded SHA-256",
-                None: "cannot be checked",
-            }[bench.text_matches]
-            self.add(
-                _key_values(
-                    s,
-                    [
-                        ("Path", bench.path or "unknown"),
-                        ("SHA-256 (recorded)", bench.sha256 or "unknown"),
-                        ("SHA-256 of the text below", bench.text_sha256 or "—"),
-                        ("Check", f"the recorded text {match}"),
-                    ],
-                ),
-                Spacer(1, 3 * mm),
-            )
-            if bench.text is None:
-                self.para("The record does not hold the bench file's text.")
-            else:
-                self.add(XPreformatted(markup(bench.text.expandtabs(4)), s.mono))
-        self.add(_p("Appendix C  This report", s.h1))
-        self.add(
-            _key_values(
-                s,
-                [
-                    ("Record", model.record_path),
-                    ("Record SHA-256", model.record_sha256),
-                    ("Lines", f"{model.record_lines} ({len(model.corrupt)} unreadable)"),
-                    *self._emulator_log(),
-                    ("Generated", datetime.now().astimezone().isoformat(timespec="seconds")),
-                    ("Generated by", f"pp2p-hil {__version__} (reports.build)"),
-                    ("CJK font", self.fonts.source),
-                ],
-            )
-        )
-
-    def _emulator_log(self) -> list[tuple[str, str]]:
-        """The emulator child's log beside the record (``emulator.log``), when there is one."""
-        path = Path(self.model.record_path).parent / "emulator.log"
-        return [("Emulator log", str(path))] if path.is_file() else []
+        Appendix(self.model, self.story, self.fonts).write()
 
     def story_of(self) -> list[Flowable]:
         steps: list[Callable[[], None]] = [
@@ -775,7 +308,7 @@ class ReportWriter:
         ]
         for step in steps:
             step()
-        return self.story
+        return self.story.flowables
 
 
 def write_pdf(model: ReportModel, path: Path, *, plots: bool = True) -> int:

@@ -1,0 +1,229 @@
+"""The body of one section of the PDF report: what was recorded in one test.
+
+Measurements against their limits (failing rows shaded), the supervisor's summary, the
+community days (:mod:`reports.community_pdf`), each exchange with its plot and steps, the
+safety events (at most :data:`MAX_EVENTS`, first and last halves), every shutdown step by
+step, and the notes. The lines recorded outside any test get the same body.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from reportlab.lib import colors
+from reportlab.lib.units import mm
+from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, Table
+
+from reports.community_pdf import CommunityPart
+from reports.fields import number
+from reports.fonts import markup
+from reports.layout import FAIL_ROW, FRAME_W, VERDICT_COLOURS, WARN_ROW
+from reports.layout import chip as _chip
+from reports.layout import fmt as _fmt
+from reports.layout import paragraph as _p
+from reports.layout import table as _table
+from reports.model import ExchangeView, ReportModel, SafetyEvent, Section, Shutdown, StepMark
+from reports.plots import ExchangePlotter, PlotImage
+from reports.story import Story
+
+#: At most this many safety events are printed per section (first and last halves).
+MAX_EVENTS = 400
+
+
+class SectionBody:
+    """Writes the body of a section into ``story``; ``plotter`` None leaves plots out."""
+
+    def __init__(
+        self,
+        model: ReportModel,
+        story: Story,
+        plotter: ExchangePlotter | None,
+        community: CommunityPart,
+    ) -> None:
+        self.model = model
+        self.story = story
+        self.styles = story.styles
+        self.plotter = plotter
+        self.community = community
+
+    def write(self, section: Section) -> None:
+        """Everything recorded in ``section`` (a test, or the lines outside tests)."""
+        s = self.styles
+        if section.measurements:
+            self.story.add(_p("Measurements against limits", s.h3), self._measurements(section))
+        if section.supervisor.cycles:
+            self._supervisor(section)
+        for day in section.community:
+            self.story.add(*self.community.flowables(day))
+        in_timeline = {deal.name for day in section.community for deal in day.deals}
+        shown = [v for name, v in section.exchanges.items() if name not in in_timeline]
+        for view in shown:
+            self._exchange(view)
+        if len(shown) < len(section.exchanges):
+            self.story.para(
+                f"{len(section.exchanges) - len(shown)} exchanges are deals of the community "
+                "day, drawn in its deal timeline; their own plots are left out (the record "
+                "holds their series and steps).",
+                s.small,
+            )
+        if section.events:
+            self.story.add(
+                _p(f"Safety events ({len(section.events)})", s.h3), self._events(section.events)
+            )
+        for number_, shutdown in enumerate(section.shutdowns, start=1):
+            self._shutdown(number_, shutdown)
+        for note in section.notes:
+            self.story.para(f"Note: {note}", s.small)
+        if section.empty:
+            self.story.para("Nothing was recorded in this test beyond its start and end.", s.small)
+
+    def _measurements(self, section: Section) -> Table:
+        rows, shade = [], []
+        for i, m in enumerate(section.measurements):
+            verdict = m.verdict or "—"
+            rows.append(
+                [
+                    m.name,
+                    m.value_text,
+                    m.unit,
+                    _fmt(m.low),
+                    _fmt(m.high),
+                    Paragraph(_chip(verdict) if m.verdict else "—", self.styles.cell),
+                ]
+            )
+            if m.failed:
+                shade.append((i, FAIL_ROW))
+        widths = [70, 28, 14, 22, 22, 18]
+        scale = FRAME_W / (sum(widths) * mm)
+        header = ["measurement", "value", "unit", "low limit", "high limit", "verdict"]
+        return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
+
+    def _supervisor(self, section: Section) -> None:
+        sup = section.supervisor
+        s = self.styles
+        self.story.add(_p("Supervisor", s.h3))
+        self.story.para(
+            f"{sup.cycles} check cycle(s): {sup.error_cycles} with errors, "
+            f"{sup.warn_cycles} with warnings only.",
+            s.small,
+        )
+        if sup.failing:
+            rows = [[key, str(w), str(e)] for key, (w, e) in sorted(sup.failing.items())]
+            shade = [(i, FAIL_ROW if r[2] != "0" else WARN_ROW) for i, r in enumerate(rows)]
+            self.story.add(
+                _table(
+                    s,
+                    ["check", "warnings", "errors"],
+                    rows,
+                    [90 * mm, 30 * mm, 30 * mm],
+                    shade=shade,
+                )
+            )
+
+    def _exchange(self, view: ExchangeView) -> None:
+        s = self.styles
+        parts: list[Flowable] = [_p(f"Exchange {view.name}", s.h3)]
+        facts = []
+        if view.state:
+            facts.append(f"state {view.state}")
+        if view.stop_reason:
+            facts.append(f"stopped: {view.stop_reason}")
+        if view.energy_wh is not None:
+            facts.append(f"energy counted {view.energy_wh:.4g} Wh")
+        if facts:
+            parts.append(_p(" · ".join(facts), s.small))
+        if view.has_data and self.plotter is not None:
+            image = self.plotter.render(view, self._balance_limit(view))
+            parts.extend(self._plot_flowables(image))
+        else:
+            why = "plots left out of this report" if view.has_data else "no time series recorded"
+            parts.append(_p(f"({why})", s.small))
+            if view.steps:
+                parts.append(self._step_list(view.steps))
+        if view.unplotted:
+            also = ", ".join(sorted(view.unplotted))
+            parts.append(_p(f"Also recorded, not plotted: {also}.", s.small))
+        for problem in view.problems:
+            parts.append(_p(f"Record problem: {problem}", s.small))
+        self.story.add(KeepTogether(parts))
+
+    def _balance_limit(self, view: ExchangeView) -> float | None:
+        allowance = number(self.model.run.bus_envelope.get("balance_allowance_per_unit"))
+        if allowance is None or not view.currents:
+            return None
+        return allowance * len(view.currents)
+
+    def _plot_flowables(self, image: PlotImage) -> list[Flowable]:
+        s = self.styles
+        height = FRAME_W * image.height_px / image.width_px
+        # mask=None: the plot is opaque, so no soft mask is needed in the PDF
+        out: list[Flowable] = [Image(io.BytesIO(image.png), FRAME_W, height, mask=None)]
+        legend = "   ".join(
+            f'<font name="ZapfDingbats" color="{e.colour}">n</font> {markup(e.label)}'
+            + (f" ({markup(e.unit)})" if e.unit else "")
+            for e in image.legend
+        )
+        if legend:
+            out.append(Paragraph(legend, s.small))
+        if image.steps:
+            out.append(self._step_list(image.steps))
+        return out
+
+    def _step_list(self, steps: Sequence[StepMark]) -> Paragraph:
+        """``Steps: 1 activate (0 s) · 2 rampUp (0.4 s) …``, numbered as in the plot."""
+        listed = " · ".join(
+            f"<b>{n}</b> {markup(m.label)} ({m.t:.4g} s)" for n, m in enumerate(steps, start=1)
+        )
+        return Paragraph(f"Steps: {listed}", self.styles.small)
+
+    def _events(self, events: list[SafetyEvent]) -> Table:
+        shown = events
+        skipped = 0
+        if len(events) > MAX_EVENTS:
+            half = MAX_EVENTS // 2
+            skipped = len(events) - MAX_EVENTS
+            shown = events[:half] + events[-half:]
+        rows: list[list[str]] = []
+        shade: list[tuple[int, colors.Color]] = []
+        for e in shown:
+            if skipped and len(rows) == MAX_EVENTS // 2:
+                rows.append(["", "", "", "", f"… {skipped} more event(s) in the record …"])
+            shade.append((len(rows), WARN_ROW if e.level == "warn" else FAIL_ROW))
+            rows.append([_fmt(e.t, 5), e.level, e.check, e.unit or "bus", e.message])
+        widths = [16, 12, 28, 14, 110]
+        scale = FRAME_W / (sum(widths) * mm)
+        header = ["t (s)", "level", "check", "unit", "message"]
+        return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
+
+    def _shutdown(self, index: int, shutdown: Shutdown) -> None:
+        s = self.styles
+        state = "complete" if shutdown.complete else "CUT OFF — the record stops during it"
+        self.story.add(_p(f"Shutdown {index}", s.h3), _p(f"Reason: {shutdown.reason}", s.small))
+        facts = [
+            state,
+            f"voltage reference {shutdown.reference or '—'}",
+            f"from {_fmt(shutdown.started, 5)} s to {_fmt(shutdown.finished, 5)} s",
+        ]
+        self.story.para(" · ".join(facts), s.small)
+        if shutdown.unsafe:
+            self.story.add(
+                Paragraph(
+                    f'<font color="{VERDICT_COLOURS["FAIL"]}"><b>Not confirmed safe: '
+                    f"{markup(', '.join(shutdown.unsafe))}</b></font>",
+                    s.small,
+                )
+            )
+        if not shutdown.steps:
+            self.story.para("No shutdown step was recorded.", s.small)
+            return
+        rows, shade = [], []
+        for i, step in enumerate(shutdown.steps):
+            ok = {True: "yes", False: "NO", None: "—"}[step.confirmed]
+            rows.append([_fmt(step.t, 5), step.unit, step.action, ok, step.detail])
+            if step.confirmed is False:
+                shade.append((i, FAIL_ROW))
+        widths = [16, 14, 50, 14, 86]
+        scale = FRAME_W / (sum(widths) * mm)
+        header = ["t (s)", "unit", "action", "ok", "detail"]
+        self.story.add(_table(s, header, rows, [w * mm * scale for w in widths], shade=shade))
