@@ -180,6 +180,45 @@ def _each(readings: Mapping[str, Reading], units: Collection[str]) -> str:
     return ", ".join(f"{uid} {readings[uid].bus_current:+.4g} A" for uid in sorted(units))
 
 
+class Escalation:
+    """Warn, then error: a check that fails once warns, twice in a row is an error (at once
+    when ``immediate``; never when ``escalate`` is false). A pass forgets its failures."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, int] = {}
+
+    def clear(self) -> None:
+        self._failures.clear()
+
+    def judge(
+        self,
+        out: _Cycle,
+        key: str,
+        check: str,
+        failed: bool,
+        message: Message = "",
+        *,
+        unit: str | None = None,
+        value: float | None = None,
+        limit: float | None = None,
+        immediate: bool = False,
+        escalate: bool = True,
+    ) -> None:
+        if not failed:
+            self._failures.pop(key, None)
+            out.levels[key] = Level.PASS
+            return
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        error = immediate or (escalate and count >= 2)
+        level = Level.ERROR if error else Level.WARN
+        text = message() if callable(message) else message
+        if count >= 2 and not immediate and escalate:
+            text = f"{text} (failed {count} checks in a row)"
+        out.levels[key] = level
+        out.failures.append(Verdict(key, check, level, text, unit, value, limit))
+
+
 class Supervisor:
     """Checks readings against envelopes, the engine's expectations and the bus rules."""
 
@@ -196,7 +235,7 @@ class Supervisor:
         self.recorder = recorder
         self.limits = limits or SupervisorLimits()
         self.record_cycles = record_cycles
-        self._failures: dict[str, int] = {}
+        self._escalation = Escalation()
         self._last_values: dict[str, tuple[float, float]] = {}
         self._unchanged: dict[str, int] = {}
         self.cycles = 0
@@ -208,39 +247,9 @@ class Supervisor:
 
     def reset(self) -> None:
         """Forget every failing check (after a shutdown, before the next run)."""
-        self._failures.clear()
+        self._escalation.clear()
         self._last_values.clear()
         self._unchanged.clear()
-
-    # -- escalation ----------------------------------------------------------------------
-    def _judge(
-        self,
-        out: _Cycle,
-        key: str,
-        check: str,
-        failed: bool,
-        message: Message = "",
-        *,
-        unit: str | None = None,
-        value: float | None = None,
-        limit: float | None = None,
-        immediate: bool = False,
-        escalate: bool = True,
-    ) -> None:
-        if not failed:
-            if key in self._failures:
-                del self._failures[key]
-            out.levels[key] = Level.PASS
-            return
-        count = self._failures.get(key, 0) + 1
-        self._failures[key] = count
-        error = immediate or (escalate and count >= 2)
-        level = Level.ERROR if error else Level.WARN
-        text = message() if callable(message) else message
-        if count >= 2 and not immediate and escalate:
-            text = f"{text} (failed {count} checks in a row)"
-        out.levels[key] = level
-        out.failures.append(Verdict(key, check, level, text, unit, value, limit))
 
     # -- one cycle -----------------------------------------------------------------------
     def check(
@@ -261,7 +270,7 @@ class Supervisor:
             if units is not None and uid not in units:
                 continue
             failed = uid in errors
-            self._judge(
+            self._escalation.judge(
                 out,
                 f"comm:{uid}",
                 "comm",
@@ -294,7 +303,7 @@ class Supervisor:
         trips = sorted(r.flags & TRIP_FLAGS)
         fault = r.mode is Mode.FAULT or bool(trips)
         what = ", ".join(trips) or "a fault"
-        self._judge(
+        self._escalation.judge(
             out,
             f"protection:{uid}",
             "protection",
@@ -325,7 +334,7 @@ class Supervisor:
                 if direction < 0
                 else "holds the bus as voltage reference"
             )
-            self._judge(
+            self._escalation.judge(
                 out,
                 f"permission:{uid}",
                 "permission",
@@ -335,7 +344,7 @@ class Supervisor:
                 immediate=True,
             )
         elif restricted and e.mode is Mode.IDLE:
-            self._judge(
+            self._escalation.judge(
                 out,
                 f"permission:{uid}",
                 "permission",
@@ -346,7 +355,7 @@ class Supervisor:
                 escalate=False,
             )
         else:
-            self._judge(out, f"permission:{uid}", "permission", False, unit=uid)
+            self._escalation.judge(out, f"permission:{uid}", "permission", False, unit=uid)
 
     def _range(
         self,
@@ -362,7 +371,7 @@ class Supervisor:
             return
         failed = not low <= value <= high
         limit = high if value > high else low
-        self._judge(
+        self._escalation.judge(
             out,
             f"range.{name}:{uid}",
             f"range.{name}",
@@ -381,7 +390,7 @@ class Supervisor:
         env = self.config.unit(uid).envelope
         self._protection(out, uid, r)
         light = "ALARM" in r.flags and "HEAVY_ALARM" not in r.flags
-        self._judge(
+        self._escalation.judge(
             out, f"alarm:{uid}", "alarm", light, f"unit {uid} reports a light alarm", unit=uid
         )
         self._permission(out, uid, r, e)
@@ -424,7 +433,7 @@ class Supervisor:
         self._stale(out, uid, r, e)
         if r.mode is Mode.FAULT or e.settling:
             return
-        self._judge(
+        self._escalation.judge(
             out,
             f"mode:{uid}",
             "mode",
@@ -449,7 +458,7 @@ class Supervisor:
             return
         count = self._unchanged.get(uid, 0) + 1 if values == previous else 0
         self._unchanged[uid] = count
-        self._judge(
+        self._escalation.judge(
             out,
             f"stale:{uid}",
             "stale",
@@ -470,7 +479,7 @@ class Supervisor:
         key = f"tracking:{uid}"
         if e.mode is Mode.IDLE or e.setpoint is None:
             error = abs(r.bus_current)
-            self._judge(
+            self._escalation.judge(
                 out,
                 key,
                 "tracking",
@@ -485,7 +494,7 @@ class Supervisor:
             )
         elif e.mode is Mode.VOLTAGE_REFERENCE:
             error = abs(r.bus_voltage - e.setpoint)
-            self._judge(
+            self._escalation.judge(
                 out,
                 key,
                 "tracking",
@@ -515,7 +524,7 @@ class Supervisor:
                     )
                 return text
 
-            self._judge(
+            self._escalation.judge(
                 out,
                 key,
                 "tracking",
@@ -535,7 +544,7 @@ class Supervisor:
         bus = self.config.envelope.bus
         ref = readings.get(expected.reference)
         if ref is not None:
-            self._judge(
+            self._escalation.judge(
                 out,
                 "bus.voltage",
                 "bus.voltage",
@@ -550,7 +559,7 @@ class Supervisor:
         if members <= readings.keys():
             residual = sum(readings[uid].bus_current for uid in members)
             limit = bus.balance_limit(len(members))
-            self._judge(
+            self._escalation.judge(
                 out,
                 "balance",
                 "balance",
@@ -569,7 +578,7 @@ class Supervisor:
         for branch in topology.branches.values():
             on_branch = [readings[uid] for uid in branch.unit_ids if uid in readings]
             amps = sum(r.bus_current for r in on_branch)
-            self._judge(
+            self._escalation.judge(
                 out,
                 f"branch:{branch.id}",
                 "branch",

@@ -1,27 +1,13 @@
-"""No class in the toolkit is over 400 lines (issue 14): one class, one responsibility.
-
-The classes still waiting for their split are named in :data:`ALLOWED`; each entry must
-still be over the limit, so the list shrinks as the splits land and cannot keep a place
-for a class that has become small (nor hide a new large one).
-"""
+"""No class in the toolkit is over 400 lines (issue 14): one class, one responsibility."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hil", "instruments", "fixtures", "reports")
 MAX_LINES = 400
-
-#: Classes over the limit until their splits land: (module path, class name) -> why.
-ALLOWED = {
-    ("instruments/emulation/plant.py", "Plant"): "plant split (issue 14, point 4)",
-    ("hil/engine.py", "ExchangeEngine"): "engine split (issue 14, point 4)",
-    ("hil/supervisor.py", "Supervisor"): "421 lines; its split is not yet assigned",
-}
 
 
 def class_sizes() -> dict[tuple[str, str], int]:
@@ -57,15 +43,6 @@ def test_no_class_is_over_the_limit() -> None:
     too_long = [
         f"{module}: class {name} is {lines} lines (limit {MAX_LINES})"
         for (module, name), lines in sorted(class_sizes().items())
-        if lines > MAX_LINES and (module, name) not in ALLOWED
+        if lines > MAX_LINES
     ]
     assert not too_long, "\n".join(too_long)
-
-
-@pytest.mark.parametrize("entry", sorted(ALLOWED), ids=lambda e: f"{e[0]}:{e[1]}")
-def test_allowed_entries_are_still_over_the_limit(entry: tuple[str, str]) -> None:
-    lines = class_sizes().get(entry)
-    assert lines is not None, f"{entry[0]}: class {entry[1]} no longer exists; drop it from ALLOWED"
-    assert lines > MAX_LINES, (
-        f"{entry[0]}: class {entry[1]} is {lines} lines now, within the limit; drop it from ALLOWED"
-    )
