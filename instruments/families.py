@@ -52,6 +52,22 @@ class SettingSpec:
     opens: bool = True
 
 
+#: Settings every supply family takes for the supply adapter (not for ``open``): what a
+#: supply holds when it is a battery emulator's source.
+SUPPLY_HOLD_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "hold_voltage",
+        "float",
+        "V: voltage the supply holds while its unit is active (battery-side supplies)",
+        minimum=0.0,
+        opens=False,
+    ),
+    SettingSpec(
+        "current_limit", "float", "A: current limit while holding", minimum=0.0, opens=False
+    ),
+)
+
+
 @dataclass(frozen=True)
 class InstrumentRating:
     """The rated limits of one instrument model (from its family's ratings file)."""

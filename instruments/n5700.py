@@ -40,7 +40,7 @@ import logging
 from dataclasses import dataclass
 
 from instruments.errors import ConfigError, RatingError
-from instruments.families import Family, SettingSpec, register
+from instruments.families import SUPPLY_HOLD_SETTINGS, Family, register
 
 from .base import Rating, check_setpoint
 from .roles import OutputReading, OutputStatus, Regulation, SafeAction
@@ -330,22 +330,7 @@ FAMILY = register(
         description="Keysight N5700 system DC supply (SCPI)",
         opener=N5700.open,
         ratings="n5700.toml",
-        settings=(
-            SettingSpec(
-                "hold_voltage",
-                "float",
-                "V: voltage the supply holds while its unit is active (battery-side supplies)",
-                minimum=0.0,
-                opens=False,
-            ),
-            SettingSpec(
-                "current_limit",
-                "float",
-                "A: current limit while holding",
-                minimum=0.0,
-                opens=False,
-            ),
-        ),
+        settings=SUPPLY_HOLD_SETTINGS,
         open_keywords=frozenset({"rating"}),
     )
 )

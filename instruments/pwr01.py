@@ -33,7 +33,7 @@ import tomllib
 from pathlib import Path
 
 from instruments.errors import ConfigError, RatingError
-from instruments.families import Family, SettingSpec, register
+from instruments.families import SUPPLY_HOLD_SETTINGS, Family, SettingSpec, register
 
 from .base import Rating
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
@@ -251,20 +251,7 @@ FAMILY = register(
         opener=PWR01.open,
         ratings="pwr01.toml",
         settings=(
-            SettingSpec(
-                "hold_voltage",
-                "float",
-                "V: voltage the supply holds while its unit is active (battery-side supplies)",
-                minimum=0.0,
-                opens=False,
-            ),
-            SettingSpec(
-                "current_limit",
-                "float",
-                "A: current limit while holding",
-                minimum=0.0,
-                opens=False,
-            ),
+            *SUPPLY_HOLD_SETTINGS,
             SettingSpec(
                 "baudrate", "int", "bit/s of the RS-232C line", default=DEFAULT_BAUDRATE, minimum=1
             ),
