@@ -148,6 +148,7 @@ RESOURCE_FORMS: Mapping[Transport, str] = MappingProxyType(
         "<port>), modbus-rtu:<device or URL>, modbus-rtu-tcp://<host>:<port> or 'emulated'",
         "serial": "a serial device (/dev/ttyUSB0, /dev/serial/by-id/…, COM3), a pyserial URL "
         "(socket://<host>:<port>, rfc2217://…) or 'emulated'",
+        "http": "an HTTP service URL, http://<host>:<port> (e.g. http://127.0.0.1:4380)",
     }
 )
 
@@ -201,6 +202,10 @@ def resource_problem(transport: Transport, resource: str) -> str | None:
         if lowered.startswith("modbus-tcp://"):
             return _host_port_problem(resource[13:], resource, port_required=False)
         return _host_port_problem(resource, resource)
+    if transport == "http":
+        if lowered.startswith("http://"):
+            return _host_port_problem(resource[7:].rstrip("/"), resource)
+        return f"{resource!r} is not an http://<host>:<port> URL"
     if transport == "modbus_rtu":
         if lowered.startswith("modbus-rtu-tcp://"):
             return _host_port_problem(resource[17:], resource)
