@@ -415,15 +415,28 @@ class UnitService:
             )
         try:
             yield
-        except ServiceError:
-            raise
+        except ServiceError as exc:
+            if str(exc).startswith(f"unit {self.unit_id}:"):
+                raise
+            raise ServiceError(exc.status, f"unit {self.unit_id}: {what}: {exc}") from None
         except (EnvelopeError, ConfigError, ValueError) as exc:
             raise ServiceError(400, f"unit {self.unit_id}: {what}: {exc}") from exc
         except InstrumentError as exc:
             log.warning("unit %s: %s failed: %s", self.unit_id, what, exc)
-            raise ServiceError(503, f"unit {self.unit_id}: {what}: {exc}") from exc
+            raise ServiceError(
+                503, f"unit {self.unit_id}: {what}: {self._instrument_of(exc)}: {exc}"
+            ) from exc
         finally:
             self._lock.release()
+
+    def _instrument_of(self, exc: InstrumentError) -> str:
+        """The failing instrument's name (the converter's or the BMS's), from its resource."""
+        resource = getattr(exc, "resource", "")
+        for instrument in (self.converter, self.bms):
+            if resource and instrument.resource == resource:
+                return f"instrument {getattr(instrument, 'name', resource)}"
+        names = [getattr(i, "name", i.resource) for i in (self.converter, self.bms)]
+        return f"instrument {' or '.join(names)}"
 
 
 def _describe(items: Sequence[tuple[str, str]]) -> str:
