@@ -59,9 +59,7 @@ class ApisClient:
 def served(path: Path = EMULATED_BENCH) -> Iterator[tuple[ApisClient, ApisFront, BenchConfig]]:
     config = load_bench_file(path)
     with EmulatorThread(config) as emulator:
-        front = ApisFront.start(
-            config, resources=emulator.resources, driver_options=DRIVER_OPTIONS
-        )
+        front = ApisFront.start(config, resources=emulator.resources, driver_options=DRIVER_OPTIONS)
         try:
             with httpx.Client(timeout=REQUEST_TIMEOUT_S, trust_env=False) as http:
                 urls = {s.unit: s.url for s in front.served}
