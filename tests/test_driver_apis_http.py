@@ -94,7 +94,7 @@ def test_a_dead_instrument_behind_the_service_is_a_communication_error(
     driver = ApisHttp.open(apis.urls["E004"], name="E004.converter")
     try:
         apis.control.fault("E004.converter", "drop", count=1000)
-        with pytest.raises(CommunicationError, match="HTTP 503.*E004.converter"):
+        with pytest.raises(CommunicationError, match=r"HTTP 503.*E004\.converter"):
             driver.meters()
     finally:
         apis.control.clear("E004.converter")
@@ -136,7 +136,7 @@ def test_a_body_that_is_not_the_expected_json_is_malformed() -> None:
         driver = ApisHttp.open(servers.url("stub"), name="X.converter")
         with pytest.raises(MalformedReply, match="not JSON"):
             driver.mode()
-        with pytest.raises(MalformedReply, match="meter.vg"):
+        with pytest.raises(MalformedReply, match=r"meter\.vg"):
             driver.meters()
         driver.close()
 
@@ -147,7 +147,7 @@ def test_no_answer_is_a_timeout_and_no_server_a_communication_error() -> None:
         silent.listen(1)  # accepts the connection in the kernel, never answers
         port = silent.getsockname()[1]
         driver = ApisHttp.open(f"http://127.0.0.1:{port}", name="X.converter", timeout=0.3)
-        with pytest.raises(InstrumentTimeout, match="X.converter: no answer"):
+        with pytest.raises(InstrumentTimeout, match=r"X\.converter: no answer"):
             driver.mode()
         driver.close()
     bms = ApisHttpBms.open(f"http://127.0.0.1:{port}", name="X.battery", timeout=0.3)
