@@ -159,6 +159,9 @@ class ApisFront:
             self.servers.stop()
         finally:
             failures = _close(self.units, self._drivers)
+            ids = ", ".join(s.unit_id for s in self.services)
+            outcome = f"; NOT safe: {'; '.join(failures)}" if failures else ""
+            log.warning("APIS front stopped serving; converters of %s set to WAIT%s", ids, outcome)
         return failures
 
 
