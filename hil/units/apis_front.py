@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,15 +190,20 @@ def _open_unit(
     return unit, service
 
 
+def _close_driver(driver: Instrument) -> None:
+    try:
+        driver.close()
+    except Exception as exc:  # closing is best effort; the output is already safe
+        log.warning("closing %r failed: %s", driver, exc)
+
+
 def _close(units: list[UnitBase], drivers: list[Instrument]) -> list[str]:
     failures: list[str] = []
     for unit in units:
         failures.extend(unit.safe_off())
-    for driver in drivers:
-        try:
-            driver.close()
-        except Exception as exc:  # closing is best effort; the output is already safe
-            log.warning("closing %r failed: %s", driver, exc)
+    if drivers:  # concurrently: closing a serial line takes pyserial a while
+        with ThreadPoolExecutor(len(drivers)) as pool:
+            list(pool.map(_close_driver, drivers))
     for failure in failures:
         log.error("APIS front: %s", failure)
     return failures
