@@ -7,6 +7,7 @@ so the tests share no state and run in any order or in parallel.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -317,3 +318,52 @@ def test_the_dcdc_emulator_flavour_serves_every_unit_on_one_port(apis: ApisClien
     assert wrong.status_code == 400 and "takes only dig" in wrong.json()["err"]
     unknown = apis.http.get(f"{base}/get/unit/E999")
     assert unknown.status_code == 404 and "E999" in unknown.json()["err"]
+
+
+# -- fuzz ---------------------------------------------------------------------------------
+
+FUZZ_KEYS = ("mode", "dvg", "dig", "drg", "Mode", "dig[]", "", "x" * 40, "é")
+FUZZ_VALUES = (
+    "0x0014",
+    "0x0041",
+    "0x0002",
+    "0x0000",
+    "0x",
+    "0xZZ",
+    "-0",
+    "1e400",
+    "nan",
+    "inf",
+    "-inf",
+    "350",
+    "2.3",
+    "-1",
+    "9999",
+    "",
+    " ",
+    "1,5",
+    "٣",
+    "0x14\x00",
+    "🙂",
+)
+
+
+def test_random_queries_answer_json_200_or_400_and_the_server_keeps_serving(
+    apis: ApisClient,
+) -> None:
+    rng = random.Random(17)
+    paths = ["/dcdc/set", "/dcdc/set", "/dcdc/get/status", "/all/get"]
+    for _ in range(300):
+        params = [
+            (rng.choice(FUZZ_KEYS), rng.choice(FUZZ_VALUES)) for _ in range(rng.randint(0, 5))
+        ]
+        unit = rng.choice(UNITS)
+        response = apis.http.get(apis.urls[unit] + rng.choice(paths), params=params)
+        assert response.status_code in (200, 400), (params, response.status_code, response.text)
+        body = response.json()
+        assert isinstance(body, dict)
+        if response.status_code == 400:
+            assert isinstance(body["err"], str) and unit in body["err"], body
+    for unit in UNITS:
+        apis.ok(unit, "/dcdc/set", mode="0x0000", dvg=350, dig=0, drg=0)
+        assert apis.ok(unit, "/all/get")["status"]["alarmState"] == "No alarm"
