@@ -184,6 +184,11 @@ def _serial_problem(text: str, resource: str) -> str | None:
 
 def resource_problem(transport: Transport, resource: str) -> str | None:
     """Why ``resource`` is not acceptable for ``transport``, or None if it is."""
+    if resource == EMULATED and transport == "http":
+        return (
+            "an HTTP service has no emulated twin: give its URL (`hil emulate BENCH --apis` "
+            "serves one in front of emulated units)"
+        )
     if resource == EMULATED:
         return None
     if not resource or resource != resource.strip():

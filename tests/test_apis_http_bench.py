@@ -8,6 +8,7 @@ true state says that it happened: energy moved, the bus balanced, every output s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,7 @@ from hil.bench import Bench
 from hil.benchfile import parse_bench_text
 from hil.clock import SimClock
 from hil.engine import ExchangeEngine, State
+from hil.errors import ConfigError
 from hil.exchange import Exchange
 from hil.recorder import MemoryRecorder
 
@@ -101,3 +103,20 @@ def test_an_exchange_runs_through_the_http_api(http_bench: tuple[Bench, ApisClie
     assert status["all_safe"], [p["port"] for p in status["ports"] if not p["safe"]]
     for unit in ("E001", "E003"):
         assert apis.ok(unit, "/dcdc/get")["status"]["status"] == "0x0000"
+
+
+@pytest.mark.parametrize(
+    ("urls", "problem"),
+    [
+        (("emulated",), "an HTTP service has no emulated twin"),
+        (("http://127.0.0.1",), "is not <host>:<port>"),
+        (("socket://127.0.0.1:4380",), "is not an http://<host>:<port> URL"),
+        (("http://127.0.0.1:4380", "http://127.0.0.1:4380"), "uses the same resource"),
+    ],
+)
+def test_bench_files_name_apis_services_by_url(urls: tuple[str, ...], problem: str) -> None:
+    text = HEADER + "".join(
+        UNIT.format(id=f"H{i}", unit=f"E00{i}", url=url) for i, url in enumerate(urls, 1)
+    )
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_bench_text(text, "apis-http.toml")
