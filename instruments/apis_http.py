@@ -133,12 +133,13 @@ class ServiceClient:
         try:
             body = response.json()
         except ValueError:
-            self._malformed(command, f"HTTP {response.status_code} with a body that is not JSON")
+            self.malformed(command, f"HTTP {response.status_code} with a body that is not JSON")
         if not isinstance(body, dict):
-            self._malformed(command, f"HTTP {response.status_code} with JSON that is no object")
+            self.malformed(command, f"HTTP {response.status_code} with JSON that is no object")
         return body
 
-    def _malformed(self, command: str, what: str) -> NoReturn:
+    def malformed(self, command: str, what: str) -> NoReturn:
+        """Raise :class:`MalformedReply` for ``command``: ``what`` is wrong with its answer."""
         raise MalformedReply(f"{self.name}: {what}", resource=self.resource, command=command)
 
     def field(self, body: dict[str, Any], command: str, *path: str) -> Any:
@@ -146,14 +147,14 @@ class ServiceClient:
         value: Any = body
         for key in path:
             if not isinstance(value, dict) or key not in value:
-                self._malformed(command, f"no {'.'.join(path)} in {body}")
+                self.malformed(command, f"no {'.'.join(path)} in {body}")
             value = value[key]
         return value
 
     def number(self, body: dict[str, Any], command: str, *path: str) -> float:
         value = self.field(body, command, *path)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self._malformed(command, f"{'.'.join(path)} is {value!r}, not a number")
+            self.malformed(command, f"{'.'.join(path)} is {value!r}, not a number")
         return float(value)
 
     def reopen(self) -> None:
@@ -229,7 +230,7 @@ class ApisHttp:
         body = self.client.get("/dcdc/get/status")
         state = self.client.field(body, "GET /dcdc/get/status", "status", "alarmState")
         if state not in ALARM_STATES:
-            self.client._malformed("GET /dcdc/get/status", f"unknown alarmState {state!r}")
+            self.client.malformed("GET /dcdc/get/status", f"unknown alarmState {state!r}")
         running = str(body["status"].get("runningState", ""))
         return HttpStatus(Alarm(ALARM_STATES.index(state)), running)
 
@@ -327,7 +328,7 @@ class ApisHttp:
         try:
             return parse_mode(str(code))
         except ValueError as exc:
-            self.client._malformed(command, str(exc))
+            self.client.malformed(command, str(exc))
 
     def _meters(self, body: dict[str, Any], command: str) -> Meters:
         values = {
@@ -381,7 +382,7 @@ class ApisHttpBms:
         try:
             permission = Permission(int(status))
         except ValueError:
-            self.client._malformed(command, f"battery_operation_status {status!r} is not 0-3")
+            self.client.malformed(command, f"battery_operation_status {status!r} is not 0-3")
         return BmsReading(soc_percent=soc, permission=permission)
 
     def probe(self) -> Identity:

@@ -8,7 +8,7 @@
 from instruments.apis_http import FAMILY as HTTP_FAMILY
 
 from .app import dcdc_emulator_app, dcdc_v2_app
-from .service import ANSWER_WITHIN_S, DcdcDevice, ServiceError, UnitService, services_by_unit
+from .service import ANSWER_WITHIN_S, DcdcDevice, ServiceError, UnitService
 from .serving import HttpServers, Served
 
 __all__ = [
@@ -21,5 +21,4 @@ __all__ = [
     "UnitService",
     "dcdc_emulator_app",
     "dcdc_v2_app",
-    "services_by_unit",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -314,14 +314,16 @@ class UnitService:
         value = given if given is not None else cached
         if value is None:
             raise ServiceError(
-                400, f"No {name}: give {name} (no earlier set of this unit carried one)"
+                400, f"No {name}: give {name} (no earlier set carried one); nothing sent"
             )
         return value
 
     def _set_all(self, request: SetRequest) -> Json:
         mode = request.mode if request.mode is not None else self._mode
         if mode is None:
-            raise ServiceError(400, "No operationMode: give mode (no earlier set carried one)")
+            raise ServiceError(
+                400, "No operationMode: give mode (no earlier set carried one); nothing sent"
+            )
         dig = self._check_dig(self._cached("dig", request.dig, self._dig))
         dvg = self._check("dvg", self._cached("dvg", request.dvg, self._dvg), "V")
         drg = self._check("drg", request.drg if request.drg is not None else self._drg or 0.0)
@@ -346,7 +348,7 @@ class UnitService:
 
     def _set_current(self, dig: float) -> Json:
         if self._mode is None or self._dvg is None:
-            raise ServiceError(400, "No operationMode: set mode, dvg and dig first")
+            raise ServiceError(400, "No operationMode: set mode, dvg and dig first; nothing sent")
         dig = self._check_dig(dig)
         self._check_battery(self._mode, dig)
         echo = self.converter.set_limits(replace(self._config_limits(), dig=dig))
@@ -355,7 +357,7 @@ class UnitService:
 
     def _set_voltage(self, dvg: float, drg: float | None) -> Json:
         if self._mode is None or self._dig is None:
-            raise ServiceError(400, "No operationMode: set mode, dvg and dig first")
+            raise ServiceError(400, "No operationMode: set mode, dvg and dig first; nothing sent")
         dvg = self._check("dvg", dvg, "V")
         drg = self._check("drg", drg if drg is not None else self._drg or 0.0)
         self.converter.apply(dvg=dvg, drg=drg)
@@ -380,7 +382,9 @@ class UnitService:
     def _check_dig(self, dig: float) -> float:
         if dig < 0:
             raise ServiceError(
-                400, f"dig={dig:g} is negative: dig is a magnitude (the mode gives the direction)"
+                400,
+                f"dig={dig:g} is negative: dig is a magnitude (the mode gives the direction); "
+                "nothing sent",
             )
         low, high = self.converter.field_range("dig")
         high = min(high, self.converter.rating.current)
@@ -441,13 +445,3 @@ class UnitService:
 
 def _describe(items: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{k}={v}" for k, v in items)
-
-
-def services_by_unit(services: Sequence[UnitService]) -> Mapping[str, UnitService]:
-    """The services keyed by unit id; ``ConfigError`` if two share one."""
-    found: dict[str, UnitService] = {}
-    for service in services:
-        if service.unit_id in found:
-            raise ConfigError(f"unit {service.unit_id} is served twice")
-        found[service.unit_id] = service
-    return found
