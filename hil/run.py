@@ -39,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="keyword", help="only tests matching this expression")
     parser.add_argument("-m", dest="markers", help="only tests with these markers")
     parser.add_argument("--run-dir", type=Path, help="where records and report go")
+    parser.add_argument("--operator", help="who runs the bench (on the report's cover)")
+    parser.add_argument("--dut", help="the device under test (on the report's cover)")
+    parser.add_argument("--station", help="the test station (default: the host name)")
+    parser.add_argument(
+        "-n",
+        dest="workers",
+        type=int,
+        help="run on N pytest-xdist workers, each with its own emulator; one merged record "
+        "and report",
+    )
     parser.add_argument(
         "--benches", type=Path, default=BENCHES, help="bench test folder (default: packaged)"
     )
@@ -62,6 +72,11 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
         command += ["-k", args.keyword]
     if args.markers:
         command += ["-m", args.markers]
+    for option in ("operator", "dut", "station"):
+        if getattr(args, option):
+            command += [f"--{option}", getattr(args, option)]
+    if args.workers:
+        command += ["-n", str(args.workers)]
     return command + list(args.pytest_args)
 
 
@@ -97,15 +112,22 @@ def run(args: argparse.Namespace) -> int:
 def _report(run_dir: Path, code: int) -> int:
     """The report, after the console's summary (a first signal now only stops it from
     starting anew: the report in progress is finished)."""
-    if not (run_dir / "records.jsonl").exists():
+    workers = sorted(run_dir.glob("gw*/records.jsonl"))
+    if workers:
+        print(f"hil run: the records of {len(workers)} workers are merged into one")
+    if not (run_dir / "records.jsonl").exists() and not workers:
         print("hil run: no run record was written; no report", file=sys.stderr)
         return code or 2
-    try:
-        from reports.build import build_report
+    from reports.build import BuildProgress, build_report
 
-        pdf = build_report(run_dir)
+    print("hil run: building the report…", flush=True)
+    progress = BuildProgress(sys.stdout)
+    try:
+        pdf = build_report(run_dir, progress=progress)
     except HilError as exc:
+        progress.finish()
         print(f"hil run: the report could not be built: {exc}", file=sys.stderr)
         return code or 2
+    progress.finish()
     print(f"hil run: report {pdf}")
     return code

@@ -54,6 +54,10 @@ class Instrument:
     firmware: str
     emulated: bool | None
     problem: str = ""
+    #: The pytest-xdist worker whose emulator it was (a merged record), else "".
+    worker: str = ""
+    #: ``calibration_due`` from the bench file (ISO date), else "".
+    calibration_due: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,25 @@ class Run:
     #: Why the run was interrupted (Ctrl-C, SIGTERM), and the tests that never ran.
     interrupted: str = ""
     not_run: list[str] = field(default_factory=list)
+    #: Sign-off (``--operator``, ``--dut``, ``--station``); "" when not given.
+    operator: str = ""
+    dut: str = ""
+    station: str = ""
+    #: SHA-256 over the collected test modules, and each module's own.
+    test_sources_sha256: str = ""
+    test_sources: dict[str, str] = field(default_factory=dict)
+    #: pytest-xdist workers of a merged record: worker → its record, emulator log, …
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dirty(self) -> bool:
+        """The toolkit's work tree had uncommitted changes when the run started."""
+        return self.git_revision.endswith("-dirty")
+
+    def overdue(self) -> list[Instrument]:
+        """Instruments whose calibration was due before the run started."""
+        day = self.started_at[:10]
+        return [i for i in self.instruments if i.calibration_due and day > i.calibration_due]
 
 
 @dataclass(frozen=True)
@@ -375,11 +398,13 @@ class _Builder:
             )
         emulated = line.get("emulated")
         run.emulated = emulated if isinstance(emulated, bool) else None
+        calibration = {str(k): text(v) for k, v in mapping(line.get("calibration_due")).items()}
         for item in sequence(line.get("instruments")):
             entry = mapping(item)
             if not entry:
                 continue
             emu = entry.get("emulated", run.emulated)
+            key = f"{text(entry.get('unit'))}.{text(entry.get('instrument'))}"
             run.instruments.append(
                 Instrument(
                     unit=text(entry.get("unit")),
@@ -391,12 +416,28 @@ class _Builder:
                     serial=text(entry.get("serial")),
                     firmware=text(entry.get("firmware")),
                     emulated=emu if isinstance(emu, bool) else None,
+                    worker=text(entry.get("worker")),
+                    calibration_due=calibration.get(key, ""),
                 )
             )
         for key, why in mapping(line.get("unidentified")).items():
+            worker, _, key = key.rpartition(":")
             unit, _, name = key.partition(".")
             run.instruments.append(
-                Instrument(unit, name, "", "", "", "", "", "", run.emulated, text(why, "no answer"))
+                Instrument(
+                    unit,
+                    name,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    run.emulated,
+                    text(why, "no answer"),
+                    worker=worker,
+                    calibration_due=calibration.get(key, ""),
+                )
             )
         envelopes = mapping(line.get("envelopes"))
         run.bus_envelope = mapping(envelopes.get("bus"))
@@ -410,6 +451,14 @@ class _Builder:
         run.host = text(line.get("host"))
         run.started_at = text(line.get("started_at"))
         run.started_wall = number(line.get("wall"))
+        sign_off = mapping(line.get("sign_off"))
+        run.operator = text(sign_off.get("operator"))
+        run.dut = text(sign_off.get("dut"))
+        run.station = text(sign_off.get("station"))
+        sources = mapping(line.get("test_sources"))
+        run.test_sources_sha256 = text(sources.get("sha256"))
+        run.test_sources = {str(k): text(v) for k, v in mapping(sources.get("files")).items()}
+        run.workers = {str(k): mapping(v) for k, v in mapping(line.get("workers")).items()}
 
     def run_end(self, line: Mapping[str, Any]) -> None:
         self.run.finished_at = text(line.get("finished_at"))
