@@ -111,11 +111,9 @@ class CoverPage:
         if not revision:
             return "unknown"
         if self.model.run.dirty:
-            colour = verdict_colour("FAIL")
             return (
-                f'{revision.removesuffix("-dirty")} <font color="{colour}"><b>DIRTY</b>: the '
-                "work tree had uncommitted changes; the test sources' hash below says which "
-                "tests ran</font>"
+                f"{revision.removesuffix('-dirty')} — DIRTY: the work tree had uncommitted "
+                "changes; the test sources' SHA-256 below says which tests ran"
             )
         return revision
 
@@ -123,7 +121,7 @@ class CoverPage:
         run = self.model.run
         if not run.test_sources_sha256:
             return "not recorded"
-        return f"{run.test_sources_sha256} ({len(run.test_sources)} test module(s), Appendix A)"
+        return f"{run.test_sources_sha256} ({len(run.test_sources)} test module(s))"
 
     def _workers(self) -> str:
         workers = self.model.run.workers
@@ -147,7 +145,7 @@ class CoverPage:
             ],
             [
                 _p("Decision", s.cell_bold),
-                _p("☐ approved &nbsp;&nbsp;&nbsp; ☐ rejected", s.cell),
+                _p("[   ] approved        [   ] rejected", s.cell),
                 _p(f"Signature {line}", s.cell),
             ],
         ]
