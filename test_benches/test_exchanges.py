@@ -16,10 +16,10 @@ import pytest
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.controller import CurrentController
 from hil.exchange import Exchange
 from hil.units import ConverterUnit, SupplyLoadBattery
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units(

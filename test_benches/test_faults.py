@@ -18,10 +18,10 @@ from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.options import BenchOptions
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.controller import CurrentController
 from hil.errors import CommunicationError, HilError, InstrumentTimeout
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units("BID2", "E001", "E002", "E003", "SUP1")

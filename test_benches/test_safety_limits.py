@@ -15,12 +15,12 @@ from fixtures.checks import shutdown_order_problems, verdicts
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.controller import CurrentController, Mode
-from hil.engine import ExchangeEngine
 from hil.errors import EnvelopeError, ExchangeError, SafetyTrip
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units("BID1", "BID2", "E001", "E002", "E003", "E004", "LOAD1", "SUP1")

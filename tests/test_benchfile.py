@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil import benchfile
-from hil.benchfile import BenchConfig, load_bench_file, parse_bench_text
-from hil.errors import CapabilityError, ConfigError, EnvelopeError
-from hil.ratings import (
+from hil.config import benchfile
+from hil.config.benchfile import BenchConfig, load_bench_file, parse_bench_text
+from hil.config.ratings import (
     InstrumentRating,
     families,
     find_model,
@@ -23,7 +22,8 @@ from hil.ratings import (
     parse_model_table,
     resource_problem,
 )
-from hil.toml_source import LineLocator
+from hil.config.toml_source import LineLocator
+from hil.errors import CapabilityError, ConfigError, EnvelopeError
 
 BENCHES = Path(__file__).resolve().parent.parent / "fixtures" / "benches"
 EMULATED = BENCHES / "emulated.toml"

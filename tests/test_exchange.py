@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from emulated_rig import EMULATED_BENCH
 
-from hil.bench import Bench
-from hil.bench_config import BenchConfig, Branch, Topology
-from hil.benchfile import load_bench_file
 from hil.clock import SimClock
+from hil.config.bench import BenchConfig, Branch, Topology
+from hil.config.benchfile import load_bench_file
 from hil.controller import Capabilities
-from hil.engine import ExchangeEngine
 from hil.envelope import UnitEnvelope
 from hil.errors import ExchangeError
 from hil.exchange import BusLoad, Exchange, Rule, plan_exchange
+from hil.exchange.engine import ExchangeEngine
+from hil.units.bench import Bench
 
 CONFIG = load_bench_file(EMULATED_BENCH)
 

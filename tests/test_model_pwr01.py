@@ -18,8 +18,8 @@ from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
-from hil.bench_config import BenchConfig
-from hil.benchfile import parse_bench_text
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import parse_bench_text
 from instruments.emulation.models import models
 from instruments.emulation.models.pwr01 import OPER_CC, OPER_CV, QUES_OC, QUES_OV, PWR01Model
 from instruments.emulation.plant import CurrentSinkSpec, VoltageReferenceSpec
