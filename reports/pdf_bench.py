@@ -64,7 +64,7 @@ class BenchTables:
         s = self.styles
         with_cal = any(i.calibration_due for i in self.model.run.instruments)
         header = ["unit", "instrument", "vendor", "model", "serial", "firmware", "resource"]
-        widths = [13, 19, 26, 26, 20, 19, 49]
+        widths = [13, 19, 25, 25, 25, 18, 45]
         if with_cal:
             header.append("calibration due")
             widths.append(20)
