@@ -62,7 +62,7 @@ from reports.pdf_appendix import Appendix
 from reports.pdf_bench import BenchTables
 from reports.pdf_cover import CoverPage
 from reports.pdf_section import MAX_EVENTS, SectionBody
-from reports.plots import ExchangePlotter
+from reports.plots import ExchangePlotter, UnitColours
 from reports.story import Story
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ class ReportWriter:
         self.progress = progress
         self.styles = Styles()
         self.plots = plots
-        self.plotter = ExchangePlotter() if plots else None
+        units = [i.unit for i in model.run.instruments] + list(model.run.unit_envelopes)
+        self.plotter = ExchangePlotter(colours=UnitColours(units)) if plots else None
         self.community = CommunityPart(self.styles, plots=plots)
         self.fonts = report_fonts()
         self.story = Story(self.styles)

@@ -24,7 +24,7 @@ from reports.layout import fmt as _fmt
 from reports.layout import paragraph as _p
 from reports.layout import table as _table
 from reports.model import ExchangeView, ReportModel, SafetyEvent, Section, Shutdown, StepMark
-from reports.plots import ExchangePlotter, PlotImage
+from reports.plots import ExchangePlotter, PlotImage, PlotLimits
 from reports.story import Story
 
 #: At most this many safety events are printed per section (first and last halves).
@@ -134,7 +134,7 @@ class SectionBody:
         if facts:
             parts.append(_p(" · ".join(facts), s.small))
         if view.has_data and self.plotter is not None:
-            image = self.plotter.render(view, self._balance_limit(view))
+            image = self.plotter.render(view, self._limits(view))
             parts.extend(self._plot_flowables(image))
         else:
             why = "plots left out of this report" if view.has_data else "no time series recorded"
@@ -148,11 +148,13 @@ class SectionBody:
             parts.append(_p(f"Record problem: {problem}", s.small))
         self.story.add(KeepTogether(parts))
 
-    def _balance_limit(self, view: ExchangeView) -> float | None:
-        allowance = number(self.model.run.bus_envelope.get("balance_allowance_per_unit"))
-        if allowance is None or not view.currents:
-            return None
-        return allowance * len(view.currents)
+    def _limits(self, view: ExchangeView) -> PlotLimits:
+        """The bus-voltage window and the balance allowance (per unit x the exchange's
+        units) from the run header's envelopes."""
+        bus = self.model.run.bus_envelope
+        allowance = number(bus.get("balance_allowance_per_unit"))
+        balance = None if allowance is None or not view.currents else allowance * len(view.currents)
+        return PlotLimits(number(bus.get("voltage_min")), number(bus.get("voltage_max")), balance)
 
     def _plot_flowables(self, image: PlotImage) -> list[Flowable]:
         s = self.styles
@@ -168,7 +170,23 @@ class SectionBody:
             out.append(Paragraph(legend, s.small))
         if image.steps:
             out.append(self._step_list(image.steps))
+        out.append(Paragraph(self._caption(image), s.small))
         return out
+
+    def _caption(self, image: PlotImage) -> str:
+        """What to look for in the plot, and what went beyond a drawn limit."""
+        bus = self.model.run.bus_envelope
+        low, high = number(bus.get("voltage_min")), number(bus.get("voltage_max"))
+        window = f" ({_fmt(low, 4)} to {_fmt(high, 4)} V)" if low is not None else ""
+        text = (
+            "<i>What to look for: each unit's current (positive: it pushes current into the bus) "
+            "reaches its set-point after the ramp-up; the bus voltage stays inside the dashed "
+            f"window{window}; the balance residual (the sum of the exchange's currents) stays "
+            "inside its dashed ± allowance. Red shading marks where a trace left its limits."
+        )
+        if image.exceeded:
+            text += " Here: " + markup("; ".join(dict.fromkeys(image.exceeded))) + "."
+        return text + "</i>"
 
     def _step_list(self, steps: Sequence[StepMark]) -> Paragraph:
         """``Steps: 1 activate (0 s) · 2 rampUp (0.4 s) …``, numbered as in the plot."""
