@@ -240,6 +240,27 @@ class Shutdown:
     complete: bool = True
 
 
+@dataclass(frozen=True)
+class Stimulus:
+    """What a test did to the bench on purpose: a fault injected, a plant setting."""
+
+    t: float | None
+    text: str
+    #: The exchange step running when it was done ("" when none was).
+    during: str = ""
+
+
+def stimulus_text(line: Mapping[str, Any]) -> str:
+    """``fault injected: offset (amps=0.6) on E003.converter`` / ``plant set: E001 soc = 0.21``."""
+    if text(line.get("kind")) == "set":
+        what = f"{text(line.get('unit'))} {text(line.get('field'))} = {text(line.get('value'))}"
+        return f"plant set: {what}"
+    params = mapping(line.get("params"))
+    given = ", ".join(f"{k}={text(v)}" for k, v in params.items())
+    fault = text(line.get("fault"), "a fault") + (f" ({given})" if given else "")
+    return f"fault injected: {fault} on {text(line.get('instrument'), 'the bench')}"
+
+
 @dataclass
 class Section:
     """What belongs to a test, or to the run outside any test."""
@@ -251,6 +272,7 @@ class Section:
     shutdowns: list[Shutdown] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     community: list[CommunityDay] = field(default_factory=list)
+    stimuli: list[Stimulus] = field(default_factory=list)
 
     def exchange(self, name: str) -> ExchangeView:
         if name not in self.exchanges:
@@ -267,6 +289,7 @@ class Section:
             or self.shutdowns
             or self.notes
             or self.community
+            or self.stimuli
         )
 
 
@@ -597,7 +620,9 @@ class _Builder:
                 " → ".join(sides) if all(sides) else text(exchange, "(unnamed)")
             )
             reason = text(line.get("reason"), "no reason recorded")
-            section.notes.append(f"exchange {what} was refused: {reason}")
+            rule = text(line.get("rule"))
+            by = f" by rule {rule}" if rule else ""
+            section.notes.append(f"exchange {what} was refused{by}: {reason}")
             return
         view = section.exchange(text(exchange, "exchange"))
         view.step_lines += 1
@@ -663,6 +688,16 @@ class _Builder:
         """A ``community`` line: a community day, parsed by :mod:`reports.community`."""
         self._section(line).community.append(parse_community(line, number_))
 
+    def stimulus(self, line: Mapping[str, Any]) -> None:
+        """A ``stimulus`` line (schema 2): named on the test's page, with the exchange step
+        that was running then."""
+        section = self._section(line)
+        t = number(line.get("t"))
+        marks = [m for v in section.exchanges.values() for m in v.line_steps]
+        before = [m for m in marks if t is not None and m.t <= t]
+        during = max(before, key=lambda m: m.t).label if before else ""
+        section.stimuli.append(Stimulus(t, stimulus_text(line), during))
+
     def note(self, line: Mapping[str, Any]) -> None:
         message = text(line.get("message")) or text(line.get("text"))
         if message:
@@ -681,6 +716,7 @@ class _Builder:
             "safety_event": self.safety_event,
             "shutdown": self.shutdown,
             "note": self.note,
+            "stimulus": self.stimulus,
         }
         seen_header = False
         for index, line in enumerate(records.lines):

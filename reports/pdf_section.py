@@ -50,6 +50,9 @@ class SectionBody:
     def write(self, section: Section) -> None:
         """Everything recorded in ``section`` (a test, or the lines outside tests)."""
         s = self.styles
+        expected = bool(section.stimuli) and getattr(section, "outcome", "") == "PASS"
+        if section.stimuli:
+            self._stimuli(section, expected)
         if section.measurements:
             self.story.add(_p("Measurements against limits", s.h3), self._measurements(section))
         if section.supervisor.cycles:
@@ -68,15 +71,31 @@ class SectionBody:
                 s.small,
             )
         if section.events:
-            self.story.add(
-                _p(f"Safety events ({len(section.events)})", s.h3), self._events(section.events)
-            )
+            title = f"Safety events ({len(section.events)})"
+            if expected:
+                title += " — expected: they follow the stimulus above, and the test passed"
+            self.story.add(_p(title, s.h3), self._events(section.events, expected))
         for number_, shutdown in enumerate(section.shutdowns, start=1):
-            self._shutdown(number_, shutdown)
+            self._shutdown(number_, shutdown, expected)
         for note in section.notes:
             self.story.para(f"Note: {note}", s.small)
         if section.empty:
             self.story.para("Nothing was recorded in this test beyond its start and end.", s.small)
+
+    def _stimuli(self, section: Section, expected: bool) -> None:
+        """What the test did to the bench on purpose, with when (bench time, step)."""
+        s = self.styles
+        self.story.add(_p("Stimulus", s.h3))
+        for stim in section.stimuli:
+            when = f" at t = {_fmt(stim.t, 6)} s" if stim.t is not None else ""
+            during = f", during {stim.during}" if stim.during else ""
+            self.story.para(f"• {stim.text}{when}{during}", s.small)
+        if expected:
+            self.story.para(
+                "The test passed: the safety events and unconfirmed units below are what it "
+                "provoked and checked, marked expected.",
+                s.small,
+            )
 
     def _measurements(self, section: Section) -> Table:
         rows, shade = [], []
@@ -195,7 +214,7 @@ class SectionBody:
         )
         return Paragraph(f"Steps: {listed}", self.styles.small)
 
-    def _events(self, events: list[SafetyEvent]) -> Table:
+    def _events(self, events: list[SafetyEvent], expected: bool = False) -> Table:
         shown = events
         skipped = 0
         if len(events) > MAX_EVENTS:
@@ -207,14 +226,16 @@ class SectionBody:
         for e in shown:
             if skipped and len(rows) == MAX_EVENTS // 2:
                 rows.append(["", "", "", "", f"… {skipped} more event(s) in the record …"])
-            shade.append((len(rows), WARN_ROW if e.level == "warn" else FAIL_ROW))
-            rows.append([_fmt(e.t, 5), e.level, e.check, e.unit or "bus", e.message])
+            bad = e.level != "warn" and not expected
+            shade.append((len(rows), FAIL_ROW if bad else WARN_ROW))
+            level = f"{e.level} (expected)" if expected else e.level
+            rows.append([_fmt(e.t, 5), level, e.check, e.unit or "bus", e.message])
         widths = [16, 12, 28, 14, 110]
         scale = FRAME_W / (sum(widths) * mm)
         header = ["t (s)", "level", "check", "unit", "message"]
         return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
 
-    def _shutdown(self, index: int, shutdown: Shutdown) -> None:
+    def _shutdown(self, index: int, shutdown: Shutdown, expected: bool = False) -> None:
         s = self.styles
         state = "complete" if shutdown.complete else "CUT OFF — the record stops during it"
         self.story.add(_p(f"Shutdown {index}", s.h3), _p(f"Reason: {shutdown.reason}", s.small))
@@ -225,10 +246,16 @@ class SectionBody:
         ]
         self.story.para(" · ".join(facts), s.small)
         if shutdown.unsafe:
+            colour = VERDICT_COLOURS["SKIPPED" if expected else "FAIL"]
+            why = (
+                " — expected: a consequence of the stimulus above, checked by the passing test"
+                if expected
+                else ""
+            )
             self.story.add(
                 Paragraph(
-                    f'<font color="{VERDICT_COLOURS["FAIL"]}"><b>Not confirmed safe: '
-                    f"{markup(', '.join(shutdown.unsafe))}</b></font>",
+                    f'<font color="{colour}"><b>Not confirmed safe: '
+                    f"{markup(', '.join(shutdown.unsafe))}</b>{markup(why)}</font>",
                     s.small,
                 )
             )
