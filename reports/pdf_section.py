@@ -9,6 +9,7 @@ step, and the notes. The lines recorded outside any test get the same body.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 from reportlab.lib import colors
@@ -62,7 +63,7 @@ class SectionBody:
         in_timeline = {deal.name for day in section.community for deal in day.deals}
         shown = [v for name, v in section.exchanges.items() if name not in in_timeline]
         for view in shown:
-            self._exchange(view)
+            self._exchange(view, shown)
         if len(shown) < len(section.exchanges):
             self.story.para(
                 f"{len(section.exchanges) - len(shown)} exchanges are deals of the community "
@@ -140,7 +141,7 @@ class SectionBody:
                 )
             )
 
-    def _exchange(self, view: ExchangeView) -> None:
+    def _exchange(self, view: ExchangeView, others: Sequence[ExchangeView] = ()) -> None:
         s = self.styles
         parts: list[Flowable] = [_p(f"Exchange {view.name}", s.h3)]
         facts = []
@@ -153,8 +154,9 @@ class SectionBody:
         if facts:
             parts.append(_p(" · ".join(facts), s.small))
         if view.has_data and self.plotter is not None:
-            image = self.plotter.render(view, self._limits(view))
-            parts.extend(self._plot_flowables(image))
+            concurrent = self._overlaps(view, others)
+            image = self.plotter.render(view, self._limits(view, concurrent))
+            parts.extend(self._plot_flowables(image, concurrent))
         else:
             why = "plots left out of this report" if view.has_data else "no time series recorded"
             parts.append(_p(f"({why})", s.small))
@@ -167,15 +169,48 @@ class SectionBody:
             parts.append(_p(f"Record problem: {problem}", s.small))
         self.story.add(KeepTogether(parts))
 
-    def _limits(self, view: ExchangeView) -> PlotLimits:
+    def _limits(self, view: ExchangeView, concurrent: bool) -> PlotLimits:
         """The bus-voltage window and the balance allowance (per unit x the exchange's
-        units) from the run header's envelopes."""
+        units) from the run header's envelopes, each judged over the times it applies.
+        With another exchange at the same time the residual is not judged: the voltage
+        reference carries both, so one exchange's sum includes the other's current."""
         bus = self.model.run.bus_envelope
         allowance = number(bus.get("balance_allowance_per_unit"))
-        balance = None if allowance is None or not view.currents else allowance * len(view.currents)
-        return PlotLimits(number(bus.get("voltage_min")), number(bus.get("voltage_max")), balance)
+        balance = None
+        if allowance is not None and view.currents and not concurrent:
+            balance = allowance * len(view.currents)
+        marks = {m.label: m.t for m in view.steps}
+        times = [float(t) for tr in view.voltage for t in tr.t[:1]]
+        first = min(times, default=0.0)
+        up = max((marks[k] for k in ("rampUp", "authorize") if k in marks), default=first)
+        end = marks.get("stop", math.inf)
+        start = marks.get("start")
+        return PlotLimits(
+            number(bus.get("voltage_min")),
+            number(bus.get("voltage_max")),
+            balance,
+            voltage_span=(up, end),
+            balance_span=None if start is None else (start, end),
+        )
 
-    def _plot_flowables(self, image: PlotImage) -> list[Flowable]:
+    @staticmethod
+    def _overlaps(view: ExchangeView, others: Sequence[ExchangeView]) -> bool:
+        """Another exchange of the section ran at some time ``view`` ran."""
+
+        def span(v: ExchangeView) -> tuple[float, float] | None:
+            times = [t for tr in v.currents for t in (float(tr.t[0]), float(tr.t[-1])) if len(tr.t)]
+            return (min(times), max(times)) if times else None
+
+        mine = span(view)
+        if mine is None:
+            return False
+        for other in others:
+            theirs = span(other) if other is not view else None
+            if theirs is not None and theirs[0] < mine[1] and mine[0] < theirs[1]:
+                return True
+        return False
+
+    def _plot_flowables(self, image: PlotImage, concurrent: bool = False) -> list[Flowable]:
         s = self.styles
         height = FRAME_W * image.height_px / image.width_px
         # mask=None: the plot is opaque, so no soft mask is needed in the PDF
@@ -189,20 +224,27 @@ class SectionBody:
             out.append(Paragraph(legend, s.small))
         if image.steps:
             out.append(self._step_list(image.steps))
-        out.append(Paragraph(self._caption(image), s.small))
+        out.append(Paragraph(self._caption(image, concurrent), s.small))
         return out
 
-    def _caption(self, image: PlotImage) -> str:
+    def _caption(self, image: PlotImage, concurrent: bool) -> str:
         """What to look for in the plot, and what went beyond a drawn limit."""
         bus = self.model.run.bus_envelope
         low, high = number(bus.get("voltage_min")), number(bus.get("voltage_max"))
         window = f" ({_fmt(low, 4)} to {_fmt(high, 4)} V)" if low is not None else ""
         text = (
             "<i>What to look for: each unit's current (positive: it pushes current into the bus) "
-            "reaches its set-point after the ramp-up; the bus voltage stays inside the dashed "
-            f"window{window}; the balance residual (the sum of the exchange's currents) stays "
-            "inside its dashed ± allowance. Red shading marks where a trace left its limits."
+            "reaches its set-point in the warm-up steps; once the bus is up (after rampUp) its "
+            f"voltage stays inside the dashed window{window}; while the exchange runs the "
+            "balance residual (the sum of its units' currents) stays inside its dashed ± "
+            "allowance. Red shading marks where a trace left a limit while it applied."
         )
+        if concurrent:
+            text += (
+                " Another exchange ran at the same time through the same voltage reference, "
+                "so this exchange's residual includes the other's current: it is not judged "
+                "here (the supervisor judges the whole bus, above)."
+            )
         if image.exceeded:
             text += " Here: " + markup("; ".join(dict.fromkeys(image.exceeded))) + "."
         return text + "</i>"

@@ -64,6 +64,10 @@ class PlotLimits:
     voltage_min: float | None = None
     voltage_max: float | None = None
     balance: float | None = None
+    #: When each limit applies (None: the whole plot): the bus window from the bus up
+    #: (end of rampUp/authorize) to the stop, the balance from start to stop.
+    voltage_span: tuple[float, float] | None = None
+    balance_span: tuple[float, float] | None = None
 
 
 class UnitColours:
@@ -197,11 +201,19 @@ class ExchangePlotter:
         exceeded: list[str] = []
         if limits.balance is not None and view.residual:
             exceeded += self._limit_band(
-                residual, view.residual, -limits.balance, limits.balance, "balance residual"
+                residual,
+                view.residual,
+                (-limits.balance, limits.balance),
+                limits.balance_span,
+                "balance residual",
             )
         if view.voltage and (limits.voltage_min is not None or limits.voltage_max is not None):
             exceeded += self._limit_band(
-                voltage, view.voltage, limits.voltage_min, limits.voltage_max, "bus voltage"
+                voltage,
+                view.voltage,
+                (limits.voltage_min, limits.voltage_max),
+                limits.voltage_span,
+                "bus voltage",
             )
         steps = tuple(view.steps)
         self._mark_steps(steps)
@@ -211,11 +223,19 @@ class ExchangePlotter:
         return PlotImage(buffer.getvalue(), width, height, tuple(legend), steps, tuple(exceeded))
 
     @staticmethod
+    @staticmethod
     def _limit_band(
-        ax: Axes, traces: list[Trace], low: float | None, high: float | None, what: str
+        ax: Axes,
+        traces: list[Trace],
+        band: tuple[float | None, float | None],
+        span: tuple[float, float] | None,
+        what: str,
     ) -> list[str]:
         """Dashed limit lines, the axis widened to show them, and red shading where a
-        trace is beyond them; returns what went beyond, for the caption."""
+        trace is beyond them within ``span`` (the times the limit applies: the bus window
+        once the bus is up, the balance while the exchange runs; None: always); returns
+        what went beyond, for the caption."""
+        low, high = band
         exceeded = []
         data_low, data_high = ax.get_ylim()
         lines = [v for v in (low, high) if v is not None]
@@ -225,29 +245,22 @@ class ExchangePlotter:
         for value in lines:
             ax.axhline(value, color=LIMIT_COLOUR, linestyle="--", linewidth=0.8)
         for trace in traces:
-            y = trace.y
-            unit = trace.unit
-            if high is not None and bool(np.any(np.nan_to_num(y, nan=high) > high)):
-                exceeded.append(f"{what} above {high:+.4g} {unit}")
-            if low is not None and bool(np.any(np.nan_to_num(y, nan=low) < low)):
-                exceeded.append(f"{what} below {low:+.4g} {unit}")
-            if high is not None:
+            t, y = trace.t, trace.y
+            judged = np.isfinite(y)
+            if span is not None:
+                judged &= (t >= span[0] - 1e-9) & (t <= span[1] + 1e-9)
+            for limit, sign, word in ((high, 1.0, "above"), (low, -1.0, "below")):
+                if limit is None:
+                    continue
+                where = judged & (sign * (np.nan_to_num(y, nan=limit) - limit) > 0)
+                if not bool(np.any(where)):
+                    continue
+                exceeded.append(f"{what} {word} {limit:+.4g} {trace.unit}")
                 ax.fill_between(
-                    trace.t,
-                    high,
-                    y,
-                    where=np.nan_to_num(y, nan=high) > high,
-                    color=EXCEEDED_COLOUR,
-                    alpha=0.3,
-                    linewidth=0,
-                    interpolate=True,
-                )
-            if low is not None:
-                ax.fill_between(
-                    trace.t,
-                    y,
-                    low,
-                    where=np.nan_to_num(y, nan=low) < low,
+                    t,
+                    limit,
+                    np.nan_to_num(y, nan=limit),
+                    where=where,
                     color=EXCEEDED_COLOUR,
                     alpha=0.3,
                     linewidth=0,
@@ -261,7 +274,8 @@ class ExchangePlotter:
         entries = []
         for trace in traces:
             colour = BUS_COLOUR if panel != "unit currents" else self.colours.of(trace.label)
-            t, y = reduce_points(trace.t, trace.y)
+            finite = np.isfinite(trace.y)  # a row a unit did not give: join its readings
+            t, y = reduce_points(trace.t[finite], trace.y[finite])
             marker = "o" if len(t) <= SPARSE_POINTS else None  # a lone sample stays visible
             ax.plot(t, y, color=colour, linewidth=1.0, marker=marker, markersize=2.5)
             entries.append(LegendEntry(panel, trace.label, trace.unit, colour))
