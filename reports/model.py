@@ -137,7 +137,27 @@ class Measurement:
 
     @property
     def value_text(self) -> str:
-        return text(self.value, "—")
+        x = number(self.value)
+        if x is None or isinstance(self.value, bool):
+            return text(self.value, "—")
+        return quantity_text(x, self.unit)
+
+    def limit_text(self, limit: float | None) -> str:
+        return "—" if limit is None else quantity_text(limit, self.unit)
+
+
+#: Decimals a value in this unit is shown with (a measurement table reads evenly: mA,
+#: 10 mV, mWh …); other units get 4 significant digits.
+DECIMALS = {"A": 3, "V": 2, "Wh": 3, "W": 1, "s": 2, "°C": 1, "%": 1, "A/s": 2}
+
+
+def quantity_text(x: float, unit: str) -> str:
+    """``x`` as the report prints a value in ``unit`` (never ``-0.000``)."""
+    places = DECIMALS.get(unit.strip())
+    if places is None or abs(x) >= 1e6:
+        return f"{x:.4g}"
+    shown = f"{x:.{places}f}"
+    return shown[1:] if shown.startswith("-") and float(shown) == 0 else shown
 
 
 @dataclass

@@ -23,6 +23,13 @@ from reports.model import Instrument, ReportModel
 from reports.story import Story
 
 
+def _amps(value: float | None, can: Any, what: str) -> str:
+    """A unit's current limit, or ``cannot sink`` for a unit that cannot."""
+    if can is False:
+        return f"cannot {what}"
+    return f"{_fmt(value)} A"
+
+
 class BenchTables:
     """Writes the "Instruments" and "Envelopes in force" sections into ``story``."""
 
@@ -172,8 +179,8 @@ class BenchTables:
                         uid,
                         f"{_fmt(g('voltage_min'))} V",
                         f"{_fmt(g('voltage_max'))} V",
-                        f"{_fmt(g('current_source_max'))} A",
-                        f"{_fmt(g('current_sink_max'))} A",
+                        _amps(g("current_source_max"), env.get("can_source"), "source"),
+                        _amps(g("current_sink_max"), env.get("can_sink"), "sink"),
                         f"{_fmt(g('power_max'))} W",
                         f"{_fmt(g('slew_max'))} A/s",
                         soc,

@@ -107,8 +107,8 @@ class SectionBody:
                     m.name,
                     m.value_text,
                     m.unit,
-                    _fmt(m.low),
-                    _fmt(m.high),
+                    m.limit_text(m.low),
+                    m.limit_text(m.high),
                     Paragraph(_chip(verdict) if m.verdict else "—", self.styles.cell),
                 ]
             )
