@@ -148,3 +148,30 @@ def test_junit_elements_follow_the_verdicts(tmp_path: Path) -> None:
     assert cases == {"refused": ["error"], "assert": ["failure"], "plain": []}
     assert align_junit(path) == 0  # already aligned
     assert align_junit(tmp_path / "absent.xml") == 0
+
+
+def test_build_progress_is_quiet_for_a_quick_build_and_draws_a_bar_on_a_terminal() -> None:
+    from reports.progress import BuildProgress
+
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = BuildProgress(out, clock=clock, tty=True)
+    progress(1, 4, "tests")
+    assert out.getvalue() == ""  # within the first second: nothing
+    clock.now += 1.5
+    progress(2, 4, "tests")
+    progress.finish()
+    assert out.getvalue() == (
+        "\rhil run: building the report [############------------] 2/4 tests\n"
+    )
+    piped = io.StringIO()
+    lines = BuildProgress(piped, clock=clock, tty=False)
+    clock.now += 2.5
+    lines(1, 4, "tests")
+    lines(2, 4, "tests")  # no time passed: no second line
+    clock.now += 2.5
+    lines(3, 4, "tests")
+    assert piped.getvalue().splitlines() == [
+        "hil run: building the report: 1/4 tests",
+        "hil run: building the report: 3/4 tests",
+    ]
