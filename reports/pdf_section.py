@@ -57,7 +57,7 @@ class SectionBody:
         if section.measurements:
             self.story.add(_p("Measurements against limits", s.h3), self._measurements(section))
         if section.supervisor.cycles:
-            self._supervisor(section)
+            self._supervisor(section, expected)
         for day in section.community:
             self.story.add(*self.community.flowables(day))
         in_timeline = {deal.name for day in section.community for deal in day.deals}
@@ -119,7 +119,7 @@ class SectionBody:
         header = ["measurement", "value", "unit", "low limit", "high limit", "verdict"]
         return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
 
-    def _supervisor(self, section: Section) -> None:
+    def _supervisor(self, section: Section, expected: bool = False) -> None:
         sup = section.supervisor
         s = self.styles
         self.story.add(_p("Supervisor", s.h3))
@@ -130,7 +130,10 @@ class SectionBody:
         )
         if sup.failing:
             rows = [[key, str(w), str(e)] for key, (w, e) in sorted(sup.failing.items())]
-            shade = [(i, FAIL_ROW if r[2] != "0" else WARN_ROW) for i, r in enumerate(rows)]
+            shade = [
+                (i, FAIL_ROW if r[2] != "0" and not expected else WARN_ROW)
+                for i, r in enumerate(rows)
+            ]
             self.story.add(
                 _table(
                     s,
@@ -272,7 +275,7 @@ class SectionBody:
             shade.append((len(rows), FAIL_ROW if bad else WARN_ROW))
             level = f"{e.level} (expected)" if expected else e.level
             rows.append([_fmt(e.t, 5), level, e.check, e.unit or "bus", e.message])
-        widths = [16, 12, 28, 14, 110]
+        widths = [16, 22, 28, 14, 100]
         scale = FRAME_W / (sum(widths) * mm)
         header = ["t (s)", "level", "check", "unit", "message"]
         return _table(self.styles, header, rows, [w * mm * scale for w in widths], shade=shade)
