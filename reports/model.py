@@ -427,81 +427,7 @@ class _Builder:
 
     # -- line types ---------------------------------------------------------------------
     def run_start(self, line: Mapping[str, Any]) -> None:
-        run = self.run
-        run.run_id = text(line.get("run_id"))
-        bench = mapping(line.get("bench"))
-        if bench:
-            body = bench.get("text")
-            run.bench = Bench(
-                name=text(bench.get("name")),
-                description=text(bench.get("description")),
-                path=text(bench.get("path")),
-                sha256=text(bench.get("sha256")),
-                text=body if isinstance(body, str) else None,
-            )
-        emulated = line.get("emulated")
-        run.emulated = emulated if isinstance(emulated, bool) else None
-        calibration = {str(k): text(v) for k, v in mapping(line.get("calibration_due")).items()}
-        for item in sequence(line.get("instruments")):
-            entry = mapping(item)
-            if not entry:
-                continue
-            emu = entry.get("emulated", run.emulated)
-            key = f"{text(entry.get('unit'))}.{text(entry.get('instrument'))}"
-            run.instruments.append(
-                Instrument(
-                    unit=text(entry.get("unit")),
-                    instrument=text(entry.get("instrument")),
-                    driver=text(entry.get("driver")),
-                    resource=text(entry.get("resource")),
-                    vendor=text(entry.get("vendor")),
-                    model=text(entry.get("model")),
-                    serial=text(entry.get("serial")),
-                    firmware=text(entry.get("firmware")),
-                    emulated=emu if isinstance(emu, bool) else None,
-                    worker=text(entry.get("worker")),
-                    calibration_due=calibration.get(key, ""),
-                )
-            )
-        for key, why in mapping(line.get("unidentified")).items():
-            worker, _, key = key.rpartition(":")
-            unit, _, name = key.partition(".")
-            run.instruments.append(
-                Instrument(
-                    unit,
-                    name,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    run.emulated,
-                    text(why, "no answer"),
-                    worker=worker,
-                    calibration_due=calibration.get(key, ""),
-                )
-            )
-        envelopes = mapping(line.get("envelopes"))
-        run.bus_envelope = mapping(envelopes.get("bus"))
-        run.unit_envelopes = {
-            uid: mapping(env) for uid, env in mapping(envelopes.get("units")).items()
-        }
-        run.software = {
-            k: text(v, "not installed") for k, v in mapping(line.get("software")).items()
-        }
-        run.git_revision = text(line.get("git_revision"))
-        run.host = text(line.get("host"))
-        run.started_at = text(line.get("started_at"))
-        run.started_wall = number(line.get("wall"))
-        sign_off = mapping(line.get("sign_off"))
-        run.operator = text(sign_off.get("operator"))
-        run.dut = text(sign_off.get("dut"))
-        run.station = text(sign_off.get("station"))
-        sources = mapping(line.get("test_sources"))
-        run.test_sources_sha256 = text(sources.get("sha256"))
-        run.test_sources = {str(k): text(v) for k, v in mapping(sources.get("files")).items()}
-        run.workers = {str(k): mapping(v) for k, v in mapping(line.get("workers")).items()}
+        read_run_start(self.run, line)
 
     def run_end(self, line: Mapping[str, Any]) -> None:
         self.run.finished_at = text(line.get("finished_at"))
@@ -824,6 +750,80 @@ class _Builder:
             corrupt=list(records.corrupt),
             missing=self.missing,
         )
+
+
+def read_run_start(run: Run, line: Mapping[str, Any]) -> None:
+    """Fill ``run`` from a ``run_start`` line (fields of the wrong type are absent)."""
+    run.run_id = text(line.get("run_id"))
+    bench = mapping(line.get("bench"))
+    if bench:
+        body = bench.get("text")
+        run.bench = Bench(
+            name=text(bench.get("name")),
+            description=text(bench.get("description")),
+            path=text(bench.get("path")),
+            sha256=text(bench.get("sha256")),
+            text=body if isinstance(body, str) else None,
+        )
+    emulated = line.get("emulated")
+    run.emulated = emulated if isinstance(emulated, bool) else None
+    calibration = {str(k): text(v) for k, v in mapping(line.get("calibration_due")).items()}
+    for item in sequence(line.get("instruments")):
+        entry = mapping(item)
+        if not entry:
+            continue
+        emu = entry.get("emulated", run.emulated)
+        key = f"{text(entry.get('unit'))}.{text(entry.get('instrument'))}"
+        run.instruments.append(
+            Instrument(
+                unit=text(entry.get("unit")),
+                instrument=text(entry.get("instrument")),
+                driver=text(entry.get("driver")),
+                resource=text(entry.get("resource")),
+                vendor=text(entry.get("vendor")),
+                model=text(entry.get("model")),
+                serial=text(entry.get("serial")),
+                firmware=text(entry.get("firmware")),
+                emulated=emu if isinstance(emu, bool) else None,
+                worker=text(entry.get("worker")),
+                calibration_due=calibration.get(key, ""),
+            )
+        )
+    for key, why in mapping(line.get("unidentified")).items():
+        worker, _, key = key.rpartition(":")
+        unit, _, name = key.partition(".")
+        run.instruments.append(
+            Instrument(
+                unit,
+                name,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                run.emulated,
+                text(why, "no answer"),
+                worker=worker,
+                calibration_due=calibration.get(key, ""),
+            )
+        )
+    envelopes = mapping(line.get("envelopes"))
+    run.bus_envelope = mapping(envelopes.get("bus"))
+    run.unit_envelopes = {uid: mapping(env) for uid, env in mapping(envelopes.get("units")).items()}
+    run.software = {k: text(v, "not installed") for k, v in mapping(line.get("software")).items()}
+    run.git_revision = text(line.get("git_revision"))
+    run.host = text(line.get("host"))
+    run.started_at = text(line.get("started_at"))
+    run.started_wall = number(line.get("wall"))
+    sign_off = mapping(line.get("sign_off"))
+    run.operator = text(sign_off.get("operator"))
+    run.dut = text(sign_off.get("dut"))
+    run.station = text(sign_off.get("station"))
+    sources = mapping(line.get("test_sources"))
+    run.test_sources_sha256 = text(sources.get("sha256"))
+    run.test_sources = {str(k): text(v) for k, v in mapping(sources.get("files")).items()}
+    run.workers = {str(k): mapping(v) for k, v in mapping(line.get("workers")).items()}
 
 
 def _first(*values: Any) -> float | None:
