@@ -69,4 +69,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     code: int = module.run(args)
     return code
-
