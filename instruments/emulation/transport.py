@@ -37,6 +37,11 @@ Fault semantics (:class:`Faults`), per instrument, shared by all its servers:
 - ``drop`` *count*: the next *count* replies are swallowed (a reply consumes a pending
   drop before a pending garbage).
 
+An instrument's :class:`~instruments.emulation.timing.InstrumentTiming` (``timing=``,
+shared by its servers; ``timing = "real"``) holds each reply until the emulated instrument
+would have finished: its processing time per command and its serial line time. Faults act
+on top (a delay fault adds to it).
+
 A pty has no connection: the server notices a client opening the slave (``/dev/pts/N``)
 by polling the master for hang-up every ``poll_seconds`` (20 ms), and a client closing it
 by the hang-up itself; a new session starts for each opening. As on a real serial line,
