@@ -9,11 +9,12 @@ import pytest
 
 from hil.cli import main
 from hil.cli.bench import TEMPLATE, branch_name, branch_sizes, write_community
+from hil.config.bench import BenchConfig, UnitConfig
 from hil.config.benchfile import load_bench_file
 
 
-def _without_description(config: object) -> object:
-    return [dataclasses.replace(u, description="") for u in config.units]  # type: ignore[attr-defined]
+def _without_description(config: BenchConfig) -> list[UnitConfig]:
+    return [dataclasses.replace(u, description="") for u in config.units]
 
 
 def test_19_houses_give_back_the_template(tmp_path: Path) -> None:
