@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -157,11 +157,15 @@ def _expected_unit_seconds(config: Any, unit_id: str) -> float:
     return total
 
 
-def test_sequential_read_of_19_units_takes_the_sum_of_their_latencies() -> None:
+@pytest.mark.parametrize("serial", ["tcp", "pty"])
+def test_sequential_read_of_19_units_takes_the_sum_of_their_latencies(
+    serial: Literal["tcp", "pty"],
+) -> None:
     """Every unit read once, one after the other: the emulated time the instruments spent
-    is the sum, over the units, of their models' processing and line times."""
+    is the sum, over the units, of their models' processing and line times (the serial
+    lines served on sockets or on ptys alike)."""
     config = load_bench_file(BENCH_19)
-    emulator = EmulatorThread(config, timing="real")
+    emulator = EmulatorThread(config, timing="real", serial=serial)
     try:
         bench = Bench.on_emulator(
             config,
