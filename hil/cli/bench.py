@@ -35,7 +35,8 @@ from typing import Any
 #: The 19-house community the generated ones copy, beside the ``hil`` package.
 TEMPLATE = Path(__file__).resolve().parents[2] / "fixtures" / "benches" / "community-19.toml"
 MAX_HOUSES = 1000
-_COPIED_TABLES = ("bus", "apis", "default_envelope")
+#: Tables copied unchanged from the template (``[bus]`` too, its hub limit scaled).
+_COPIED_TABLES = ("apis", "default_envelope")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +176,7 @@ def community_text(houses: int, data: Mapping[str, Any], template: Path, scenari
         "",
     ]
     out += _table("bus", bus)
-    for key in _COPIED_TABLES[1:]:
+    for key in _COPIED_TABLES:
         if key in data:
             out += _table(key, data[key])
     community = {**data["community"], "scenario": scenario}
