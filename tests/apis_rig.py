@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from hil.bench_config import BenchConfig
-from hil.benchfile import load_bench_file
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from hil.units import EMULATOR_DRIVER_OPTIONS
 from hil.units.apis_front import ApisFront
 from instruments.emulation.client import ControlClient

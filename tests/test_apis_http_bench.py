@@ -14,13 +14,13 @@ from collections.abc import Iterator
 import pytest
 from apis_rig import ApisClient, served
 
-from hil.bench import Bench
-from hil.benchfile import parse_bench_text
 from hil.clock import SimClock
-from hil.engine import ExchangeEngine, State
+from hil.config.benchfile import parse_bench_text
 from hil.errors import ConfigError
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine, State
 from hil.recorder import MemoryRecorder
+from hil.units.bench import Bench
 
 HEADER = """\
 schema_version = 1

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from hil.apis_policy import ApisPolicy
-from hil.bench_config import BenchConfig
-from hil.benchfile import load_bench_file
+from hil.config.apis_policy import ApisPolicy
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]

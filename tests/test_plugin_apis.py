@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.run import add_arguments, build_pytest_args
+from hil.cli.run import add_arguments, build_pytest_args
 
 pytest_plugins = ["pytester"]
 

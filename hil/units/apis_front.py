@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from hil.bench_config import BenchConfig, InstrumentConfig, UnitConfig
 from hil.clock import WallClock
+from hil.config.bench import BenchConfig, InstrumentConfig, UnitConfig
 from hil.errors import ConfigError
 from instruments.apis import (
     HTTP_FAMILY,
