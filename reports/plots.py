@@ -170,6 +170,7 @@ class ExchangePlotter:
             for artist in [*ax.lines, *ax.texts, *ax.collections, *ax.patches]:
                 artist.remove()
             ax.relim()
+            ax.set_autoscaley_on(True)  # a limit band of the previous plot fixed its range
 
     def render(self, view: ExchangeView, limits: PlotLimits | None = None) -> PlotImage:
         """The exchange's three panels as a PNG, with ``limits`` drawn and the stretches
