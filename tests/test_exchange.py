@@ -145,6 +145,8 @@ def test_rules_that_depend_on_the_running_exchanges() -> None:
         (Exchange.between("E001", "E002", 0.5, amount_wh=5), Rule.ENVELOPE),
         (Exchange.between("E002", "E004", 1.0, amount_wh=5, reference="E004"), Rule.ONE_REFERENCE),
         (Exchange.between("E002", "E003", 0.25, amount_wh=5), Rule.REFERENCE_HEADROOM),
+        # A supply and a load could not take the bus over if E001->E003 ended first.
+        (Exchange.between("SUP1", "LOAD1", 0.5, duration=5), Rule.REFERENCE),
     ]
     for exchange, rule in cases:
         with pytest.raises(ExchangeError, match=rf"\[rule {rule.value}\]"):

@@ -402,6 +402,7 @@ class _Planner:
                     f"unit {explicit} is named as voltage reference, but unit {load.reference} "
                     "already holds the bus; one voltage reference per bus",
                 )
+            self._check_successor(legs, reference_side, load.reference)
             return load.reference
         if explicit is not None:
             why = reference_problem(self.bench, explicit, legs.get(explicit, 0.0))
@@ -415,6 +416,22 @@ class _Planner:
                 "no unit of the exchange can be the voltage reference: " + "; ".join(reasons),
             )
         return chosen
+
+    def _check_successor(self, legs: Mapping[str, float], side: Side, holder: str) -> None:
+        """An exchange that joins a held bus may outlive the exchanges that hold it; APIS's
+        hand-over then passes the reference to a unit of the exchanges still running. So
+        every exchange must have a unit that could hold the bus on its own, or a hand-over
+        would find none half-way through a run."""
+        if holder in legs:
+            return
+        chosen, reasons = pick_reference(self.bench, legs, side)
+        if chosen is None:
+            raise self.fail(
+                Rule.REFERENCE,
+                f"unit {holder} holds the bus now, but none of this exchange's units could take "
+                "over the voltage reference if the running exchanges end first: "
+                + "; ".join(reasons),
+            )
 
     # -- the bus ------------------------------------------------------------------------
     def _check_bus(self, legs: Mapping[str, float], reference: str) -> None:
