@@ -31,6 +31,7 @@ from instruments.emulation.description import (
     HouseholdConfig,
     UnitDescription,
 )
+from instruments.emulation.fault_table import fault_problem
 from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.models import InstrumentModel, ModelContext, Wire, models
 from instruments.emulation.models.base import BUS_NODE
@@ -425,6 +426,9 @@ class Emulator:
 
     def fault(self, instrument: str, kind: str, params: dict[str, Any]) -> None:
         model = self._model(instrument)
+        problem = fault_problem(instrument, kind, params, model.extra_faults)
+        if problem is not None:
+            raise RequestError(problem)
         try:
             if kind in FAULT_KINDS:
                 self.faults[instrument].apply(kind, params)
