@@ -544,3 +544,53 @@ def parse_property_map(edt: bytes) -> frozenset[int]:
     return frozenset(
         ((bit + 8) << 4) | low for low in range(16) for bit in range(8) if edt[1 + low] >> bit & 1
     )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an ECHONET Lite object is reached: host, UDP port and EOJ."""
+
+    host: str
+    port: int
+    eoj: Eoj
+
+    def __str__(self) -> str:
+        return f"echonet://{self.host}:{self.port}/{self.eoj}"
+
+
+RESOURCE_FORM: Final = "echonet://HOST[:PORT]/EOJ (e.g. echonet://127.0.0.2/027E01; port 3610)"
+
+
+def parse_resource(resource: str) -> Endpoint:
+    """``echonet://HOST[:PORT]/EOJ`` → :class:`Endpoint`; ``FieldRangeError`` saying why not.
+
+    Unicast only: a multicast address (224.0.0.0/4, ECHONET's 224.0.23.0) is refused.
+    """
+    prefix = "echonet://"
+    if not resource.lower().startswith(prefix):
+        raise FieldRangeError(f"{resource!r} does not start with {prefix}; form: {RESOURCE_FORM}")
+    rest = resource[len(prefix) :]
+    address, slash, eoj_text = rest.partition("/")
+    if not slash or not eoj_text:
+        raise FieldRangeError(f"{resource!r} names no object (…/027E01); form: {RESOURCE_FORM}")
+    eoj = Eoj.parse(eoj_text)
+    host, port = address, ECHONET_PORT
+    if address.startswith("["):
+        host, _, tail = address[1:].partition("]")
+        if tail:
+            port = _port(tail.removeprefix(":"), resource)
+    elif ":" in address:
+        host, _, port_text = address.rpartition(":")
+        port = _port(port_text, resource)
+    if not host or any(c.isspace() or c in "/@?#" for c in host):
+        raise FieldRangeError(f"{resource!r}: {host!r} is not a host name or address")
+    first = host.split(".", 1)[0]
+    if first.isdigit() and 224 <= int(first) <= 239:
+        raise FieldRangeError(f"{resource!r}: {host} is a multicast address; unicast only")
+    return Endpoint(host, port, eoj)
+
+
+def _port(text: str, resource: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise FieldRangeError(f"{resource!r}: port {text!r} is not 1-65535")
+    return int(text)
