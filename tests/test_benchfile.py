@@ -79,7 +79,11 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "LOAD1",
         "BID1",
         "BID2",
+        "EV1",
     )
+    ev = config.unit("EV1")
+    assert ev.kind == "ev" and ev.has_battery
+    assert config.emulation.ports["EV1"].battery_capacity == 40000.0
     for unit_id in ("E001", "E002", "E003", "E004"):
         unit = config.unit(unit_id)
         assert unit.kind == "converter" and unit.has_battery
@@ -103,6 +107,7 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "LOAD1": ("load", "chroma63200a"),
         "BID1": ("bidirectional", "it6000c"),
         "BID2": ("bidirectional", "psb10000"),
+        "EV1": ("ev", "echonet_v2h"),
     }
     assert config.unit("SUP1").instrument("supply").rating.voltage_max == 600.0
     assert not config.unit("SUP1").can_sink and not config.unit("LOAD1").can_source

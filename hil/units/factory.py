@@ -28,12 +28,14 @@ from .base import (
     as_bidirectional,
     as_bms,
     as_converter,
+    as_ev_charger,
     as_load,
     as_source_supply,
 )
 from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
 from .bidirectional import BidirectionalUnit
 from .converter import ConverterUnit
+from .ev import EvUnit
 from .load import LoadUnit
 from .supply import SupplyUnit
 
@@ -267,4 +269,23 @@ def _converter(
         bms_driver_name=bms_configs[0].driver if bms_configs else "",
         battery_current_max=main.rating.battery_current_max,
         safe_off_timeout=safe_off_timeout,
+    )
+
+
+@adapter("ev")
+def _ev(
+    config: UnitConfig,
+    main: InstrumentConfig,
+    drivers: Mapping[str, Instrument],
+    clock: Clock,
+    timeout: float,
+) -> UnitBase:
+    return EvUnit(
+        config.id,
+        as_ev_charger(_part(main, drivers)),
+        config.envelope,
+        clock,
+        name=main.name,
+        driver_name=main.driver,
+        safe_off_timeout=timeout,
     )

@@ -1,6 +1,6 @@
 """ECHONET Lite frames and the EV charger/discharger (class 0x027E) property table.
 
-A pure codec (no I/O) shared by the ``v2h`` driver and the emulated V2H unit.
+A pure codec (no I/O) shared by the ``echonet_v2h`` driver and the emulated V2H unit.
 
 Frame (format 1, every number big-endian)::
 

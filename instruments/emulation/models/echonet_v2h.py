@@ -303,13 +303,13 @@ class V2hObject:
 
 
 class V2hModel(InstrumentModel):
-    """One emulated V2H unit (driver ``v2h``): ECHONET Lite over UDP, a converter, a car.
+    """One emulated V2H unit (driver ``echonet_v2h``): ECHONET Lite over UDP, a converter, a car.
 
     Control channel: ``set`` ``plugged`` (true/false) and ``soc`` (0..1, the car's); fault
     ``unplug`` (the car drives away: as ``set plugged false``).
     """
 
-    driver: ClassVar[str] = "v2h"
+    driver: ClassVar[str] = "echonet_v2h"
     wire: ClassVar[Wire] = Wire.ECHONET_UDP
     extra_faults: ClassVar[tuple[str, ...]] = ("unplug",)
 

@@ -53,19 +53,21 @@ from .wire.echonet import Esv, FieldRangeError, Frame, FrameError, Method, Prope
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 2.0
-RATINGS_FILE = Path(__file__).with_name("v2h.toml")
+RATINGS_FILE = Path(__file__).with_name("echonet_v2h.toml")
 DEFAULT_MODEL = "V2H-DC-6K"
 _SNA = frozenset({Esv.SETI_SNA, Esv.SETC_SNA, Esv.GET_SNA, Esv.INF_SNA, Esv.SETGET_SNA})
 _MEASURED = (0x80, 0xDA, 0xD3, 0xD4, 0xD5, 0xE2, 0xE4, 0xC7)
 
 
 def model_rating(model: str) -> Rating:
-    """Rating of a V2H model from ``v2h.toml`` (``ConfigError`` if unknown)."""
+    """Rating of a V2H model from ``echonet_v2h.toml`` (``ConfigError`` if unknown)."""
     with RATINGS_FILE.open("rb") as handle:
         tables = tomllib.load(handle)
     row = tables.get(model)
     if row is None:
-        raise ConfigError(f"v2h: unknown model {model!r}; known: {', '.join(sorted(tables))}")
+        raise ConfigError(
+            f"echonet_v2h: unknown model {model!r}; known: {', '.join(sorted(tables))}"
+        )
     current = max(float(row["current_source_max"]), float(row["current_sink_max"]))
     return Rating(voltage=float(row["voltage_max"]), current=current, power=float(row["power_max"]))
 
@@ -129,7 +131,7 @@ class UdpLink:
         return None
 
 
-class V2hCharger:
+class EchonetV2h:
     """An EV charger/discharger object over ECHONET Lite. Every call holds the driver's lock."""
 
     def __init__(
@@ -171,7 +173,7 @@ class V2hCharger:
         retries: int = 3,
         rating: Rating | None = None,
         model: str = DEFAULT_MODEL,
-    ) -> V2hCharger:
+    ) -> EchonetV2h:
         """Open a UDP socket for ``resource`` (nothing is sent yet)."""
         driver = cls(
             resource, name=name, timeout=timeout, retries=retries, rating=rating, model=model
@@ -184,7 +186,7 @@ class V2hCharger:
         return self._resource
 
     def __repr__(self) -> str:
-        return f"V2hCharger({self.name!r}, resource={self._resource!r})"
+        return f"EchonetV2h({self.name!r}, resource={self._resource!r})"
 
     # ---- transactions --------------------------------------------------------------------
     def transact(self, esv: Esv, props: Sequence[Property], gets: Sequence[Property] = ()) -> Frame:
@@ -418,15 +420,15 @@ def _refusal(request: Frame, reply: Frame) -> str:
     return f"{esv}: the unit refused {', '.join(refused) or 'the request'}"
 
 
-#: The family a bench file names ``driver = "v2h"`` (ratings: ``instruments/v2h.toml``).
+#: The family a bench file names ``driver = "echonet_v2h"`` (ratings: ``echonet_v2h.toml``).
 FAMILY = register(
     Family(
-        name="v2h",
+        name="echonet_v2h",
         function="ev",
         transport="echonet_udp",
         description="V2H EV charger/discharger (ECHONET Lite class 0x027E, unicast UDP)",
-        opener=V2hCharger.open,
-        ratings="v2h.toml",
+        opener=EchonetV2h.open,
+        ratings="echonet_v2h.toml",
         open_keywords=frozenset({"rating", "retries", "model"}),
     )
 )
