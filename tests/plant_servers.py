@@ -24,6 +24,7 @@ from instruments.emulation.models.base import BUS_NODE, InstrumentModel, ModelCo
 from instruments.emulation.plant import NodeSpec, Plant
 from instruments.emulation.plant_specs import AnyPortSpec
 from instruments.emulation.transport import BackgroundLoop, Faults, ServerGroup
+from instruments.emulation.udp import UdpServer
 
 T = TypeVar("T")
 M = TypeVar("M", bound=InstrumentModel)
@@ -112,6 +113,18 @@ class PlantServers:
         return self._loop.run(
             self._group.serve_pty(factory, instrument=model.key, faults=self.faults[model.key])
         )
+
+    def serve_udp(self, model: InstrumentModel, *, host: str = "127.0.0.1") -> int:
+        """Serve a UDP ``model`` on ``host`` at an ephemeral port; returns the port."""
+        server = UdpServer(
+            self.call(model.datagram_handler),
+            instrument=model.key,
+            faults=self.faults[model.key],
+            host=host,
+        )
+        port = self._loop.run(server.start())
+        self._group.add(server)
+        return port
 
     def call(self, func: Callable[[], T]) -> T:
         """Run ``func`` in the loop's thread (where the servers touch the plant)."""

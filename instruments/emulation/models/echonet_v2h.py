@@ -77,7 +77,7 @@ _RUNNING = {
 class V2hObject:
     """The EV charger/discharger object 0x027E01 and its state (an ``EchonetObject``)."""
 
-    def __init__(self, model: V2hModel) -> None:
+    def __init__(self, model: EchonetV2hModel) -> None:
         self.model = model
         rating = model.ctx.instrument.rating
         self.max_charge_a = rating.current_sink_max
@@ -207,6 +207,7 @@ class V2hObject:
         changed = self._apply(epc, value)
         if changed is None:
             return False
+        self.model.reschedule()
         self.model.announce(changed)
         return True
 
@@ -299,10 +300,11 @@ class V2hObject:
         if changed:
             self.mode = mode
             self.run_start_j = self.charged_j if mode is OperationMode.CHARGE else self.discharged_j
+        self.model.reschedule()
         return changed
 
 
-class V2hModel(InstrumentModel):
+class EchonetV2hModel(InstrumentModel):
     """One emulated V2H unit (driver ``echonet_v2h``): ECHONET Lite over UDP, a converter, a car.
 
     Control channel: ``set`` ``plugged`` (true/false) and ``soc`` (0..1, the car's); fault
@@ -322,6 +324,7 @@ class V2hModel(InstrumentModel):
         self.device = V2hObject(self)
         identity = NodeIdentity(maker=MAKER, product=PRODUCT, serial=self.serial)
         self.node = EchonetNode(ctx.key, identity, [self.device])
+        self._deadline: float | None = None
 
     @classmethod
     def node_specs(cls, ctx: ModelContext) -> list[NodeSpec]:
@@ -376,23 +379,36 @@ class V2hModel(InstrumentModel):
         self.node.announce(self.device, announced)
 
     # ---- time-driven behaviour: fixed amounts, SoC stops ---------------------------------
+    def reschedule(self) -> None:
+        """A setting or the mode changed: the next look is planned afresh."""
+        self._deadline = None
+
     def next_deadline(self) -> float | None:
+        """When the unit next looks at its energy and SoC while it runs (fixed between
+        looks, so the emulator stops the plant there)."""
         dev = self.device
         if dev.mode not in _RUNNING:
-            return None
-        now = self.plant.time
-        amount = (
-            dev.charge_amount_wh if dev.mode is OperationMode.CHARGE else dev.discharge_amount_wh
-        )
-        wait = CHECK_PERIOD_S
-        amps = dev.charge_current if dev.mode is OperationMode.CHARGE else dev.discharge_current
+            self._deadline = None
+        elif self._deadline is None:
+            self._deadline = self.plant.time + self._check_in()
+        return self._deadline
+
+    def _check_in(self) -> float:
+        """Seconds until the fixed amount is due at the designated current (at most
+        ``CHECK_PERIOD_S``)."""
+        dev = self.device
+        charge = dev.mode is OperationMode.CHARGE
+        amount = dev.charge_amount_wh if charge else dev.discharge_amount_wh
+        amps = dev.charge_current if charge else dev.discharge_current
         power = amps * max(self.converter.state().voltage, 1.0)
+        wait = CHECK_PERIOD_S
         if amount and power > 0:
             left = amount - dev.run_energy_wh()
             wait = min(wait, max(left * 3600.0 / power, 1e-3))
-        return now + wait
+        return wait
 
     def on_time(self, now: float) -> None:
+        self._deadline = None
         dev = self.device
         if dev.mode not in _RUNNING:
             return
