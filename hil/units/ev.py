@@ -35,6 +35,8 @@ from .base import SAFE_OFF_TIMEOUT_S, Part, SafeStep, UnitBase
 log = logging.getLogger(__name__)
 
 _REFUSED = "refused before anything was sent to the charger"
+#: The designated current's resolution (0xED / 0xEE carry 0.1 A steps).
+CURRENT_STEP_A = 0.1
 _MODES = {
     EvMode.CHARGE: Mode.CURRENT,
     EvMode.DISCHARGE: Mode.CURRENT,
@@ -70,6 +72,7 @@ class EvUnit(UnitBase):
             power_max=rating.power,
             has_battery=True,
             hardware_watchdog=False,
+            current_step=CURRENT_STEP_A,
         )
         part = Part(unit_id, name, driver_name or type(charger).__name__.lower(), charger)
         super().__init__(
