@@ -47,6 +47,14 @@ def test_ev_discharges_into_the_bus_many_to_one(
         measure("energy the car's battery gave", given, "Wh", low=1.0)
 
 
+def test_ev_trades_one_to_one_with_a_house(exchange: ExchangeFactory, measure: Measure) -> None:
+    # the car is the only unit to compensate with: its 0.1 A steps leave the rest of the
+    # drift (bus bleed, meter errors) on the reference, within APIS's allowance
+    run = exchange(discharge={"E002": 1.0}, charge={"EV1": 1.0}, duration=30, name="house-to-car")
+    assert run.plan.reference == "E002" and run.plan.adjuster == "EV1"
+    measure.exchange(run)
+
+
 def test_ev_charges_a_fixed_amount_from_two_batteries(
     exchange: ExchangeFactory, measure: Measure, bench: Bench, twin: Twin | None
 ) -> None:
