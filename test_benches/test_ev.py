@@ -30,8 +30,26 @@ def ev_unit(bench: Bench) -> EvUnit:
     return unit
 
 
+def report_ev(measure: Measure, car: EvUnit) -> list[str]:
+    """Put the car's charger and what it announced (mode and connection changes, ECHONET
+    Lite INF) on the test's page of the report; returns the operation modes announced."""
+    for ident in car.identify():
+        measure.note(
+            f"{ident.unit}.{ident.instrument}: {ident.vendor} {ident.model}, serial "
+            f"{ident.serial} ({ident.firmware}) at {ident.resource}"
+        )
+    notices = car.notices()
+    start = notices[0].t if notices else 0.0
+    for n in notices:
+        measure.note(
+            f"{car.unit_id} announced (INF) EPC 0x{n.epc:02X} {n.name}: {n.value} "
+            f"(+{n.t - start:.1f} s)"
+        )
+    return [n.value for n in notices if n.epc == 0xDA]
+
+
 def test_ev_discharges_into_the_bus_many_to_one(
-    exchange: ExchangeFactory, measure: Measure, twin: Twin | None
+    exchange: ExchangeFactory, measure: Measure, bench: Bench, twin: Twin | None
 ) -> None:
     before = twin.battery_wh("EV1") if twin else 0.0
     run = exchange(
@@ -42,6 +60,7 @@ def test_ev_discharges_into_the_bus_many_to_one(
     )
     assert run.plan.reference == "E003"  # the car cannot hold the bus: a battery does
     measure.exchange(run)
+    assert report_ev(measure, ev_unit(bench))[-2:] == ["discharge", "standby"]
     if twin:
         given = twin.battery_wh("EV1") - before
         measure("energy the car's battery gave", given, "Wh", low=1.0)
@@ -73,7 +92,7 @@ def test_ev_charges_a_fixed_amount_from_two_batteries(
     assert run.plan.reference in ("E001", "E002")
     measure.exchange(run)
     measure.near("energy counted on the car's side", run.energy_wh, 10.0, 0.5, "Wh")
-    modes = [n.value for n in car.notices() if n.epc == 0xDA]
+    modes = report_ev(measure, car)
     assert "charge" in modes and modes[-1] == "standby", modes
     if twin:
         taken = before - twin.battery_wh("EV1")
@@ -82,7 +101,7 @@ def test_ev_charges_a_fixed_amount_from_two_batteries(
 
 @pytest.mark.emulated
 def test_car_unplugged_mid_exchange_scrams_all_safe(
-    exchange: ExchangeFactory, measure: Measure, emulator: Twin, clock: Clock
+    exchange: ExchangeFactory, measure: Measure, bench: Bench, emulator: Twin, clock: Clock
 ) -> None:
     exchange.start(
         discharge={"E001": 0.6, "E002": 0.4}, charge={"EV1": 1.0}, duration=600, name="unplugged"
@@ -94,4 +113,5 @@ def test_car_unplugged_mid_exchange_scrams_all_safe(
     report = exchange.engine.last_shutdown
     assert report is not None and not shutdown_order_problems(report)
     assert emulator.wait_safe(clock) == []
+    report_ev(measure, ev_unit(bench))
     emulator.set("EV1", "plugged", True)
