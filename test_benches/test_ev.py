@@ -32,7 +32,8 @@ def ev_unit(bench: Bench) -> EvUnit:
 
 def report_ev(measure: Measure, car: EvUnit) -> list[str]:
     """Put the car's charger and what it announced (mode and connection changes, ECHONET
-    Lite INF) on the test's page of the report; returns the operation modes announced."""
+    Lite INF) since the last look on the test's page of the report; returns the operation
+    modes announced."""
     for ident in car.identify():
         measure.note(
             f"{ident.unit}.{ident.instrument}: {ident.vendor} {ident.model}, serial "

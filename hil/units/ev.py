@@ -17,7 +17,7 @@ docstring):
 - ``read()``: the charger's meters (bus port), mode, the car's SoC and connection: flags
   ``NOT_CONNECTED``, ``NO_CHARGE`` / ``NO_DISCHARGE`` (what the connection status allows).
   The charger's announcements (mode and connection changes) are kept for the record
-  (:meth:`EvUnit.notices`).
+  (:meth:`EvUnit.notices`: those since the last call).
 """
 
 from __future__ import annotations
@@ -82,7 +82,6 @@ class EvUnit(UnitBase):
         self._direction: bool | None = None  # True charging, False discharging, None standby
         self._connection: EvConnection | None = None
         self._amount_wh = 0
-        self._notices: list[EvNotice] = []
 
     def _forget(self) -> None:
         super()._forget()
@@ -96,9 +95,8 @@ class EvUnit(UnitBase):
         self._amount_wh = round(wh)
 
     def notices(self) -> list[EvNotice]:
-        """Every announcement (INF) the charger sent so far, oldest first."""
-        self._notices.extend(self.charger.notices())
-        return list(self._notices)
+        """The announcements (INF) the charger sent since the last call, oldest first."""
+        return self.charger.notices()
 
     # -- set-points ------------------------------------------------------------------------
     def _check_car(self, amps: float, what: str) -> None:
