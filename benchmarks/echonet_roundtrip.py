@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from plant_servers import BENCH_FILE, PlantServers, bus_node, context  # noqa: E402
 
-from hil.benchfile import parse_bench_text  # noqa: E402
+from hil.config.benchfile import parse_bench_text  # noqa: E402
 from instruments.echonet_v2h import EchonetV2h  # noqa: E402
 from instruments.emulation.models.echonet_v2h import EchonetV2hModel  # noqa: E402
 from instruments.wire import echonet as el  # noqa: E402

@@ -15,10 +15,10 @@ from fixtures.checks import shutdown_order_problems
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.errors import HilError
 from hil.units import EvUnit
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units("EV1", "E001", "E002", "E003")

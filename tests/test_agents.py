@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from emulated_rig import Rig
 
-from hil.agents import Community, CommunityReport
-from hil.deal_policy import DealPolicy
-from hil.engine import ExchangeEngine, State
-from hil.negotiation import Conditions
+from hil.autonomy.agents import Community, CommunityReport
+from hil.autonomy.negotiation import Conditions
+from hil.config.deal_policy import DealPolicy
+from hil.config.scenario import parse_scenario
+from hil.exchange.engine import ExchangeEngine, State
 from hil.recorder import MemoryRecorder
-from hil.scenario import parse_scenario
 
 #: The APIS houses of the emulated bench (its car, EV1, trades here only when named).
 HOUSES = ["E001", "E002", "E003", "E004"]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 
-from hil.benchfile import parse_bench_text
+from hil.config.benchfile import parse_bench_text
 from instruments.emulation.models.echonet_v2h import EchonetV2hModel
 from instruments.wire import echonet as el
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 
-from hil.benchfile import parse_bench_text
+from hil.config.benchfile import parse_bench_text
 from instruments.echonet_v2h import EchonetV2h
 from instruments.emulation.models.echonet_v2h import EchonetV2hModel
 from instruments.emulation.plant import VoltageReferenceSpec
