@@ -68,6 +68,31 @@ SUPPLY_HOLD_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
+#: The kinds of command whose processing time a family's ratings file gives: ``read`` is
+#: a query (SCPI ``...?``, a Modbus read, an EZA-2500 read frame), ``write`` a setting.
+COMMAND_KINDS: tuple[str, ...] = ("read", "write")
+
+
+@dataclass(frozen=True)
+class CommandTiming:
+    """How long an instrument model takes to process one command, per kind (seconds).
+
+    From the ``timing`` table of the family's ratings file (``read_ms``, ``write_ms``);
+    ``source`` names the manual or measurement, and ``assumed`` says that no manual
+    states the figure (it is our estimate). The emulator adds the serial line's own
+    transmission time on top (``instruments.emulation.timing``).
+    """
+
+    read_s: float
+    write_s: float
+    source: str
+    assumed: bool
+
+    def latency(self, kind: str) -> float:
+        """Processing time of one command of ``kind`` (``read`` or ``write``)."""
+        return self.read_s if kind == "read" else self.write_s
+
+
 @dataclass(frozen=True)
 class InstrumentRating:
     """The rated limits of one instrument model (from its family's ratings file)."""
@@ -84,6 +109,7 @@ class InstrumentRating:
     battery_voltage_min: float | None = None
     battery_voltage_max: float | None = None
     battery_current_max: float | None = None
+    timing: CommandTiming | None = None
 
     @property
     def can_source(self) -> bool:

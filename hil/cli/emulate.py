@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve serial instruments on loopback sockets or ptys (default: the bench file's)",
     )
     parser.add_argument(
+        "--timing",
+        choices=("real", "none"),
+        default=None,
+        help="instrument timing: real (each model's processing time and serial line time) "
+        "or none (answer at once); default: the bench file's [emulation] timing, else real "
+        "under --clock wall and none under --clock sim; a unit's own timing still wins",
+    )
+    parser.add_argument(
         "--control-port", type=int, default=0, help="control channel port (0: any free port)"
     )
     parser.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1)")
@@ -102,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             control_host=control_host,
             control_port=args.control_port,
             serial=args.serial,
+            timing=args.timing,
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)

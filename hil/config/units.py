@@ -123,6 +123,7 @@ class UnitReader:
             "timeout", DEFAULT_TIMEOUT, minimum=0.0, min_open=True, maximum=600.0
         )
         retries = table.integer("retries", DEFAULT_RETRIES, minimum=0, maximum=10)
+        calibration_due = table.opt_date("calibration_due")
         settings_table = table.table("settings")
         settings = self._read_settings(settings_table, spec)
         table.finish()
@@ -139,6 +140,7 @@ class UnitReader:
             retries=retries,
             settings=MappingProxyType(settings),
             declared_resource=resource,
+            calibration_due=calibration_due,
         )
 
     @staticmethod
