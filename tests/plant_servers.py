@@ -75,6 +75,7 @@ class PlantServers:
         self.plant = Plant(nodes, specs, seed=seed)
         self.models: list[InstrumentModel] = []
         self.faults: dict[str, Faults] = {}
+        self.udp_servers: list[UdpServer] = []
         self._loop = BackgroundLoop("plant-servers")
         self._group = ServerGroup()
 
@@ -114,14 +115,19 @@ class PlantServers:
             self._group.serve_pty(factory, instrument=model.key, faults=self.faults[model.key])
         )
 
-    def serve_udp(self, model: InstrumentModel, *, host: str = "127.0.0.1") -> int:
-        """Serve a UDP ``model`` on ``host`` at an ephemeral port; returns the port."""
+    def serve_udp(
+        self, model: InstrumentModel, *, host: str = "127.0.0.1", timing: bool = False
+    ) -> int:
+        """Serve a UDP ``model`` on ``host`` at an ephemeral port (with the instrument's
+        timing as ``timing = "real"`` if ``timing``); returns the port."""
         server = UdpServer(
             self.call(model.datagram_handler),
             instrument=model.key,
             faults=self.faults[model.key],
             host=host,
+            timing=model.timing() if timing else None,
         )
+        self.udp_servers.append(server)
         port = self._loop.run(server.start())
         self._group.add(server)
         return port

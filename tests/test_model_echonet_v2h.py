@@ -307,3 +307,19 @@ def test_bad_resources_are_refused_clearly(resource: str) -> None:
 def test_a_resource_of_another_class_is_refused() -> None:
     with pytest.raises(ConfigError, match="not an EV charger"):
         EchonetV2h("echonet://127.0.0.2/028701")
+
+
+def test_real_timing_holds_replies_for_the_instruments_processing_time(rig: Rig) -> None:
+    port = rig.h.serve_udp(rig.model, host=HOST, timing=True)
+    timed = rig.h.udp_servers[-1].timing
+    assert timed is not None and timed.command is not None  # the ratings file's [timing]
+    client = Client(port)
+    try:
+        assert client.get(0x80)[0] == 0x72
+        assert client.setc((0xCD, b"\x10"))[0] == 0x71
+    finally:
+        client.close()
+    account = rig.h.call(lambda: timed.account.as_dict())
+    assert account["commands"] == {"read": 1, "write": 1}
+    expected = timed.command.read_s + timed.command.write_s
+    assert account["busy_s"] == pytest.approx(expected)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from instruments.emulation.timing import note
 from instruments.emulation.udp import Address, Send
 from instruments.wire import echonet as el
 from instruments.wire.echonet import Eoj, Esv, FieldRangeError, Frame, FrameError, Property
@@ -167,6 +168,8 @@ class EchonetNode:
 
     def _serve(self, obj: EchonetObject, frame: Frame) -> Frame | None:
         esv = frame.esv
+        if esv in el.SNA:
+            note("write" if esv in (Esv.SETC, Esv.SETI, Esv.SETGET) else "read")
         if esv in (Esv.GET, Esv.INF_REQ):
             props, ok = self._get_all(obj, frame.props)
             gets: tuple[Property, ...] = ()

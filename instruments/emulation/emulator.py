@@ -346,15 +346,19 @@ class Emulator:
 
     async def _serve(self, key: str, model: InstrumentModel) -> str:
         faults = self.faults[key]
+        timing = self.timings.get(key)
         if model.wire is Wire.ECHONET_UDP:
             server = UdpServer(
-                model.datagram_handler(), instrument=key, faults=faults, host=self.host
+                model.datagram_handler(),
+                instrument=key,
+                faults=faults,
+                host=self.host,
+                timing=timing,
             )
             port = await server.start()
             self._group.add(server)
             return f"echonet://{self.host}:{port}{model.resource_path}"
         factory = model.session_factory()
-        timing = self.timings.get(key)
         line = model.wire in (Wire.SCPI_LAN, Wire.SCPI_SERIAL)
         terminator = b"\n" if line else None
         serial_line = model.wire is not Wire.SCPI_LAN and model.wire is not Wire.MODBUS_TCP

@@ -5,6 +5,10 @@ datagram with the sender's address and returns the replies, each with the addres
 to (ECHONET Lite answers the requester's source address and port, Part II §3.1.3). It may
 also send on its own (notifications) through the ``send`` function the server attaches.
 
+With the instrument's :class:`~instruments.emulation.timing.InstrumentTiming`
+(``timing = "real"``) a reply leaves when the emulated instrument would have finished the
+request (the node notes each Get as a ``read`` and each Set as a ``write``).
+
 The instrument's :class:`~instruments.emulation.transport.Faults` apply as on a stream:
 while ``disconnect`` holds, datagrams are ignored (the device is silent); ``delay``,
 ``garbage`` and ``drop`` act on each datagram sent, notifications included. A handler
@@ -18,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from instruments.emulation.timing import InstrumentTiming
 from instruments.emulation.transport import Faults, binary_corruptor
 
 log = logging.getLogger(__name__)
@@ -60,8 +65,11 @@ class UdpServer:
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        timing: InstrumentTiming | None = None,
     ) -> None:
         self.handler = handler
+        #: The instrument's timing (``timing = "real"``), or None: replies leave at once.
+        self.timing = timing
         self.instrument = instrument
         self.faults = faults if faults is not None else Faults(instrument)
         self.host = host
@@ -90,13 +98,26 @@ class UdpServer:
     def received(self, data: bytes, peer: Address) -> None:
         if self.faults.disconnected:
             return
+        answers: list[tuple[bytes, Address]] = []
+
+        def handle(datagram: bytes) -> list[bytes]:
+            answers.extend(self.handler.handle(datagram, peer))
+            return [reply for reply, _ in answers]
+
+        due = None
         try:
-            replies = self.handler.handle(data, peer)
+            if self.timing is None or self._loop is None:
+                handle(data)
+            else:
+                _, due = self.timing.feed(handle, data, self._loop.time())
         except Exception:
             log.exception("%s: handling a datagram from %s:%d failed", self.instrument, *peer)
             return
-        for reply, to in replies:
-            self.send(reply, to)
+        for reply, to in answers:
+            if due is not None and self._loop is not None and due > self._loop.time():
+                self._loop.call_at(due, self.send, reply, to)
+            else:
+                self.send(reply, to)
 
     def send(self, data: bytes, to: Address) -> None:
         """Send one datagram, through the instrument's faults."""

@@ -206,7 +206,7 @@ class InstrumentModel(ABC):
     def serial_line(self) -> SerialLine | None:
         """The instrument's serial line for timing (None on a LAN wire): the ``baudrate``
         setting (else :attr:`default_baud`) and the model's character framing."""
-        if self.wire in (Wire.SCPI_LAN, Wire.MODBUS_TCP):
+        if self.wire in (Wire.SCPI_LAN, Wire.MODBUS_TCP, Wire.ECHONET_UDP):
             return None
         baud = int(self.ctx.setting("baudrate", self.default_baud))
         return SerialLine(baud, self.line_bits_per_char, self.line_gap_chars)
