@@ -25,7 +25,7 @@ from instruments.errors import ConfigError
 Function = Literal["converter", "supply", "load", "bidirectional", "bms", "ev"]
 FUNCTIONS: tuple[Function, ...] = ("converter", "supply", "load", "bidirectional", "bms", "ev")
 #: How a driver reaches its instrument; decides which resource strings are accepted.
-Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial", "echonet_udp"]
+Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial", "http", "echonet_udp"]
 #: The facts of the bench file a family's opener may take besides its settings.
 OpenKeyword = Literal["rating", "model", "retries"]
 SettingValue = int | float | str | bool
@@ -133,6 +133,7 @@ class Family:
     package (two families of one instrument, e.g. two transports, may share one).
     ``emulated_options`` are extra ``open`` keywords for benches whose instruments are
     emulated. ``unadapted`` says why no unit adapter can drive the family (empty: one can).
+    ``no_emulator_model`` says why no emulator model is registered for it (empty: one is).
     """
 
     name: str
@@ -145,6 +146,7 @@ class Family:
     open_keywords: frozenset[OpenKeyword] = frozenset()
     emulated_options: Mapping[str, Any] = field(default_factory=dict)
     unadapted: str = ""
+    no_emulator_model: str = ""
 
     def setting(self, name: str) -> SettingSpec | None:
         return next((s for s in self.settings if s.name == name), None)

@@ -3,7 +3,7 @@
 With no arguments it runs the packaged benches (``test_benches/``) on the packaged emulated
 bench, shows one line per test with its verdict, a heartbeat in long tests and a summary
 (the plugin's console, ``fixtures.console``), then the report's path, and exits with
-pytest's exit code. ``--bench``, ``--emulate``, ``-k``/``-m`` and ``--run-dir`` pass
+pytest's exit code. ``--bench``, ``--emulate``, ``--apis``, ``-k``/``-m`` and ``--run-dir`` pass
 through to the pytest plugin; anything after ``--`` goes to pytest unchanged.
 
 Ctrl-C (SIGINT to the process or its whole group) or SIGTERM, as pytest's: the first stops
@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--emulate", action="store_true", help="run on the bench's emulated twin")
     mode.add_argument("--no-emulate", action="store_true", help="run on real instruments")
+    parser.add_argument(
+        "--apis",
+        action="store_true",
+        help="the emulator also serves the APIS units over HTTP (docs/apis.md)",
+    )
     parser.add_argument("-k", dest="keyword", help="only tests matching this expression")
     parser.add_argument("-m", dest="markers", help="only tests with these markers")
     parser.add_argument("--run-dir", type=Path, help="where records and report go")
@@ -68,6 +73,8 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
         command.append("--emulate")
     if args.no_emulate:
         command.append("--no-emulate")
+    if args.apis:
+        command.append("--apis")
     if args.keyword:
         command += ["-k", args.keyword]
     if args.markers:

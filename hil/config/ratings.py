@@ -181,6 +181,7 @@ RESOURCE_FORMS: Mapping[Transport, str] = MappingProxyType(
         "serial": "a serial device (/dev/ttyUSB0, /dev/serial/by-id/…, COM3), a pyserial URL "
         "(socket://<host>:<port>, rfc2217://…) or 'emulated'",
         "echonet_udp": f"{echonet.RESOURCE_FORM} or 'emulated'",
+        "http": "an HTTP service URL, http://<host>:<port> (e.g. http://127.0.0.1:4380)",
     }
 )
 
@@ -216,6 +217,11 @@ def _serial_problem(text: str, resource: str) -> str | None:
 
 def resource_problem(transport: Transport, resource: str) -> str | None:
     """Why ``resource`` is not acceptable for ``transport``, or None if it is."""
+    if resource == EMULATED and transport == "http":
+        return (
+            "an HTTP service has no emulated twin: give its URL (`hil emulate BENCH --apis` "
+            "serves one in front of emulated units)"
+        )
     if resource == EMULATED:
         return None
     if not resource or resource != resource.strip():
@@ -234,6 +240,10 @@ def resource_problem(transport: Transport, resource: str) -> str | None:
         if lowered.startswith("modbus-tcp://"):
             return _host_port_problem(resource[13:], resource, port_required=False)
         return _host_port_problem(resource, resource)
+    if transport == "http":
+        if lowered.startswith("http://"):
+            return _host_port_problem(resource[7:].rstrip("/"), resource)
+        return f"{resource!r} is not an http://<host>:<port> URL"
     if transport == "modbus_rtu":
         if lowered.startswith("modbus-rtu-tcp://"):
             return _host_port_problem(resource[17:], resource)

@@ -83,6 +83,9 @@ class EmulatorInfo:
 
     control: str
     instruments: list[EmulatedInstrument] = field(default_factory=list)
+    #: HTTP services in front of units (``hil emulate --apis``): not instruments of the
+    #: bench file, so not in :attr:`resources`.
+    services: list[EmulatedInstrument] = field(default_factory=list)
 
     @property
     def resources(self) -> dict[str, str]:

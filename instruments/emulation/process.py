@@ -150,6 +150,10 @@ class EmulatorThread:
         self.stop()
 
 
+#: The resources of the HTTP services ``hil emulate --apis`` lists among its instruments.
+HTTP_PREFIX = "http://"
+
+
 def start_emulator(
     bench: Path,
     *,
@@ -159,16 +163,20 @@ def start_emulator(
     timeout: float = STARTUP_TIMEOUT_S,
     log_path: Path | None = None,
     lifeline: bool = True,
+    apis: bool = False,
     timing: TimingMode | None = None,
 ) -> EmulatorProcess:
     """Start ``hil emulate BENCH --json`` in its own session and wait for its resources line.
 
     ``log_path``: the file the child's stderr is appended to (default: an anonymous
     temporary file). ``lifeline``: the child exits, outputs safe, when this process dies.
+    ``apis``: ``--apis`` too; the HTTP services are then in ``info.services``.
     ``timing``: ``hil emulate --timing`` (None: the bench file's, else by clock).
     """
     command = [sys.executable, "-m", "hil.cli", "emulate", str(bench), "--json", "--clock", clock]
     command += ["--speed", str(speed)]
+    if apis:
+        command += ["--apis"]
     if serial is not None:
         command += ["--serial", serial]
     if timing is not None:
@@ -228,9 +236,11 @@ def _startup(
         raise ConfigError(f"emulator for {bench} did not start: {detail}")
     try:
         data = json.loads(line)
+        served = [EmulatedInstrument(**item) for item in data["instruments"]]
         return EmulatorInfo(
             control=data["control"],
-            instruments=[EmulatedInstrument(**item) for item in data["instruments"]],
+            instruments=[i for i in served if not i.resource.startswith(HTTP_PREFIX)],
+            services=[i for i in served if i.resource.startswith(HTTP_PREFIX)],
         )
     except (ValueError, KeyError, TypeError) as exc:
         process.kill()
