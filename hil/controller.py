@@ -38,6 +38,7 @@ class Capabilities:
     power_max: float  # W
     has_battery: bool
     hardware_watchdog: bool  # the instrument itself goes safe when the host falls silent
+    current_step: float = 0.0  # A, smallest set-point change it can make (0: continuous)
 
 
 @dataclass(frozen=True)

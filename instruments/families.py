@@ -22,10 +22,10 @@ from instruments.base import Instrument, Rating
 from instruments.errors import ConfigError
 
 #: What an instrument does for its unit: how the adapters combine instruments.
-Function = Literal["converter", "supply", "load", "bidirectional", "bms"]
-FUNCTIONS: tuple[Function, ...] = ("converter", "supply", "load", "bidirectional", "bms")
+Function = Literal["converter", "supply", "load", "bidirectional", "bms", "ev"]
+FUNCTIONS: tuple[Function, ...] = ("converter", "supply", "load", "bidirectional", "bms", "ev")
 #: How a driver reaches its instrument; decides which resource strings are accepted.
-Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial", "http"]
+Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial", "http", "echonet_udp"]
 #: The facts of the bench file a family's opener may take besides its settings.
 OpenKeyword = Literal["rating", "model", "retries"]
 SettingValue = int | float | str | bool

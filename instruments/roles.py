@@ -24,6 +24,8 @@ from typing import Literal, Protocol
 
 from instruments.base import Instrument, Rating
 from instruments.wire.apis_bms import operation_status
+from instruments.wire.echonet import Connection as EvConnection
+from instruments.wire.echonet import OperationMode as EvMode
 from instruments.wire.eza2500 import Mode as ConverterMode
 
 __all__ = [
@@ -35,6 +37,11 @@ __all__ = [
     "BmsReading",
     "Converter",
     "ConverterMode",
+    "EvCharger",
+    "EvConnection",
+    "EvMode",
+    "EvNotice",
+    "EvReading",
     "Limits",
     "Load",
     "Meters",
@@ -317,3 +324,77 @@ class Bms(Instrument, Protocol):
     """A battery management system: state of charge and interchange permission."""
 
     def read(self) -> BmsReading: ...
+
+
+@dataclass(frozen=True)
+class EvReading:
+    """One read of an EV charger/discharger (V2H), in terminal convention.
+
+    ``voltage``/``current``/``power`` are its DC-bus port's, ``current`` positive while the
+    car discharges into the bus; ``connection`` is None until a connection check was made.
+    """
+
+    voltage: float
+    current: float
+    power: float
+    soc_percent: float
+    remaining_wh: float
+    mode: EvMode
+    connection: EvConnection | None
+    on: bool
+
+
+@dataclass(frozen=True)
+class EvNotice:
+    """A change the unit announced by itself (ECHONET Lite INF): property, value, when
+    (seconds on the driver's monotonic clock)."""
+
+    t: float
+    epc: int
+    name: str
+    value: str
+
+
+class EvCharger(Instrument, Protocol):
+    """A V2H charger/discharger: charges or discharges a car at a designated current."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rating(self) -> Rating: ...
+
+    def current_range(self, charge: bool) -> tuple[float, float]:
+        """The (minimum, maximum) current the unit accepts when charging / discharging."""
+        ...
+
+    def power_on(self) -> None:
+        """Operation status on (the unit then accepts modes)."""
+        ...
+
+    def confirm_connection(self) -> EvConnection:
+        """Ask the unit to check the car's connection, then read the result."""
+        ...
+
+    def measure(self) -> EvReading: ...
+
+    def start(self, amps: float, *, charge: bool, amount_wh: int = 0) -> None:
+        """Charge (``charge``) or discharge at ``amps`` (magnitude); a non-zero
+        ``amount_wh`` makes the unit stop by itself after that much energy."""
+        ...
+
+    def set_level(self, amps: float, *, charge: bool) -> None:
+        """A new designated current while the unit already runs in that direction."""
+        ...
+
+    def standby(self) -> None:
+        """Stop charging or discharging (operation mode standby)."""
+        ...
+
+    def notices(self) -> list[EvNotice]:
+        """The announcements received since the last call (oldest first)."""
+        ...
+
+    def safe_off_actions(self) -> list[SafeAction]:
+        """The steps that make the unit safe, most important first."""
+        ...

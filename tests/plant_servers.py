@@ -24,6 +24,7 @@ from instruments.emulation.models.base import BUS_NODE, InstrumentModel, ModelCo
 from instruments.emulation.plant import NodeSpec, Plant
 from instruments.emulation.plant_specs import AnyPortSpec
 from instruments.emulation.transport import BackgroundLoop, Faults, ServerGroup
+from instruments.emulation.udp import UdpServer
 
 T = TypeVar("T")
 M = TypeVar("M", bound=InstrumentModel)
@@ -74,6 +75,7 @@ class PlantServers:
         self.plant = Plant(nodes, specs, seed=seed)
         self.models: list[InstrumentModel] = []
         self.faults: dict[str, Faults] = {}
+        self.udp_servers: list[UdpServer] = []
         self._loop = BackgroundLoop("plant-servers")
         self._group = ServerGroup()
 
@@ -112,6 +114,23 @@ class PlantServers:
         return self._loop.run(
             self._group.serve_pty(factory, instrument=model.key, faults=self.faults[model.key])
         )
+
+    def serve_udp(
+        self, model: InstrumentModel, *, host: str = "127.0.0.1", timing: bool = False
+    ) -> int:
+        """Serve a UDP ``model`` on ``host`` at an ephemeral port (with the instrument's
+        timing as ``timing = "real"`` if ``timing``); returns the port."""
+        server = UdpServer(
+            self.call(model.datagram_handler),
+            instrument=model.key,
+            faults=self.faults[model.key],
+            host=host,
+            timing=model.timing() if timing else None,
+        )
+        self.udp_servers.append(server)
+        port = self._loop.run(server.start())
+        self._group.add(server)
+        return port
 
     def call(self, func: Callable[[], T]) -> T:
         """Run ``func`` in the loop's thread (where the servers touch the plant)."""

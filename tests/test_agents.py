@@ -15,6 +15,8 @@ from hil.config.scenario import parse_scenario
 from hil.exchange.engine import ExchangeEngine, State
 from hil.recorder import MemoryRecorder
 
+#: The APIS houses of the emulated bench (its car, EV1, trades here only when named).
+HOUSES = ["E001", "E002", "E003", "E004"]
 #: APIS's exe-scenario.json, the OIST-like four statuses, for the whole day.
 OIST = parse_scenario(
     {
@@ -61,8 +63,9 @@ def true_socs(rig: Rig) -> dict[str, float]:
 
 def test_agents_negotiate_deals_that_the_engine_executes(rig: Rig, engine: ExchangeEngine) -> None:
     before = true_socs(rig)
-    community = Community(engine, OIST, POLICY, seed=1)
-    assert sorted(community.agents) == ["E001", "E002", "E003", "E004"]  # units with a BMS
+    # by default every unit with a battery joins: a BMS's, or the car's behind its charger
+    assert sorted(Community(engine, OIST, POLICY).agents) == [*HOUSES, "EV1"]
+    community = Community(engine, OIST, POLICY, seed=1, units=HOUSES)
     report = community.run(720.0)
 
     assert report.trips == [] and report.excluded == {}
@@ -111,7 +114,7 @@ def test_the_same_seed_gives_the_same_deals(rig: Rig) -> None:
     for _ in range(2):
         engine = rig.engine()
         try:
-            community = Community(engine, OIST, POLICY, seed=5)
+            community = Community(engine, OIST, POLICY, seed=5, units=HOUSES)
             runs.append(_timeline(community.run(200.0), community.t0))
         finally:
             engine.close()
@@ -143,7 +146,7 @@ def test_deals_end_at_the_soc_force_stop_limit(rig: Rig, engine: ExchangeEngine)
     conditions.set_scenario("E001", buyer)
     conditions.set_scenario("E004", seller)
     policy = POLICY.replace(amount_max_wh=500)
-    report = Community(engine, conditions, policy, seed=2).run(400.0)
+    report = Community(engine, conditions, policy, seed=2, units=HOUSES).run(400.0)
 
     assert report.deals and report.trips == []
     stops = []
@@ -162,7 +165,7 @@ def test_deals_end_at_the_soc_force_stop_limit(rig: Rig, engine: ExchangeEngine)
 
 
 def test_push_scenario_and_modes_govern_who_negotiates(rig: Rig, engine: ExchangeEngine) -> None:
-    community = Community(engine, OIST, POLICY, seed=3)
+    community = Community(engine, OIST, POLICY, seed=3, units=HOUSES)
     assert community.push_scenario(QUIET) == 1
     quiet = community.run(90.0)
     assert quiet.negotiations == 0 and quiet.deals == []
@@ -182,7 +185,7 @@ def test_a_silent_unit_is_excluded_and_named_while_the_others_trade(
     rig: Rig, engine: ExchangeEngine
 ) -> None:
     rig.control.fault("E003.converter", "disconnect", seconds=600.0)
-    community = Community(engine, OIST, POLICY, seed=4)
+    community = Community(engine, OIST, POLICY, seed=4, units=HOUSES)
     report = community.run(150.0)
 
     assert list(report.excluded) == ["E003"]

@@ -35,16 +35,18 @@ def error_of(path: Path) -> str:
 
 def test_the_community_bench_loads_with_its_scenario_and_deal_numbers() -> None:
     config = load_bench_file(COMMUNITY)
-    assert len(config.units) == 19 and all(u.has_battery for u in config.units)
+    assert len(config.units) == 20 and all(u.has_battery for u in config.units)
+    assert [u.id for u in config.units if u.kind == "ev"] == ["EV20"]
     assert config.topology is not None and sorted(config.topology.branches) == ["A", "B", "C"]
     assert config.community is not None
     assert config.community.scenario_path == BENCHES / "community-19.scenario.json"
     assert len(config.community.scenario.slots) == 3
+    assert list(config.community.unit_scenarios) == ["EV20"]
     policy = DealPolicy.from_bench(config)
     assert (policy.deal_current, policy.amount_min_wh, policy.amount_max_wh) == (2.0, 100, 400)
     assert policy.amount_unit_wh == 100 and policy.house_keeping_period == 120.0
     assert policy.deal_interlock_capacity == 1  # 2.3 A capacity, 2 A deals
-    assert policy.battery_wh("H01") == 4800.0
+    assert policy.battery_wh("H01") == 4800.0 and policy.battery_wh("EV20") == 40000.0
 
 
 def test_a_bench_without_community_has_apis_deal_defaults() -> None:

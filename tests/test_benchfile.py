@@ -81,7 +81,11 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "BID2",
         "BID3",
         "SUP2",
+        "EV1",
     )
+    ev = config.unit("EV1")
+    assert ev.kind == "ev" and ev.has_battery
+    assert config.emulation.ports["EV1"].battery_capacity == 40000.0
     for unit_id in ("E001", "E002", "E003", "E004"):
         unit = config.unit(unit_id)
         assert unit.kind == "converter" and unit.has_battery
@@ -107,6 +111,7 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "BID2": ("bidirectional", "psb10000"),
         "BID3": ("bidirectional", "rp7900"),
         "SUP2": ("supply", "pwr01"),
+        "EV1": ("ev", "echonet_v2h"),
     }
     assert config.unit("BID3").instrument("bidirectional").settings["watchdog_s"] == 600
     assert config.unit("SUP1").instrument("supply").rating.voltage_max == 600.0

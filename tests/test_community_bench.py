@@ -66,11 +66,17 @@ def test_the_record_holds_the_day_and_the_comparison(
 ) -> None:
     _, _, run_dir = community_run
     (day,) = [line for line in lines(run_dir) if line["type"] == "community"]
-    assert sorted(day["soc"]) == [f"H{n:02d}" for n in range(1, 20)]
+    assert sorted(day["soc"]) == ["EV20", *(f"H{n:02d}" for n in range(1, 20))]
     assert len(day["t"]) == 24 * 12 + 1  # every 300 s, both ends
     assert all(len(values) == len(day["t"]) for values in day["soc"].values())
     done = [d for d in day["deals"] if d["state"] == "done"]
     assert done and all(0 <= d["t_start"] < d["t_stop"] <= day["duration_s"] for d in done)
+    # the car only gives, and only from home: in the evening or at night (a deal made just
+    # before 06:00 may start a few minutes after)
+    car = [d for d in done if "EV20" in (d["discharge"], d["charge"])]
+    assert car and all(d["discharge"] == "EV20" for d in car)
+    hours = [((day["start_of_day"] + d["t_start"]) % 86400) / 3600 for d in car]
+    assert all(not 6.5 <= h < 18 for h in hours), hours
     with_, alone = day["energy"]["with_interchange"], day["energy"]["without_interchange"]
     assert with_["pv_wh"] == pytest.approx(alone["pv_wh"], abs=1.0)
     assert with_["utility_wh"] < alone["utility_wh"]

@@ -18,7 +18,7 @@ from hil.errors import ConfigError
 from hil.units.factory import BATTERY_SIDE_ONLY, adapters
 from instruments.emulation.models import models
 from instruments.families import FUNCTIONS, Family, families, family
-from instruments.roles import BidirectionalSupply, Bms, Converter, Load, SourceSupply
+from instruments.roles import BidirectionalSupply, Bms, Converter, EvCharger, Load, SourceSupply
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES: dict[str, type] = {
@@ -27,6 +27,7 @@ ROLES: dict[str, type] = {
     "bidirectional": BidirectionalSupply,
     "converter": Converter,
     "bms": Bms,
+    "ev": EvCharger,
 }
 #: Modules above ``instruments`` that still name a family, and why (empty when none do).
 STILL_NAMING: dict[str, str] = {

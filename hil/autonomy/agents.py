@@ -179,7 +179,7 @@ class Community:
                 f"bench {config.name} ({config.path}) has no [community] table naming the "
                 "scenario its units negotiate on"
             )
-        return cls(
+        community = cls(
             engine,
             config.community.scenario,
             DealPolicy.from_bench(config),
@@ -187,6 +187,9 @@ class Community:
             seed=config.community.seed,
             recorder=recorder,
         )
+        for uid, scenario in config.community.unit_scenarios.items():
+            community.conditions.set_scenario(uid, scenario)
+        return community
 
     def _members(self, units: Iterable[str] | None) -> tuple[str, ...]:
         config = self.bench.config

@@ -153,7 +153,9 @@ def branch_name(index: int) -> str:
 
 def community_text(houses: int, data: Mapping[str, Any], template: Path, scenario: str) -> str:
     """The bench file of ``houses`` houses copied from the template ``data``."""
-    units: Sequence[Mapping[str, Any]] = data["units"]
+    # the houses only: a unit on a scenario of its own (the template's car) is not copied
+    own = data["community"].get("scenarios", {})
+    units: Sequence[Mapping[str, Any]] = [u for u in data["units"] if u["id"] not in own]
     ports: Mapping[str, Any] = data["emulation"]["ports"]
     mix = [_House(u, ports[u["id"]]) for u in units]
     template_branches = list(data["topology"]["branches"])
@@ -179,7 +181,8 @@ def community_text(houses: int, data: Mapping[str, Any], template: Path, scenari
     for key in _COPIED_TABLES:
         if key in data:
             out += _table(key, data[key])
-    community = {**data["community"], "scenario": scenario}
+    community = {k: v for k, v in data["community"].items() if k != "scenarios"}
+    community["scenario"] = scenario
     out += _table("community", community)
     topology = data["topology"]
     out += _table("topology", {k: v for k, v in topology.items() if k != "branches"})

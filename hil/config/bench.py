@@ -31,9 +31,12 @@ from hil.config.ratings import (
 from hil.envelope import Envelope, UnitEnvelope
 from hil.errors import ConfigError
 
-Kind = Literal["converter", "supply", "load", "bidirectional"]
+Kind = Literal["converter", "supply", "load", "bidirectional", "ev"]
 Node = Literal["bus", "battery"]
-KINDS: tuple[Kind, ...] = ("converter", "supply", "load", "bidirectional")
+KINDS: tuple[Kind, ...] = ("converter", "supply", "load", "bidirectional", "ev")
+#: Functions whose instrument reports a battery's state of charge (a BMS; an EV charger
+#: reads the car's).
+BATTERY_FUNCTIONS: frozenset[Function] = frozenset({"bms", "ev"})
 NODES: tuple[Node, ...] = ("bus", "battery")
 
 
@@ -136,8 +139,8 @@ class UnitConfig:
 
     @property
     def has_battery(self) -> bool:
-        """True if a BMS reports a state of charge for this unit."""
-        return any(i.function == "bms" for i in self.instruments)
+        """True if a BMS (or an EV charger) reports a state of charge for this unit."""
+        return any(i.function in BATTERY_FUNCTIONS for i in self.instruments)
 
     @property
     def can_source(self) -> bool:

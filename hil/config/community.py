@@ -10,8 +10,8 @@ scenario is reported before any instrument is touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hil.config.scenario import Scenario, load_scenario
@@ -27,9 +27,12 @@ class CommunityConfig:
     scenario: Scenario
     members: tuple[str, ...] = ()
     seed: int = 0
+    #: Units that start on a scenario of their own (``[community.scenarios]``), e.g. a car
+    #: that trades only in the evening.
+    unit_scenarios: Mapping[str, Scenario] = field(default_factory=dict)
 
 
-def _confined(table: Table, name: str, bench_path: Path) -> Path:
+def _confined(table: Table, name: str, bench_path: Path, key: str = "scenario") -> Path:
     """``name`` as a path: an absolute one as given (on purpose), a relative one inside the
     bench file's folder. ``..`` or a symbolic link that leads out of the folder is refused,
     so a bench file cannot make the toolkit read, say, ``../../etc/passwd``."""
@@ -40,7 +43,7 @@ def _confined(table: Table, name: str, bench_path: Path) -> Path:
     resolved = (folder / path).resolve()
     if not resolved.is_relative_to(folder):
         raise table.error(
-            "scenario",
+            key,
             f"{name!r} leads out of the bench file's folder {folder} (to {resolved})",
             "a path inside the bench file's folder, or an absolute path given on purpose",
         )
@@ -53,18 +56,7 @@ def read_community(
     """Read ``[community]`` (absent: None); errors name the key and what is allowed."""
     if table is None:
         return None
-    name = table.string("scenario")
-    path = _confined(table, name, bench_path)
-    if not path.is_file():
-        raise table.error(
-            "scenario", f"{name!r}: no such file ({path})", "an APIS scenario.json file path"
-        )
-    try:
-        scenario = load_scenario(path)
-    except ConfigError as exc:
-        raise table.error(
-            "scenario", f"{name!r} is not a valid scenario ({exc})", "a valid APIS scenario.json"
-        ) from exc
+    path, scenario = _read_scenario(table, "scenario", bench_path)
     members = table.string_list("members")
     for uid in members:
         if uid not in unit_ids:
@@ -80,5 +72,34 @@ def read_community(
     if len(set(members)) != len(members):
         raise table.error("members", "a unit is listed twice", "each unit once")
     seed = table.integer("seed", 0, minimum=0)
+    own: dict[str, Scenario] = {}
+    scenarios = table.table("scenarios")
+    if scenarios is not None:
+        for uid in list(scenarios.data):
+            if uid not in battery_units or (members and uid not in members):
+                raise scenarios.error(
+                    uid,
+                    f"unit {uid!r} is not a member of the community",
+                    "members: " + ", ".join(members or battery_units),
+                )
+            own[uid] = _read_scenario(scenarios, uid, bench_path)[1]
+        scenarios.finish()
     table.finish()
-    return CommunityConfig(path, scenario, tuple(members), seed)
+    return CommunityConfig(path, scenario, tuple(members), seed, own)
+
+
+def _read_scenario(table: Table, key: str, bench_path: Path) -> tuple[Path, Scenario]:
+    """The scenario file named by ``key`` and its loaded scenario (errors name the key)."""
+    name = table.string(key)
+    path = _confined(table, name, bench_path, key)
+    if not path.is_file():
+        raise table.error(
+            key, f"{name!r}: no such file ({path})", "an APIS scenario.json file path"
+        )
+    try:
+        scenario = load_scenario(path)
+    except ConfigError as exc:
+        raise table.error(
+            key, f"{name!r} is not a valid scenario ({exc})", "a valid APIS scenario.json"
+        ) from exc
+    return path, scenario

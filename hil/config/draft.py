@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hil.config.bench import InstrumentConfig, Kind
+from hil.config.bench import BATTERY_FUNCTIONS, InstrumentConfig, Kind
 from hil.config.toml_source import KeyPath, Table
 from hil.envelope import UnitEnvelope
 
@@ -46,7 +46,7 @@ class UnitDraft:
 
     @property
     def has_battery(self) -> bool:
-        return any(i.function == "bms" for i in self.instruments)
+        return any(i.function in BATTERY_FUNCTIONS for i in self.instruments)
 
 
 def optional_of(limits: Mapping[str, Limit], key: str) -> float | None:

@@ -46,8 +46,8 @@ class UnitEnvelopeBuilder:
             can_source = any(i.rating.can_source for i in power_paths)
             can_sink = any(i.rating.can_sink for i in power_paths)
         else:
-            can_source = draft.kind in ("supply", "bidirectional")
-            can_sink = draft.kind in ("load", "bidirectional")
+            can_source = draft.kind in ("supply", "bidirectional", "ev")
+            can_sink = draft.kind in ("load", "bidirectional", "ev")
 
         capacity = apis.unit_current_capacity
         limits: dict[str, Limit] = {

@@ -29,6 +29,7 @@ from instruments.families import (
     families,
     family,
 )
+from instruments.wire import echonet
 
 __all__ = [
     "EMULATED",
@@ -177,6 +178,7 @@ RESOURCE_FORMS: Mapping[Transport, str] = MappingProxyType(
         "<port>), modbus-rtu:<device or URL>, modbus-rtu-tcp://<host>:<port> or 'emulated'",
         "serial": "a serial device (/dev/ttyUSB0, /dev/serial/by-id/…, COM3), a pyserial URL "
         "(socket://<host>:<port>, rfc2217://…) or 'emulated'",
+        "echonet_udp": f"{echonet.RESOURCE_FORM} or 'emulated'",
         "http": "an HTTP service URL, http://<host>:<port> (e.g. http://127.0.0.1:4380)",
     }
 )
@@ -245,4 +247,10 @@ def resource_problem(transport: Transport, resource: str) -> str | None:
             return _host_port_problem(resource[17:], resource)
         if lowered.startswith("modbus-rtu:"):
             return _serial_problem(resource[11:], resource)
+    if transport == "echonet_udp":
+        try:
+            echonet.parse_resource(resource)
+        except ValueError as exc:
+            return str(exc)
+        return None
     return _serial_problem(resource, resource)

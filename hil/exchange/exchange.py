@@ -283,6 +283,11 @@ class _Planner:
         pool = cc
         if reference in legs:
             pool = [uid for uid in cc if (legs[uid] > 0) != (legs[reference] > 0)] or cc
+        # compensation moves the adjuster by a few tens of mA: a unit whose set-point steps
+        # are coarser (an EV charger's 0.1 A) adjusts only when no other can
+        allowance = self.policy.compensation_drift_allowance
+        fine = [u for u in cc if self.bench.units[u].capabilities.current_step <= allowance]
+        pool = [u for u in pool if u in fine] or fine or pool
         adjuster = max(pool, key=lambda uid: abs(legs[uid]))
         accounting = tuple(
             uid for uid in legs if (legs[uid] < 0) == (self.ex.accounting_side == "charge")

@@ -321,7 +321,9 @@ def compensate(seq: Sequencer, run: ExchangeRun) -> None:
                 f"{policy.compensation_drift_allowance:g} A (driftAllowanceA)"
             )
         old = bus.cc[adjuster]
-        new = old + drift
+        step = ctx.units[adjuster].capabilities.current_step
+        # a unit with coarse set-point steps moves by whole steps (none: the drift stays)
+        new = old + (round(drift / step) * step if step > 0 else drift)
         if new * p.legs[adjuster] <= 0:
             raise ExchangeError(
                 f"current compensation would reverse unit {adjuster} (set-point "

@@ -11,6 +11,7 @@ from hil.units.base import SAFE_OFF_TIMEOUT_S, Part, SafeStep, UnitBase, probe_i
 from hil.units.battery import BidirectionalBattery, NodeLevels, SupplyLoadBattery, node_levels
 from hil.units.bidirectional import BidirectionalUnit
 from hil.units.converter import ConverterUnit
+from hil.units.ev import EvUnit
 from hil.units.factory import (
     EMULATOR_DRIVER_OPTIONS,
     build_unit,
@@ -27,6 +28,7 @@ __all__ = [
     "BidirectionalBattery",
     "BidirectionalUnit",
     "ConverterUnit",
+    "EvUnit",
     "LoadUnit",
     "NodeLevels",
     "Part",

@@ -39,7 +39,7 @@ from hil.errors import (
     SafetyTrip,
 )
 from instruments.base import Identity, Instrument
-from instruments.roles import BidirectionalSupply, Bms, Converter, Load, SourceSupply
+from instruments.roles import BidirectionalSupply, Bms, Converter, EvCharger, Load, SourceSupply
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,11 @@ def as_converter(part: Part) -> Converter:
 def as_bms(part: Part) -> Bms:
     check_role(part, Bms, "a BMS")
     return cast(Bms, part.driver)
+
+
+def as_ev_charger(part: Part) -> EvCharger:
+    check_role(part, EvCharger, "an EV charger/discharger")
+    return cast(EvCharger, part.driver)
 
 
 def as_bidirectional(part: Part) -> BidirectionalSupply:

@@ -29,12 +29,14 @@ from .base import (
     as_bidirectional,
     as_bms,
     as_converter,
+    as_ev_charger,
     as_load,
     as_source_supply,
 )
 from .battery import BatteryEmulator, BidirectionalBattery, SupplyLoadBattery, node_levels
 from .bidirectional import BidirectionalUnit
 from .converter import ConverterUnit
+from .ev import EvUnit
 from .load import LoadUnit
 from .supply import SupplyUnit
 
@@ -200,6 +202,7 @@ def one_instrument(role: Callable[[Part], R], unit: _OneInstrumentUnit[R]) -> Bu
 adapter("supply")(one_instrument(as_source_supply, SupplyUnit))
 adapter("load")(one_instrument(as_load, LoadUnit))
 adapter("bidirectional")(one_instrument(as_bidirectional, BidirectionalUnit))
+adapter("ev")(one_instrument(as_ev_charger, EvUnit))
 
 
 @adapter("converter")

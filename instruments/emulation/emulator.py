@@ -44,6 +44,7 @@ from instruments.emulation.plant_specs import (
 )
 from instruments.emulation.timing import TIMING_MODES, InstrumentTiming, TimingMode
 from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
+from instruments.emulation.udp import UdpServer
 from instruments.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def build_plant(
                     f"{instrument.driver!r}; emulated drivers: {known}"
                 )
             ctx = ModelContext(bench=bench, unit=unit, instrument=instrument)
+            nodes.extend(model.node_specs(ctx))
             ports = model.port_specs(ctx)
             owned.append((ctx, [spec.name for spec in ports]))
             specs.extend(ports)
@@ -346,9 +348,20 @@ class Emulator:
         return self.info
 
     async def _serve(self, key: str, model: InstrumentModel) -> str:
-        factory = model.session_factory()
         faults = self.faults[key]
         timing = self.timings.get(key)
+        if model.wire is Wire.ECHONET_UDP:
+            server = UdpServer(
+                model.datagram_handler(),
+                instrument=key,
+                faults=faults,
+                host=self.host,
+                timing=timing,
+            )
+            port = await server.start()
+            self._group.add(server)
+            return f"echonet://{self.host}:{port}{model.resource_path}"
+        factory = model.session_factory()
         line = model.wire in (Wire.SCPI_LAN, Wire.SCPI_SERIAL)
         terminator = b"\n" if line else None
         serial_line = model.wire is not Wire.SCPI_LAN and model.wire is not Wire.MODBUS_TCP

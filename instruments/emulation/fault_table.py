@@ -67,6 +67,14 @@ FAULTS: tuple[FaultKind, ...] = (
         "`value` may only be 0 or `none`",
         "apis_bms",
     ),
+    FaultKind(
+        "unplug",
+        (),
+        "the car drives away from a V2H unit: it stops at once (standby) and announces 0xC7 "
+        "= not connected and 0xDA = standby (ECHONET Lite INF); `set plugged true` brings it "
+        "back",
+        "echonet_v2h",
+    ),
 )
 #: The communication faults every instrument takes (served by its transport).
 COMMUNICATION = ("disconnect", "delay", "garbage", "drop")

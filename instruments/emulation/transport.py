@@ -915,11 +915,25 @@ class ShutSession:
         return []
 
 
+class Server(Protocol):
+    """What the group needs of a server (TCP, pty, or a datagram server)."""
+
+    instrument: str
+
+    def input_fds(self) -> list[int]: ...
+
+    async def close(self) -> None: ...
+
+
 class ServerGroup:
     """All byte servers of one emulator process, started and stopped together."""
 
     def __init__(self) -> None:
-        self.servers: list[TcpServer | PtyServer] = []
+        self.servers: list[Server] = []
+
+    def add(self, server: Server) -> None:
+        """Stop ``server`` with the group, and drain its input before time moves."""
+        self.servers.append(server)
 
     async def serve_tcp(
         self,

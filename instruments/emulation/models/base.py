@@ -29,10 +29,18 @@ from instruments.emulation.description import (
     InstrumentDescription,
     UnitDescription,
 )
-from instruments.emulation.plant import Measurement, Plant, PortHandle, Sensors, SensorSpec
+from instruments.emulation.plant import (
+    Measurement,
+    NodeSpec,
+    Plant,
+    PortHandle,
+    Sensors,
+    SensorSpec,
+)
 from instruments.emulation.sensors import QUANTITIES
 from instruments.emulation.timing import InstrumentTiming, SerialLine
 from instruments.emulation.transport import SessionFactory
+from instruments.emulation.udp import DatagramHandler
 from instruments.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,6 +57,7 @@ class Wire(StrEnum):
     MODBUS_TCP = "modbus-tcp"  # modbus-tcp://127.0.0.1:PORT
     MODBUS_RTU = "modbus-rtu"  # modbus-rtu-tcp://127.0.0.1:PORT or modbus-rtu:/dev/pts/N
     BINARY_SERIAL = "binary-serial"  # socket://127.0.0.1:PORT or /dev/pts/N
+    ECHONET_UDP = "echonet-udp"  # echonet://127.0.0.1:PORT/EOJ (unicast UDP datagrams)
 
 
 @dataclass(frozen=True)
@@ -171,9 +180,24 @@ class InstrumentModel(ABC):
     def port_specs(cls, ctx: ModelContext) -> list[AnyPortSpec]:
         """The plant ports this instrument owns (the first one is its main port)."""
 
+    @classmethod
+    def node_specs(cls, ctx: ModelContext) -> list[NodeSpec]:
+        """Plant nodes the instrument brings besides the bus and a converter unit's battery
+        node (a V2H unit's vehicle battery); none by default."""
+        return []
+
     @abstractmethod
     def session_factory(self) -> SessionFactory:
         """A factory of per-connection protocol sessions (see ``transport.Session``)."""
+
+    def datagram_handler(self) -> DatagramHandler:
+        """The device answering datagrams, for a model whose ``wire`` is UDP."""
+        raise ConfigError(f"{self.key}: {self.wire.value} instruments are not served over UDP")
+
+    @property
+    def resource_path(self) -> str:
+        """What follows ``HOST:PORT`` in a UDP resource (``/027E01``: the object)."""
+        return ""
 
     @property
     def key(self) -> str:
@@ -182,7 +206,7 @@ class InstrumentModel(ABC):
     def serial_line(self) -> SerialLine | None:
         """The instrument's serial line for timing (None on a LAN wire): the ``baudrate``
         setting (else :attr:`default_baud`) and the model's character framing."""
-        if self.wire in (Wire.SCPI_LAN, Wire.MODBUS_TCP):
+        if self.wire in (Wire.SCPI_LAN, Wire.MODBUS_TCP, Wire.ECHONET_UDP):
             return None
         baud = int(self.ctx.setting("baudrate", self.default_baud))
         return SerialLine(baud, self.line_bits_per_char, self.line_gap_chars)
