@@ -22,16 +22,33 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from hil.config.bench import BenchConfig
 from hil.config.benchfile import load_bench_file
-from hil.errors import HilError
+from hil.errors import ConfigError, HilError
+from hil.lab import need_labgrid
+from hil.lab.places import check_address, parse_tags
 from instruments.emulation.emulator import MAX_SPEED, Emulator, EmulatorInfo
 
 LOOPBACK = "127.0.0.1"
+PLACE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """Where ``--labgrid`` publishes the bench: coordinator, place name, extra tags."""
+
+    address: str
+    place: str
+    tags: dict[str, str]
+    bench: BenchConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +87,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --allow-remote: serve the control channel (fault, set, shutdown; no "
         "authentication) on --host too; without it the control channel stays on 127.0.0.1",
     )
+    parser.add_argument(
+        "--labgrid",
+        metavar="HOST:PORT",
+        default=None,
+        help="publish the bench as a place on this labgrid coordinator (its own "
+        "labgrid-exporter; serial instruments on loopback sockets); needs pp2p-hil[labgrid]",
+    )
+    parser.add_argument(
+        "--place", default=None, help="with --labgrid: the place's name (default: BENCH-PID)"
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --labgrid: tag the place (repeatable; kind=emulated and bench=NAME always)",
+    )
     parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -94,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         bench = load_bench_file(args.bench)
+        labgrid = _labgrid_request(args, bench)
         emulator = Emulator(
             bench,
             clock=args.clock,
@@ -101,12 +136,29 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             control_host=control_host,
             control_port=args.control_port,
-            serial=args.serial,
+            serial="tcp" if labgrid is not None else args.serial,
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline))
+    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline, labgrid=labgrid))
+
+
+def _labgrid_request(args: argparse.Namespace, bench: BenchConfig) -> LabRequest | None:
+    """``--labgrid``/``--place``/``--tag`` checked (ConfigError: one line), or None."""
+    if args.labgrid is None:
+        if args.place is not None or args.tag:
+            raise ConfigError("--place and --tag publish a place: they need --labgrid HOST:PORT")
+        return None
+    if args.serial == "pty":
+        raise ConfigError("--labgrid publishes loopback sockets: it contradicts --serial pty")
+    need_labgrid("--labgrid")
+    place = args.place or f"{bench.name}-{os.getpid()}"
+    if not PLACE_NAME.fullmatch(place):
+        raise ConfigError(f"--place {place!r}: letters, digits, '_', '.', '-' only")
+    return LabRequest(
+        check_address(args.labgrid, "--labgrid"), place, parse_tags(args.tag, "--tag"), bench
+    )
 
 
 def _check_arguments(args: argparse.Namespace) -> str:
@@ -138,7 +190,13 @@ def _print_info(info: EmulatorInfo, *, as_json: bool) -> None:
     print(f"control {info.control}", flush=True)
 
 
-async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = None) -> int:
+async def _serve(
+    emulator: Emulator,
+    *,
+    as_json: bool,
+    lifeline: int | None = None,
+    labgrid: LabRequest | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     reason: list[str] = []
 
@@ -169,14 +227,41 @@ async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = No
     except OSError as exc:  # a port in use, a host that does not resolve, ...
         print(f"hil emulate: cannot serve on {emulator.host}: {_os_error(exc)}", file=sys.stderr)
         return 2
-    _print_info(info, as_json=as_json)
+    published = None
     try:
+        if labgrid is not None:
+            published = await _publish(emulator, info, labgrid)
+            if published is None:
+                return 2
+        _print_info(info, as_json=as_json)
+        if published is not None:
+            print(f"place {published.place} on {published.session.address}", flush=True)
         await emulator.stopped.wait()
     finally:
+        if published is not None:
+            await published.withdraw()
         if reason:
             emulator.make_safe(f"emulator {reason[0]}")
         await emulator.stop()
     return 0
+
+
+async def _publish(emulator: Emulator, info: EmulatorInfo, request: LabRequest) -> Any:
+    """Publish the running emulator as a labgrid place; None (and one line) on failure."""
+    from hil.lab.publish import EmulatedPlace
+
+    try:
+        return await EmulatedPlace.publish(
+            request.address,
+            request.bench,
+            {item.id: item.resource for item in info.instruments},
+            info.control,
+            request.place,
+            request.tags,
+        )
+    except HilError as exc:
+        print(f"hil emulate: {exc}", file=sys.stderr)
+        return None
 
 
 def _os_error(exc: OSError) -> str:

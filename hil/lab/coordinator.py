@@ -1,0 +1,324 @@
+"""Talking to a labgrid coordinator: places, tags, reservations, locks (needs the extra).
+
+Only :mod:`hil.lab` imports labgrid, and only here and in :mod:`hil.lab.resources`; the
+rest of the toolkit reaches it through :func:`hil.lab.connect`, which imports this module
+when asked, so the base install never needs labgrid.
+
+:class:`LabSession` is asynchronous (``hil emulate`` runs it in its own event loop);
+:class:`LabClient` runs one on a private loop for synchronous callers (the pytest plugin,
+``hil lab``). Every request goes through labgrid's own ``ClientSession`` and its gRPC stub.
+
+Sources (labgrid 26.0.1, ``labgrid/remote/client.py`` and ``coordinator.py``): the client
+names itself ``HOST/USER`` (``LG_HOSTNAME``/``LG_USERNAME`` override) and that name is the
+lock owner; ``AcquirePlaceRequest`` fails with FAILED_PRECONDITION on a locked place and
+PERMISSION_DENIED on a place reserved for another owner; a reservation (tag filters)
+moves waiting → allocated → acquired and expires 60 s after its last poll unless acquired;
+``ReleasePlaceRequest(fromuser=…)`` releases only if that owner holds the lock
+(``release-from``); ``get_target_resources`` maps ``(name, cls)`` to each resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from labgrid.remote.client import ClientSession, Error
+from labgrid.remote.common import Reservation, ReservationState
+from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+
+from hil.errors import HilError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to reach the coordinator before saying it is unreachable.
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds between two looks at a locked place or a waiting reservation (labgrid's own
+#: client polls reservations once a second; a reservation lives 60 s after a poll).
+POLL_S = 0.5
+
+
+class LabError(HilError):
+    """The coordinator refused or could not be reached; the message names which and why."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A place this client holds: its name, the lock owner, the reservation (if any)."""
+
+    coordinator: str
+    place: str
+    owner: str
+    token: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "coordinator": self.coordinator,
+            "place": self.place,
+            "owner": self.owner,
+            "reservation": self.token,
+        }
+
+
+class LabSession:
+    """One connection to a coordinator, for use inside a running event loop."""
+
+    def __init__(self, address: str, session: ClientSession) -> None:
+        self.address = address
+        self._session = session
+
+    @classmethod
+    async def connect(cls, address: str, timeout: float = CONNECT_TIMEOUT_S) -> LabSession:
+        """Connect and load every place and resource; :class:`LabError` naming the address
+        when it does not answer within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, asyncio.BaseEventLoop):  # labgrid's ClientSession insists
+            raise LabError(f"coordinator {address}: needs a standard asyncio event loop")
+        session = ClientSession(address, loop)
+        try:
+            await asyncio.wait_for(session.start(), timeout)
+        except (TimeoutError, Error, grpc.aio.AioRpcError) as exc:
+            await _stop_quietly(session)
+            why = str(exc) or f"no answer within {timeout:g} s"
+            raise LabError(
+                f"labgrid coordinator {address} is unreachable: {why}; is labgrid-coordinator "
+                "running there?"
+            ) from None
+        return cls(address, session)
+
+    @property
+    def owner(self) -> str:
+        """The lock owner this client shows (``HOST/USER``)."""
+        return f"{self._session.gethostname()}/{self._session.getuser()}"
+
+    async def close(self) -> None:
+        await _stop_quietly(self._session)
+
+    # -- places ------------------------------------------------------------------------
+    async def sync(self) -> None:
+        await self._session.sync_with_coordinator()
+
+    def places(self) -> dict[str, Any]:
+        """Place name → labgrid's ``Place`` (tags, acquired, matches)."""
+        return dict(self._session.places)
+
+    def holder(self, place: str) -> str | None:
+        """Who holds ``place`` (``HOST/USER``) or None; :class:`LabError` if unknown."""
+        return self._place(place).acquired  # type: ignore[no-any-return]
+
+    def _place(self, name: str) -> Any:
+        try:
+            return self._session.places[name]
+        except KeyError:
+            known = ", ".join(sorted(self._session.places)) or "none"
+            raise LabError(
+                f"coordinator {self.address} has no place {name!r}; places: {known}"
+            ) from None
+
+    async def _call(self, what: str, method: str, request: Any) -> Any:
+        try:
+            response = await getattr(self._session.stub, method)(request)
+        except grpc.aio.AioRpcError as exc:
+            raise LabError(f"coordinator {self.address}: {what}: {exc.details()}") from None
+        await self.sync()
+        return response
+
+    async def add_place(
+        self, name: str, tags: Mapping[str, str], matches: list[str], comment: str = ""
+    ) -> None:
+        """Create ``name`` (or update it), tag it and match the given resource patterns
+        (``exporter/group/cls[/name]``)."""
+        if name not in self._session.places:
+            await self._call(f"add place {name}", "AddPlace", pb2.AddPlaceRequest(name=name))
+        await self._call(
+            f"tag place {name}",
+            "SetPlaceTags",
+            pb2.SetPlaceTagsRequest(placename=name, tags=dict(tags)),
+        )
+        if comment:
+            await self._call(
+                f"comment place {name}",
+                "SetPlaceComment",
+                pb2.SetPlaceCommentRequest(placename=name, comment=comment),
+            )
+        have = {repr(m) for m in self._place(name).matches}
+        for pattern in matches:
+            if any(pattern in text for text in have):
+                continue
+            await self._call(
+                f"match {pattern} to place {name}",
+                "AddPlaceMatch",
+                pb2.AddPlaceMatchRequest(placename=name, pattern=pattern),
+            )
+
+    async def wait_for_exporter(
+        self, exporter: str, names: set[str], timeout: float, alive: Any = None
+    ) -> None:
+        """Wait until ``exporter`` has published every resource in ``names`` (``alive``:
+        a callable saying the exporter process still runs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.sync()
+            groups = self._session.resources.get(exporter, {})
+            have = {name for group in groups.values() for name in group}
+            if names <= have:
+                return
+            if alive is not None and not alive():
+                raise LabError(f"labgrid-exporter {exporter} ended before publishing its place")
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"labgrid-exporter {exporter} published {len(have)} of {len(names)} "
+                    f"resources within {timeout:g} s (missing: {', '.join(sorted(names - have))})"
+                )
+            await asyncio.sleep(POLL_S)
+
+    async def delete_place(self, name: str) -> None:
+        await self._call(f"delete place {name}", "DeletePlace", pb2.DeletePlaceRequest(name=name))
+
+    # -- locks -------------------------------------------------------------------------
+    async def acquire(self, place: str, timeout: float) -> Lease:
+        """Lock ``place``, waiting up to ``timeout`` seconds while another owner holds it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            holder = self.holder(place)
+            if holder is None:
+                try:
+                    await self._call(
+                        f"acquire place {place}",
+                        "AcquirePlace",
+                        pb2.AcquirePlaceRequest(placename=place),
+                    )
+                    return Lease(self.address, place, self.owner, None)
+                except LabError:
+                    holder = self.holder(place)
+                    if holder is None:
+                        raise
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"place {place} is locked by {holder} past the {timeout:g} s timeout; wait, "
+                    f"or ask them (or: labgrid-client -p {place} release-from {holder})"
+                )
+            await asyncio.sleep(POLL_S)
+            await self.sync()
+
+    async def reserve(self, tags: Mapping[str, str], timeout: float) -> Lease:
+        """Reserve any place whose tags match, wait for it (up to ``timeout``), lock it."""
+        filters = {"main": pb2.Reservation.Filter(filter=dict(tags))}
+        response = await self._call(
+            "reserve", "CreateReservation", pb2.CreateReservationRequest(filters=filters, prio=0.0)
+        )
+        token = Reservation.from_pb2(response.reservation).token
+        wanted = ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                poll = await self._call(
+                    "poll reservation", "PollReservation", pb2.PollReservationRequest(token=token)
+                )
+                res = Reservation.from_pb2(poll.reservation)
+                if res.state is ReservationState.allocated:
+                    place = res.allocations["main"][0]
+                    lease = await self.acquire(place, max(deadline - time.monotonic(), 0.0))
+                    return Lease(self.address, place, lease.owner, token)
+                if res.state is not ReservationState.waiting:
+                    raise LabError(f"reservation {wanted}: {res.state.name}")
+                if time.monotonic() >= deadline:
+                    raise LabError(
+                        f"no free place tagged {wanted} on {self.address} within the "
+                        f"{timeout:g} s timeout; places: {self._describe_places()}"
+                    )
+                await asyncio.sleep(POLL_S)
+        except BaseException:
+            await self._cancel(token)
+            raise
+
+    def _describe_places(self) -> str:
+        parts = []
+        for name, place in sorted(self._session.places.items()):
+            tags = ",".join(f"{k}={v}" for k, v in sorted(place.tags.items()))
+            state = f"held by {place.acquired}" if place.acquired else "free"
+            parts.append(f"{name} [{tags}] {state}")
+        return "; ".join(parts) or "none"
+
+    async def _cancel(self, token: str) -> None:
+        try:
+            await self._call(
+                "cancel reservation", "CancelReservation", pb2.CancelReservationRequest(token=token)
+            )
+        except LabError as exc:
+            log.warning("%s", exc)
+
+    async def release(self, lease: Lease) -> None:
+        """Unlock the place (and drop its reservation)."""
+        try:
+            await self._call(
+                f"release place {lease.place}",
+                "ReleasePlace",
+                pb2.ReleasePlaceRequest(placename=lease.place),
+            )
+        finally:
+            if lease.token is not None:
+                await self._cancel(lease.token)
+
+    async def release_from(self, place: str, owner: str) -> None:
+        """Unlock ``place`` only if ``owner`` holds it (a crashed client's lock)."""
+        self._place(place)
+        await self._call(
+            f"release place {place} from {owner}",
+            "ReleasePlace",
+            pb2.ReleasePlaceRequest(placename=place, fromuser=owner),
+        )
+
+    def resources(self, place: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The locked place's resources: name → (class, parameters)."""
+        try:
+            found = self._session.get_target_resources(self._place(place))
+        except Error as exc:
+            raise LabError(f"place {place}: {exc}") from None
+        return {name: (cls, dict(entry.args)) for (name, cls), entry in found.items()}
+
+
+async def _stop_quietly(session: ClientSession) -> None:
+    try:
+        await session.stop()
+    except Exception as exc:  # closing a connection that may never have opened
+        log.debug("closing the labgrid session: %s", exc)
+    await session.close()
+
+
+class LabClient:
+    """A :class:`LabSession` on a private event loop, for synchronous callers."""
+
+    def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self.session = self._loop.run_until_complete(LabSession.connect(address, timeout))
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def run(self, coro: Any) -> Any:
+        return self._loop.run_until_complete(coro)
+
+    def acquire(self, place: str, timeout: float) -> Lease:
+        lease: Lease = self.run(self.session.acquire(place, timeout))
+        return lease
+
+    def reserve(self, tags: Mapping[str, str], timeout: float) -> Lease:
+        lease: Lease = self.run(self.session.reserve(tags, timeout))
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        self.run(self.session.release(lease))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self.run(self.session.close())
+        finally:
+            self._loop.close()
