@@ -97,6 +97,8 @@ class Run:
     #: Why the run was interrupted (Ctrl-C, SIGTERM), and the tests that never ran.
     interrupted: str = ""
     not_run: list[str] = field(default_factory=list)
+    #: The labgrid place the run held: "place on coordinator, locked by owner" ("": none).
+    place: str = ""
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,12 @@ class _Builder:
             )
         emulated = line.get("emulated")
         run.emulated = emulated if isinstance(emulated, bool) else None
+        lab = mapping(line.get("labgrid"))
+        if lab:
+            run.place = (
+                f"{text(lab.get('place'))} on {text(lab.get('coordinator'))}, "
+                f"locked by {text(lab.get('owner'))}"
+            )
         for item in sequence(line.get("instruments")):
             entry = mapping(item)
             if not entry:

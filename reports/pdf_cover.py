@@ -62,6 +62,7 @@ class CoverPage:
             ("Started", started),
             ("Finished", finished),
             ("Instruments", self._mode()),
+            ("labgrid place", run.place or "none"),
             ("Host", run.host or "unknown"),
             ("Git revision", run.git_revision or "unknown"),
             ("Toolkit", run.software.get("toolkit", "unknown")),

@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hil.config.bench import BenchConfig, InstrumentConfig
+from hil.config.lab import TAG_KEY, TAG_VALUE, LabgridConfig
 from hil.errors import ConfigError
 
 #: Our resource class for an instrument at host:port (SCPI socket, Modbus TCP, raw TCP).
@@ -39,9 +40,6 @@ CONTROL_NAME = "emulator-control"
 #: labgrid's serial resource on the exporter side and what clients see of it.
 RAW_SERIAL = "RawSerialPort"
 NETWORK_SERIAL = "NetworkSerialPort"
-#: Tag keys, as the coordinator checks them (``TAG_KEY``).
-TAG_KEY = re.compile(r"[a-z][a-z0-9_]+")
-TAG_VALUE = re.compile(r"[A-Za-z0-9_.-]+")
 
 # A resource string's host and port, and how to write it again (first match wins).
 _NETWORK_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -56,19 +54,7 @@ _SERIAL_DEVICE = re.compile(r"(modbus-rtu:)?(/dev/\S+)")
 MODBUS_TCP_PORT = 502
 
 
-@dataclass(frozen=True)
-class LabPlace:
-    """The ``[labgrid]`` request of a bench or a command line: one place by name, or any
-    free place whose tags match; and the coordinator to ask (None: ``LG_COORDINATOR``)."""
-
-    place: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    coordinator: str | None = None
-
-    def describe(self) -> str:
-        if self.place is not None:
-            return f"place {self.place}"
-        return "a place tagged " + ", ".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
+LabPlace = LabgridConfig
 
 
 def parse_tags(pairs: list[str], where: str) -> dict[str, str]:
