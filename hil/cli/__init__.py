@@ -18,6 +18,7 @@ from hil import __version__
 # ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("hil.cli.emulate", "serve every instrument of a bench on loopback"),
+    "labgrid": ("hil.cli.labgrid", "bench files and labgrid places: exporter config, places"),
     "identify": ("hil.cli.identify", "print every instrument's vendor, model, serial and firmware"),
     "report": ("hil.cli.report", "rebuild the PDF report of a run"),
     "run": ("hil.cli.run", "run the benches, write the run record and the PDF report"),

@@ -15,8 +15,10 @@ Sources (labgrid 26.0.1): exporter YAML ``group: {location, name: {cls, …param
 available at once, its params kept); ``RawSerialPort`` → ``NetworkSerialPort`` with ``host``
 and ``port`` (``SerialPortExport``); place tag keys ``[a-z][a-z0-9_]+``
 (``labgrid/remote/common.py``, ``TAG_KEY``); ``?ign_set_control`` for ser2net's RFC 2217
-(labgrid's ``SerialDriver`` docs). ``rfc2217://`` for ``modbus-rtu:`` is assumed to reach
-the Modbus RTU driver through pyserial's URL handlers (not yet run against ser2net here).
+(labgrid's ``SerialDriver`` docs). A serial VISA instrument (``ASRL/dev/…::INSTR``) comes
+back as ``ASRLrfc2217://…::INSTR`` and a Modbus RTU one as a plain ``rfc2217://`` URL:
+assumed to reach them through pyserial's URL handlers as ``socket://`` does against the
+emulator (not yet run against ser2net here).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ _NETWORK_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
      "{0}{{host}}:{{port}}{3}"),
     (re.compile(r"()([A-Za-z0-9][A-Za-z0-9.-]*):(\d+)()"), "{{host}}:{{port}}"),
 )  # fmt: skip
-_SERIAL_DEVICE = re.compile(r"(modbus-rtu:)?(/dev/\S+)")
+_SERIAL_DEVICE = re.compile(r"(?:modbus-rtu:|ASRL)?(/dev/[^\s:]+)(?:::INSTR)?", re.I)
 #: Modbus TCP without a port means 502 (Modbus Application Protocol over TCP/IP, §4.4.1).
 MODBUS_TCP_PORT = 502
 
@@ -93,7 +95,7 @@ def export_instrument(inst: InstrumentConfig, resource: str | None = None) -> Ex
     text = inst.resource if resource is None else resource
     serial = _SERIAL_DEVICE.fullmatch(text)
     if serial is not None:
-        params: dict[str, Any] = {"port": serial.group(2)}
+        params: dict[str, Any] = {"port": serial.group(1)}
         baud = inst.settings.get("baudrate")
         if isinstance(baud, int):
             params["speed"] = baud
@@ -203,7 +205,7 @@ def _resource_string(
         return str(params["form"]).format(host=host, port=port)
     if cls == NETWORK_SERIAL:
         url = f"rfc2217://{host}:{port}?ign_set_control"
-        return f"modbus-rtu:{url}" if inst.transport == "modbus_rtu" else url
+        return f"ASRL{url}::INSTR" if inst.transport == "visa" else url
     raise ConfigError(
         f"place {place}: resource {inst.key} is a {cls}; allowed: {INSTRUMENT_CLASS}, "
         f"{NETWORK_SERIAL}"
