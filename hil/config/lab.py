@@ -57,11 +57,11 @@ def read_labgrid(table: Table | None) -> LabgridConfig | None:
                 key, pattern=TAG_VALUE, pattern_text="letters, digits, _ . -"
             )
         tag_table.finish()
+    table.finish()
     if (place is None) == (not tags):
         raise table.error(
             None,
             "give either place (one place) or tags (reserve any free place carrying them)",
             'place = "bench-3", or tags = { kind = "lab", units = "4" }',
         )
-    table.finish()
     return LabgridConfig(place=place, tags=tags, coordinator=coordinator)
