@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,15 @@ class PlaceHold:
         self.released = False
 
     @classmethod
-    def take(cls, bench: BenchConfig, request: LabPlace, timeout: float) -> PlaceHold:
+    def take(
+        cls,
+        bench: BenchConfig,
+        request: LabPlace,
+        timeout: float,
+        waiting: Callable[[str], None] | None = None,
+    ) -> PlaceHold:
+        """Connect, lock the place (``waiting`` hears who holds it if it must wait),
+        resolve the bench's resources from it."""
         need_labgrid(request.describe())
         from hil.lab.coordinator import LabClient
 
@@ -79,7 +88,7 @@ class PlaceHold:
             if request.place is not None:
                 client.run(client.session.sync())
                 client.session.holder(request.place)  # unknown place: one line
-                lease = client.acquire(request.place, timeout)
+                lease = client.acquire(request.place, timeout, waiting)
             else:
                 lease = client.reserve(request.tags, timeout)
             found = resolve_resources(bench, lease.place, client.session.resources(lease.place))

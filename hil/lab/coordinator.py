@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +30,23 @@ import grpc
 from labgrid.remote.client import ClientSession, Error
 from labgrid.remote.common import Reservation, ReservationState
 from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
+from labgrid.remote.generated.labgrid_coordinator_pb2_grpc import CoordinatorStub
 
 from hil.errors import HilError
 
 log = logging.getLogger(__name__)
 
+#: labgrid's client keepalive settings (``ClientSession.__attrs_post_init__``) plus a
+#: subchannel pool of this channel's own: gRPC otherwise shares one TCP connection among
+#: the channels of a process, and the coordinator refuses a second session on a peer
+#: address it already serves (``Coordinator.ClientStream``: ``assert peer not in clients``).
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 7500),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.http2.ping_timeout_ms", 10000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.use_local_subchannel_pool", 1),
+]
 #: Seconds to reach the coordinator before saying it is unreachable.
 CONNECT_TIMEOUT_S = 10.0
 #: Seconds between two looks at a locked place or a waiting reservation (labgrid's own
@@ -79,6 +91,9 @@ class LabSession:
         if not isinstance(loop, asyncio.BaseEventLoop):  # labgrid's ClientSession insists
             raise LabError(f"coordinator {address}: needs a standard asyncio event loop")
         session = ClientSession(address, loop)
+        await session.channel.close()  # not yet connected: replaced by one of our own
+        session.channel = grpc.aio.insecure_channel(target=address, options=CHANNEL_OPTIONS)
+        session.stub = CoordinatorStub(session.channel)
         try:
             await asyncio.wait_for(session.start(), timeout)
         except (TimeoutError, Error, grpc.aio.AioRpcError) as exc:
@@ -180,9 +195,13 @@ class LabSession:
         await self._call(f"delete place {name}", "DeletePlace", pb2.DeletePlaceRequest(name=name))
 
     # -- locks -------------------------------------------------------------------------
-    async def acquire(self, place: str, timeout: float) -> Lease:
-        """Lock ``place``, waiting up to ``timeout`` seconds while another owner holds it."""
+    async def acquire(
+        self, place: str, timeout: float, waiting: Callable[[str], None] | None = None
+    ) -> Lease:
+        """Lock ``place``, waiting up to ``timeout`` seconds while another owner holds it
+        (``waiting`` is told the holder once, when the wait begins)."""
         deadline = time.monotonic() + timeout
+        told = False
         while True:
             holder = self.holder(place)
             if holder is None:
@@ -193,10 +212,14 @@ class LabSession:
                         pb2.AcquirePlaceRequest(placename=place),
                     )
                     return Lease(self.address, place, self.owner, None)
-                except LabError:
+                except LabError:  # locked meanwhile? this client's view may lag: look again
+                    await self.sync()
                     holder = self.holder(place)
                     if holder is None:
                         raise
+            if not told and waiting is not None:
+                told = True
+                waiting(holder)
             if time.monotonic() >= deadline:
                 raise LabError(
                     f"place {place} is locked by {holder} past the {timeout:g} s timeout; wait, "
@@ -304,8 +327,10 @@ class LabClient:
     def run(self, coro: Any) -> Any:
         return self._loop.run_until_complete(coro)
 
-    def acquire(self, place: str, timeout: float) -> Lease:
-        lease: Lease = self.run(self.session.acquire(place, timeout))
+    def acquire(
+        self, place: str, timeout: float, waiting: Callable[[str], None] | None = None
+    ) -> Lease:
+        lease: Lease = self.run(self.session.acquire(place, timeout, waiting))
         return lease
 
     def reserve(self, tags: Mapping[str, str], timeout: float) -> Lease:

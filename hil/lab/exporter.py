@@ -12,6 +12,7 @@ Source: ``labgrid-exporter -c HOST:PORT -n NAME --hostname H CONFIG`` (labgrid 2
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: prctl(2) option: the signal a child gets when its parent thread dies.
+PR_SET_PDEATHSIG = 1
 #: Seconds the exporter has to end after SIGTERM before it is killed.
 STOP_GRACE_S = 5.0
 
@@ -37,6 +40,14 @@ def labgrid_command(name: str) -> list[str]:
         "labgrid-client": "labgrid.remote.client",
     }[name]
     return [sys.executable, "-m", module]
+
+
+def _end_with_parent() -> None:
+    """In the child: SIGTERM when the parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``, see
+    prctl(2); labgrid runs on Linux only), so a killed ``hil emulate`` leaves no exporter
+    publishing a dead bench."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ExporterProcess:
@@ -61,11 +72,18 @@ class ExporterProcess:
                 stderr=subprocess.STDOUT,
                 cwd=config.parent,
                 start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
         return cls(process, name, log_path)
 
     def running(self) -> bool:
         return self.process.poll() is None
+
+    def why(self) -> str:
+        """Its exit status and last log lines, for an error message."""
+        code = self.process.poll()
+        status = "running" if code is None else f"exit status {code}"
+        return f"labgrid-exporter {self.name}: {status}; log: {self.tail() or '(empty)'}"
 
     def tail(self, lines: int = 5) -> str:
         """The last lines of the exporter's log, for an error message."""

@@ -65,8 +65,8 @@ class EmulatedPlace:
                 place, all_tags, [f"{place}/{GROUP}/*"], comment=f"hil emulate {bench.path}"
             )
         except BaseException as exc:
-            if isinstance(exc, LabError) and exporter.tail():
-                exc.args = (f"{exc}; exporter log: {exporter.tail()}",)
+            if isinstance(exc, LabError):
+                exc.args = (f"{exc}; {exporter.why()}",)
             exporter.stop()
             shutil.rmtree(folder, ignore_errors=True)
             await session.close()
