@@ -12,7 +12,6 @@ Source: ``labgrid-exporter -c HOST:PORT -n NAME --hostname H CONFIG`` (labgrid 2
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -42,12 +41,18 @@ def labgrid_command(name: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def _end_with_parent() -> None:
-    """In the child: SIGTERM when the parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``, see
-    prctl(2); labgrid runs on Linux only), so a killed ``hil emulate`` leaves no exporter
-    publishing a dead bench."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+#: Run in a fresh interpreter (``python -c``) that then becomes the exporter (execv): it
+#: asks the kernel for SIGTERM when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``,
+#: prctl(2), kept across execve; labgrid runs on Linux only), so that a killed ``hil
+#: emulate`` leaves no exporter publishing a dead bench. Done there rather than in a
+#: ``preexec_fn``, which runs Python between fork and exec — unsafe in a process with
+#: gRPC's threads (it crashed the child with SIGSEGV here).
+_END_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None, use_errno=True).prctl({option}, signal.SIGTERM); "
+    "os.getppid() == {parent} or sys.exit(3); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 class ExporterProcess:
@@ -62,8 +67,10 @@ class ExporterProcess:
     def start(
         cls, coordinator: str, name: str, config: Path, hostname: str, log_path: Path
     ) -> ExporterProcess:
-        command = labgrid_command("labgrid-exporter")
-        command += ["-c", coordinator, "-n", name, "--hostname", hostname, str(config)]
+        exporter = labgrid_command("labgrid-exporter")
+        exporter += ["-c", coordinator, "-n", name, "--hostname", hostname, str(config)]
+        guard = _END_WITH_PARENT.format(option=PR_SET_PDEATHSIG, parent=os.getpid())
+        command = [sys.executable, "-c", guard, *exporter]
         with log_path.open("wb") as out:
             process = subprocess.Popen(
                 command,
@@ -72,7 +79,6 @@ class ExporterProcess:
                 stderr=subprocess.STDOUT,
                 cwd=config.parent,
                 start_new_session=True,
-                preexec_fn=_end_with_parent,
             )
         return cls(process, name, log_path)
 

@@ -52,10 +52,15 @@ class EmulatedPlace:
         folder = Path(tempfile.mkdtemp(prefix=f"hil-exporter-{place}-"))
         config = folder / "exporter.yaml"
         config.write_text(exporter_yaml(GROUP, f"emulated bench {bench.name}", exported))
-        session = await LabSession.connect(address)
-        exporter = ExporterProcess.start(
+        exporter = ExporterProcess.start(  # before any gRPC thread of ours exists
             address, place, config, "127.0.0.1", folder / "exporter.log"
         )
+        try:
+            session = await LabSession.connect(address)
+        except BaseException:
+            exporter.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         try:
             await session.wait_for_exporter(
                 place, {r.name for r in exported}, PUBLISH_TIMEOUT_S, exporter.running
