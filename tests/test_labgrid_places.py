@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,12 +23,14 @@ import pytest
 
 pytest.importorskip("labgrid", reason="the labgrid extra is not installed: pp2p-hil[labgrid]")
 
+from hil.cli.identify import identify_instruments
 from hil.config.benchfile import load_bench_file
 from hil.errors import HilError
 from hil.lab import PlaceHold
 from hil.lab.coordinator import LabClient, LabError
-from hil.lab.exporter import labgrid_command
-from hil.lab.places import LabPlace
+from hil.lab.exporter import ExporterProcess, labgrid_command
+from hil.lab.places import LabPlace, export_bench, exporter_yaml
+from hil.units import EMULATOR_DRIVER_OPTIONS
 from instruments.emulation.client import ControlClient
 
 pytestmark = pytest.mark.slow
@@ -265,3 +268,59 @@ def test_two_runs_at_once_each_on_its_own_place(lab: tuple[str, Path]) -> None:
         assert header["labgrid"]["coordinator"] == address
     assert places == {"emu-a", "emu-b"}
     assert holders(address) == {"emu-a": None, "emu-b": None}
+
+
+def ser2net() -> str | None:
+    """labgrid's own search: PATH, then /usr/sbin (labgrid/remote/exporter.py)."""
+    found = shutil.which("ser2net")
+    return found or ("/usr/sbin/ser2net" if os.path.isfile("/usr/sbin/ser2net") else None)
+
+
+def test_serial_instruments_through_ser2net(lab: tuple[str, Path]) -> None:
+    """A bench whose serial instruments are device paths (the emulator's ptys): its
+    exporter serves them with ser2net, the place gives RFC 2217 URLs, and the EZA-2500
+    converters answer through them. Modbus RTU (pymodbus) and serial SCPI (pyvisa-py)
+    set a write timeout, which pyserial's RFC 2217 client refuses: they cannot yet run
+    through ser2net (docs/labgrid.md, "What is not done yet") — checked here too, so that
+    the day they can, this test says so."""
+    if ser2net() is None:
+        pytest.skip("ser2net is not installed (Debian: apt-get install ser2net; .ci/run does)")
+    address, folder = lab
+    bench = load_bench_file(BENCH)
+    emulator = Child([*HIL, "emulate", str(BENCH), "--serial", "pty", "--json"], folder)
+    exporter = None
+    client = LabClient(address)
+    try:
+        info = json.loads(emulator.wait_for(r"^\{").string)
+        resources = {i["id"]: i["resource"] for i in info["instruments"]}
+        assert any("/dev/" in r for r in resources.values())
+        config = folder / "pty-exporter.yaml"
+        config.write_text(exporter_yaml("bench", "ptys", export_bench(bench, resources)))
+        exporter = ExporterProcess.start(
+            address, "pty-pc", config, "127.0.0.1", folder / "pty-exporter.log"
+        )
+        names = {i.key for i in bench.instruments()}
+        client.run(client.session.wait_for_exporter("pty-pc", names, START_S, exporter.running))
+        client.run(client.session.add_place("pty-bench", {"kind": "pty"}, ["pty-pc/bench/*"]))
+        with PlaceHold.take(bench, LabPlace(place="pty-bench", coordinator=address), 60) as hold:
+            got = dict(hold.found.resources)
+            assert got["E001.converter"].startswith("rfc2217://127.0.0.1:")
+            assert got["E001.battery"].startswith("rfc2217://127.0.0.1:")
+            assert got["BID1.bidirectional"].startswith("ASRLrfc2217://127.0.0.1:")
+            result = identify_instruments(
+                bench.with_resources(got), timeout=10, driver_options=EMULATOR_DRIVER_OPTIONS
+            )
+        converters = {key for key in names if key.endswith(".converter")}
+        assert converters and not converters & set(result.missing), result.missing
+        through = {f"{i.unit}.{i.instrument}": i.resource for i in result.identities}
+        assert all(through[key].startswith("rfc2217://") for key in converters), through
+        for key in ("E001.battery", "BID1.bidirectional"):
+            assert key in result.missing  # not yet: see the docstring
+    finally:
+        client.run(client.session.sync())
+        if "pty-bench" in client.session.places():
+            client.run(client.session.delete_place("pty-bench"))
+        client.close()
+        if exporter is not None:
+            exporter.stop()
+        emulator.stop()
