@@ -49,8 +49,8 @@ def test_labgrid_table_names_a_place_or_tags() -> None:
 @pytest.mark.parametrize(
     ("table", "fragment"),
     [
-        ("[labgrid]", "give either place"),
-        ('[labgrid]\nplace = "a"\ntags = { kind = "lab" }', "give either place"),
+        ("[labgrid]", "give place (this bench's place) or tags"),
+        ('[labgrid]\ntags = { kind = "a b" }', "labgrid.tags.kind"),
         ('[labgrid]\nplace = "bench 3"', "labgrid.place"),
         ('[labgrid]\ntags = { Kind = "lab" }', "not a labgrid tag key"),
         ('[labgrid]\nplace = "a"\ncoordinator = "nowhere"', "HOST:PORT"),

@@ -1,8 +1,9 @@
 """The bench file's ``[labgrid]`` table: which labgrid place the bench is, or which tags
 to reserve one by (docs/labgrid.md).
 
-``place`` names one place; ``tags`` (an inline table of strings) reserves any free place
-carrying them; ``coordinator`` is the default ``HOST:PORT`` (else ``LG_COORDINATOR``).
+``place`` names one place (its ``tags``, if given, are what ``hil labgrid sync-places``
+puts on it); ``tags`` alone (an inline table of strings) reserves any free place carrying
+them; ``coordinator`` is the default ``HOST:PORT`` (else ``LG_COORDINATOR``).
 Tag keys follow labgrid's rule ``[a-z][a-z0-9_]+`` (labgrid 26.0.1,
 ``labgrid/remote/common.py``, ``TAG_KEY``); values are kept to letters, digits, ``_``,
 ``.`` and ``-`` (assumed: labgrid's own value check accepts more).
@@ -58,10 +59,10 @@ def read_labgrid(table: Table | None) -> LabgridConfig | None:
             )
         tag_table.finish()
     table.finish()
-    if (place is None) == (not tags):
+    if place is None and not tags:
         raise table.error(
             None,
-            "give either place (one place) or tags (reserve any free place carrying them)",
+            "give place (this bench's place) or tags (reserve any free place carrying them)",
             'place = "bench-3", or tags = { kind = "lab", units = "4" }',
         )
     return LabgridConfig(place=place, tags=tags, coordinator=coordinator)
