@@ -98,9 +98,9 @@ class LabSession:
             await asyncio.wait_for(session.start(), timeout)
         except (TimeoutError, Error, grpc.aio.AioRpcError) as exc:
             await _stop_quietly(session)
-            why = str(exc) or f"no answer within {timeout:g} s"
+            why = str(exc.args[0]) if exc.args else f"no answer within {timeout:g} s"
             raise LabError(
-                f"labgrid coordinator {address} is unreachable: {why}; is labgrid-coordinator "
+                f"coordinator {address} is unreachable ({why}); is labgrid-coordinator "
                 "running there?"
             ) from None
         return cls(address, session)
