@@ -83,6 +83,14 @@ class Child:
             if match:
                 return match
 
+    def rest(self) -> list[str]:
+        """Every line up to the end of output (the process has ended)."""
+        while True:
+            line = self.lines.get(timeout=START_S)
+            if line is None:
+                return self.seen
+            self.seen.append(line)
+
     def stop(self) -> int:
         if self.process.poll() is None:
             try:
@@ -266,6 +274,7 @@ def test_two_runs_at_once_each_on_its_own_place(lab: tuple[str, Path]) -> None:
         assert header["type"] == "run_start"
         places.add(header["labgrid"]["place"])
         assert header["labgrid"]["coordinator"] == address
+        assert header["labgrid"]["exporters"] == [header["labgrid"]["place"]]
     assert places == {"emu-a", "emu-b"}
     assert holders(address) == {"emu-a": None, "emu-b": None}
 
@@ -324,3 +333,36 @@ def test_serial_instruments_through_ser2net(lab: tuple[str, Path]) -> None:
         if exporter is not None:
             exporter.stop()
         emulator.stop()
+
+
+def test_sigterm_mid_run_still_releases_the_place(lab: tuple[str, Path]) -> None:
+    """SIGTERM to ``hil run`` while a bench test runs: the outputs go safe (the run's own
+    shutdown), the report says INTERRUPTED, and the place is released."""
+    address, folder = lab
+    run = folder / "run-term"
+    child = Child(
+        [
+            *HIL,
+            "run",
+            "--place",
+            "emu-b",
+            "--coordinator",
+            address,
+            "--run-dir",
+            str(run),
+            "-k",
+            "test_exchanges",
+        ],
+        folder,
+    )
+    try:  # after a test passed, the bench is open and its record begun
+        child.wait_for(r"\[\d+/\d+\] PASSED ", RUN_S)
+        os.killpg(child.process.pid, signal.SIGTERM)
+        code = child.process.wait(RUN_S)
+    finally:
+        child.stop()
+    assert code == 2, child.seen
+    assert any(line.startswith("hil run: INTERRUPTED") for line in child.rest()), child.seen
+    header = json.loads((run / "records.jsonl").read_text().splitlines()[0])
+    assert header["labgrid"]["place"] == "emu-b"
+    assert holders(address)["emu-b"] is None

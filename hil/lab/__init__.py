@@ -63,10 +63,13 @@ class PlaceHold:
     locked on the way is released again first.
     """
 
-    def __init__(self, client: LabClient, lease: Lease, found: PlaceResources) -> None:
+    def __init__(
+        self, client: LabClient, lease: Lease, found: PlaceResources, exporters: list[str]
+    ) -> None:
         self.client = client
         self.lease = lease
         self.found = found
+        self.exporters = exporters
         self.released = False
 
     @classmethod
@@ -92,6 +95,7 @@ class PlaceHold:
             else:
                 lease = client.reserve(request.tags, timeout)
             found = resolve_resources(bench, lease.place, client.session.resources(lease.place))
+            exporters = client.session.exporters(lease.place)
         except BaseException:
             try:
                 if lease is not None:
@@ -99,11 +103,13 @@ class PlaceHold:
             finally:
                 client.close()
             raise
-        return cls(client, lease, found)
+        return cls(client, lease, found, exporters)
 
     def as_dict(self) -> dict[str, Any]:
-        """For the run record: which coordinator, place, lock owner, and what it gave."""
+        """For the run record: which coordinator, place, lock owner, exporters, and what
+        the place gave."""
         return self.lease.as_dict() | {
+            "exporters": list(self.exporters),
             "emulator_control": self.found.control,
             "resources": dict(self.found.resources),
         }

@@ -296,6 +296,11 @@ class LabSession:
             pb2.ReleasePlaceRequest(placename=place, fromuser=owner),
         )
 
+    def exporters(self, place: str) -> list[str]:
+        """The exporters whose resources the locked place holds (``acquired_resources``
+        are ``(exporter, group, cls, name)`` paths)."""
+        return sorted({str(path[0]) for path in self._place(place).acquired_resources})
+
     def resources(self, place: str) -> dict[str, tuple[str, dict[str, Any]]]:
         """The locked place's resources: name → (class, parameters)."""
         try:
