@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.use_local_subchannel_pool", 1),
 ]
+#: Seconds one request (or one sync) may take before the coordinator counts as gone.
+CALL_TIMEOUT_S = 30.0
 #: Seconds to reach the coordinator before saying it is unreachable.
 CONNECT_TIMEOUT_S = 10.0
 #: Seconds between two looks at a locked place or a waiting reservation (labgrid's own
@@ -115,7 +118,14 @@ class LabSession:
 
     # -- places ------------------------------------------------------------------------
     async def sync(self) -> None:
-        await self._session.sync_with_coordinator()
+        """Wait until the coordinator has sent every update up to now (bounded: a dead
+        connection would otherwise wait forever)."""
+        try:
+            await asyncio.wait_for(self._session.sync_with_coordinator(), CALL_TIMEOUT_S)
+        except TimeoutError:
+            raise LabError(
+                f"coordinator {self.address} did not answer within {CALL_TIMEOUT_S:g} s"
+            ) from None
 
     def places(self) -> dict[str, Any]:
         """Place name → labgrid's ``Place`` (tags, acquired, matches)."""
@@ -136,7 +146,7 @@ class LabSession:
 
     async def _call(self, what: str, method: str, request: Any) -> Any:
         try:
-            response = await getattr(self._session.stub, method)(request)
+            response = await getattr(self._session.stub, method)(request, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             raise LabError(f"coordinator {self.address}: {what}: {exc.details()}") from None
         await self.sync()
@@ -318,19 +328,46 @@ async def _stop_quietly(session: ClientSession) -> None:
     await session.close()
 
 
+class _LoopThread:
+    """One event loop for every :class:`LabClient` of the process, run by a daemon thread.
+
+    gRPC's asyncio layer keeps delivering events to the loops it has seen: a loop per
+    client, closed after use, drew "Event loop is closed" errors from its poller here. So,
+    as labgrid's own ``ensure_event_loop`` keeps one loop, every synchronous client submits
+    its coroutines to this one loop, which never closes.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def loop(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="labgrid-client", daemon=True
+                ).start()
+                cls._loop = loop
+            return cls._loop
+
+
 class LabClient:
-    """A :class:`LabSession` on a private event loop, for synchronous callers."""
+    """A :class:`LabSession` for synchronous callers (any thread): each call runs on the
+    process's labgrid loop and waits for its result."""
 
     def __init__(self, address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-        self._loop = asyncio.new_event_loop()
-        try:
-            self.session = self._loop.run_until_complete(LabSession.connect(address, timeout))
-        except BaseException:
-            self._loop.close()
-            raise
+        self._closed = False
+        self.session: LabSession = self.run(LabSession.connect(address, timeout))
 
     def run(self, coro: Any) -> Any:
-        return self._loop.run_until_complete(coro)
+        """Run ``coro`` on the labgrid loop; an interruption here (Ctrl-C) cancels it."""
+        future = asyncio.run_coroutine_threadsafe(coro, _LoopThread.loop())
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
     def acquire(
         self, place: str, timeout: float, waiting: Callable[[str], None] | None = None
@@ -346,9 +383,7 @@ class LabClient:
         self.run(self.session.release(lease))
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._closed:
             return
-        try:
-            self.run(self.session.close())
-        finally:
-            self._loop.close()
+        self._closed = True
+        self.run(self.session.close())
