@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("labgrid", reason="the labgrid extra is not installed: pp2p-hil[labgrid]")
@@ -11,6 +13,7 @@ pytest.importorskip("labgrid", reason="the labgrid extra is not installed: pp2p-
 pytest_plugins = ["pytester"]
 
 TIMEOUT_S = 300.0
+LAB = Path(__file__).resolve().parent.parent / "fixtures" / "benches" / "lab-example.toml"
 
 
 def test_both_plugins_load_with_their_own_options_and_fixtures(pytester: pytest.Pytester) -> None:
@@ -39,3 +42,21 @@ def test_both_plugins_load_with_their_own_options_and_fixtures(pytester: pytest.
         "-p", "no:cacheprovider", "-p", "no:randomly", timeout=TIMEOUT_S
     )
     result.assert_outcomes(passed=1)
+
+
+def test_our_resource_classes_are_registered_with_labgrid() -> None:
+    """A labgrid environment file (``RemotePlace``) can build our resources from exactly
+    the parameters the exporter configuration carries."""
+    from labgrid.factory import target_factory
+
+    from hil.config.benchfile import load_bench_file
+    from hil.lab.places import CONTROL_CLASS, INSTRUMENT_CLASS, export_bench
+    from hil.lab.resources import HilEmulatorControl, HilNetworkInstrument
+
+    assert target_factory.resources[INSTRUMENT_CLASS] is HilNetworkInstrument
+    assert target_factory.resources[CONTROL_CLASS] is HilEmulatorControl
+    lab = load_bench_file(LAB)
+    supply = next(r for r in export_bench(lab) if r.name == "E005.supply")
+    built = HilNetworkInstrument(None, supply.name, **dict(supply.params))
+    assert built.resource == lab.unit("E005").instrument("supply").resource
+    assert HilEmulatorControl(None, "c", host="127.0.0.1", port=7400).address == "127.0.0.1:7400"
