@@ -68,6 +68,9 @@ SUPPLY_HOLD_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
+#: The table of a ratings file that holds command processing times, not a model:
+#: ``[timing]`` for every model of the file, ``[<model>.timing]`` for one (it wins).
+TIMING_TABLE = "timing"
 #: The kinds of command whose processing time a family's ratings file gives: ``read`` is
 #: a query (SCPI ``...?``, a Modbus read, an EZA-2500 read frame), ``write`` a setting.
 COMMAND_KINDS: tuple[str, ...] = ("read", "write")

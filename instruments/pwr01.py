@@ -33,7 +33,13 @@ import tomllib
 from pathlib import Path
 
 from instruments.errors import ConfigError, RatingError
-from instruments.families import SUPPLY_HOLD_SETTINGS, Family, SettingSpec, register
+from instruments.families import (
+    SUPPLY_HOLD_SETTINGS,
+    TIMING_TABLE,
+    Family,
+    SettingSpec,
+    register,
+)
 
 from .base import Rating
 from .connection import DEFAULT_TIMEOUT_S, ScpiConnection, SerialSettings
@@ -84,6 +90,7 @@ def _ratings() -> dict[str, Rating]:
             power=float(row["power_max"]),
         )
         for model, row in tables.items()
+        if model != TIMING_TABLE  # the family's command timing, not a model
     }
 
 

@@ -170,6 +170,7 @@ class ExchangePlotter:
             for artist in [*ax.lines, *ax.texts, *ax.collections, *ax.patches]:
                 artist.remove()
             ax.relim()
+            ax.set_autoscaley_on(True)  # a limit band of the previous plot fixed its range
 
     def render(self, view: ExchangeView, limits: PlotLimits | None = None) -> PlotImage:
         """The exchange's three panels as a PNG, with ``limits`` drawn and the stretches
@@ -245,21 +246,22 @@ class ExchangePlotter:
         for value in lines:
             ax.axhline(value, color=LIMIT_COLOUR, linestyle="--", linewidth=0.8)
         for trace in traces:
-            t, y = trace.t, trace.y
-            judged = np.isfinite(y)
+            finite = np.isfinite(trace.y)  # rows a unit did not give are not judged
+            t, y = trace.t[finite], trace.y[finite]
+            judged = np.ones(len(t), dtype=bool)
             if span is not None:
                 judged &= (t >= span[0] - 1e-9) & (t <= span[1] + 1e-9)
             for limit, sign, word in ((high, 1.0, "above"), (low, -1.0, "below")):
                 if limit is None:
                     continue
-                where = judged & (sign * (np.nan_to_num(y, nan=limit) - limit) > 0)
+                where = judged & (sign * (y - limit) > 0)
                 if not bool(np.any(where)):
                     continue
                 exceeded.append(f"{what} {word} {limit:+.4g} {trace.unit}")
                 ax.fill_between(
                     t,
                     limit,
-                    np.nan_to_num(y, nan=limit),
+                    y,
                     where=where,
                     color=EXCEEDED_COLOUR,
                     alpha=0.3,

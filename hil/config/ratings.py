@@ -18,6 +18,7 @@ from typing import Any
 
 from hil.config.toml_source import Table, TomlSource
 from instruments.families import (
+    TIMING_TABLE,
     CommandTiming,
     Family,
     Function,
@@ -49,9 +50,6 @@ __all__ = [
 
 #: The resource string of an instrument that exists only in the emulator.
 EMULATED = "emulated"
-#: The table of command processing times: ``[timing]`` for every model of the file,
-#: ``[<model>.timing]`` for one model (it wins).
-TIMING_TABLE = "timing"
 #: The longest processing time a ratings file may give one command (ms).
 MAX_LATENCY_MS = 10_000.0
 
