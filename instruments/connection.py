@@ -745,8 +745,10 @@ class SerialConnection(_Line):
     def _handle(self) -> object:
         return self._port
 
-    def _write_timeout(self) -> float:
-        """pyserial's write timeout: 0 (send at once) on a TCP line, the timeout elsewhere.
+    def _write_timeout(self) -> float | None:
+        """pyserial's write timeout: 0 (send at once) on a TCP line, None on an RFC 2217
+        line (pyserial's ``rfc2217`` client refuses any write timeout: ``serial/rfc2217.py``,
+        ``_reconfigure_port``; ser2net behind a labgrid place), the timeout elsewhere.
 
         pyserial waits in ``select`` for writability after every send unless the write
         timeout is 0. On ``socket://`` one request of a few dozen bytes is in flight at a
@@ -754,7 +756,10 @@ class SerialConnection(_Line):
         room and that wait (a syscall per request) buys nothing; a short send is still
         caught in :meth:`exchange`.
         """
-        return 0.0 if self.resource.lower().startswith("socket://") else self.timeout
+        lowered = self.resource.lower()
+        if lowered.startswith("rfc2217://"):
+            return None
+        return 0.0 if lowered.startswith("socket://") else self.timeout
 
     def _close(self) -> None:
         port, self._port = self._port, None

@@ -110,6 +110,8 @@ class Run:
     test_sources: dict[str, str] = field(default_factory=dict)
     #: pytest-xdist workers of a merged record: worker → its record, emulator log, …
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The labgrid place the run held: "place on coordinator, locked by owner" ("": none).
+    place: str = ""
 
     @property
     def dirty(self) -> bool:
@@ -767,6 +769,12 @@ def read_run_start(run: Run, line: Mapping[str, Any]) -> None:
         )
     emulated = line.get("emulated")
     run.emulated = emulated if isinstance(emulated, bool) else None
+    lab = mapping(line.get("labgrid"))
+    if lab:
+        run.place = (
+            f"{text(lab.get('place'))} on {text(lab.get('coordinator'))}, "
+            f"locked by {text(lab.get('owner'))}"
+        )
     calibration = {str(k): text(v) for k, v in mapping(line.get("calibration_due")).items()}
     for item in sequence(line.get("instruments")):
         entry = mapping(item)

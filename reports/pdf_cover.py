@@ -66,6 +66,7 @@ class CoverPage:
             ("Started", started),
             ("Finished", finished),
             ("Instruments", self._mode()),
+            ("labgrid place", run.place or "none"),
             ("Host", run.host or "unknown"),
             ("Git revision", self._revision()),
             ("Test sources SHA-256", self._sources()),

@@ -19,6 +19,7 @@ from hil import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("hil.cli.bench", "generate a community bench of N houses (bench generate)"),
     "emulate": ("hil.cli.emulate", "serve every instrument of a bench on loopback"),
+    "labgrid": ("hil.cli.labgrid", "bench files and labgrid places: exporter config, places"),
     "identify": ("hil.cli.identify", "print every instrument's vendor, model, serial and firmware"),
     "report": ("hil.cli.report", "rebuild the PDF report of a run"),
     "run": ("hil.cli.run", "run the benches, write the run record and the PDF report"),

@@ -16,6 +16,11 @@ each, with an ``http://`` resource) and the ``dcdc_emulator`` flavour for every 
 port (``apis dcdc_emulator URL``; ``"apis_emulator"`` in JSON). On the way out the HTTP
 servers stop first and every served converter goes to WAIT. See ``docs/apis.md``.
 
+``--labgrid HOST:PORT [--place NAME] [--tag K=V]`` publishes the bench as a labgrid place
+(its own ``labgrid-exporter``; serial instruments on loopback sockets), tagged
+``kind=emulated``, so runs reserve it as they reserve a real bench; the place is deleted
+and the exporter stopped on every way out (``hil.lab.publish``, docs/labgrid.md).
+
 ``--lifeline FD`` (set by :func:`instruments.emulation.process.start_emulator`, not by
 people): a pipe's read end whose write end only the parent holds. EOF on it means the
 parent died (the kernel closed its end, SIGKILL included): every output is made safe and the
@@ -29,19 +34,35 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hil.config.bench import BenchConfig
 from hil.config.benchfile import load_bench_file
-from hil.errors import HilError
+from hil.errors import ConfigError, HilError
+from hil.lab import need_labgrid
+from hil.lab.places import check_address, parse_tags
 from hil.units import EMULATOR_DRIVER_OPTIONS
 from hil.units.apis_front import ApisFront
 from instruments.emulation.emulator import MAX_SPEED, Emulator, EmulatorInfo
 
 LOOPBACK = "127.0.0.1"
+PLACE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """Where ``--labgrid`` publishes the bench: coordinator, place name, extra tags."""
+
+    address: str
+    place: str
+    tags: dict[str, str]
+    bench: BenchConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +115,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also serve every APIS unit through APIS's device HTTP API (dcdc_batt_comm v2, "
         "one port per unit, and the dcdc_emulator flavour on one port)",
     )
+    parser.add_argument(
+        "--labgrid",
+        metavar="HOST:PORT",
+        default=None,
+        help="publish the bench as a place on this labgrid coordinator (its own "
+        "labgrid-exporter; serial instruments on loopback sockets); needs pp2p-hil[labgrid]",
+    )
+    parser.add_argument(
+        "--place", default=None, help="with --labgrid: the place's name (default: BENCH-PID)"
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --labgrid: tag the place (repeatable; kind=emulated and bench=NAME always)",
+    )
     parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -118,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         bench = load_bench_file(args.bench)
+        labgrid = _labgrid_request(args, bench)
         emulator = Emulator(
             bench,
             clock=args.clock,
@@ -125,14 +164,33 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             control_host=control_host,
             control_port=args.control_port,
-            serial=args.serial,
+            serial="tcp" if labgrid is not None else args.serial,
             timing=args.timing,
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
     front = _FrontStarter(bench, host=args.host) if args.apis else None
-    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline, front=front))
+    return asyncio.run(
+        _serve(emulator, as_json=args.json, lifeline=args.lifeline, front=front, labgrid=labgrid)
+    )
+
+
+def _labgrid_request(args: argparse.Namespace, bench: BenchConfig) -> LabRequest | None:
+    """``--labgrid``/``--place``/``--tag`` checked (ConfigError: one line), or None."""
+    if args.labgrid is None:
+        if args.place is not None or args.tag:
+            raise ConfigError("--place and --tag publish a place: they need --labgrid HOST:PORT")
+        return None
+    if args.serial == "pty":
+        raise ConfigError("--labgrid publishes loopback sockets: it contradicts --serial pty")
+    need_labgrid("--labgrid")
+    place = args.place or f"{bench.name}-{os.getpid()}"
+    if not PLACE_NAME.fullmatch(place):
+        raise ConfigError(f"--place {place!r}: letters, digits, '_', '.', '-' only")
+    return LabRequest(
+        check_address(args.labgrid, "--labgrid"), place, parse_tags(args.tag, "--tag"), bench
+    )
 
 
 def _check_arguments(args: argparse.Namespace) -> str:
@@ -201,6 +259,7 @@ async def _serve(
     as_json: bool,
     lifeline: int | None = None,
     front: _FrontStarter | None = None,
+    labgrid: LabRequest | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     reason: list[str] = []
@@ -232,6 +291,7 @@ async def _serve(
     except OSError as exc:  # a port in use, a host that does not resolve, ...
         print(f"hil emulate: cannot serve on {emulator.host}: {_os_error(exc)}", file=sys.stderr)
         return 2
+    published = None
     try:
         if front is not None:
             try:
@@ -239,15 +299,41 @@ async def _serve(
             except (HilError, OSError, RuntimeError) as exc:
                 print(f"hil emulate: cannot serve the APIS units: {exc}", file=sys.stderr)
                 return 2
+        if labgrid is not None:
+            published = await _publish(info, labgrid)
+            if published is None:
+                return 2
         _print_info(info, as_json=as_json, front=front.front if front else None)
+        if published is not None:
+            print(f"place {published.place} on {published.session.address}", flush=True)
         await emulator.stopped.wait()
     finally:
+        if published is not None:
+            await published.withdraw()
         if front is not None:
             await front.stop()
         if reason:
             emulator.make_safe(f"emulator {reason[0]}")
         await emulator.stop()
     return 0
+
+
+async def _publish(info: EmulatorInfo, request: LabRequest) -> Any:
+    """Publish the running emulator as a labgrid place; None (and one line) on failure."""
+    from hil.lab.publish import EmulatedPlace
+
+    try:
+        return await EmulatedPlace.publish(
+            request.address,
+            request.bench,
+            {item.id: item.resource for item in info.instruments},
+            info.control,
+            request.place,
+            request.tags,
+        )
+    except HilError as exc:
+        print(f"hil emulate: {exc}", file=sys.stderr)
+        return None
 
 
 def _os_error(exc: OSError) -> str:

@@ -3,8 +3,10 @@
 With no arguments it runs the packaged benches (``test_benches/``) on the packaged emulated
 bench, shows one line per test with its verdict, a heartbeat in long tests and a summary
 (the plugin's console, ``fixtures.console``), then the report's path, and exits with
-pytest's exit code. ``--bench``, ``--emulate``, ``--apis``, ``-k``/``-m`` and ``--run-dir`` pass
-through to the pytest plugin; anything after ``--`` goes to pytest unchanged.
+pytest's exit code. ``--bench``, ``--emulate``, ``--apis``, ``-k``/``-m``, ``--run-dir`` and
+the labgrid options (``--place``, ``--reserve``, ``--coordinator``, ``--place-timeout``;
+docs/labgrid.md) pass through to the pytest plugin; anything after ``--`` goes to pytest
+unchanged.
 
 Ctrl-C (SIGINT to the process or its whole group) or SIGTERM, as pytest's: the first stops
 the running test, the plugin runs the ordered shutdown while the emulator (in a session of
@@ -57,6 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benches", type=Path, default=BENCHES, help="bench test folder (default: packaged)"
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--place", help="run on this labgrid place (locked for the run)")
+    where.add_argument(
+        "--reserve",
+        action="append",
+        metavar="KEY=VALUE",
+        help="run on any free labgrid place with this tag (repeatable)",
+    )
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="labgrid coordinator")
+    parser.add_argument(
+        "--place-timeout", type=float, metavar="S", help="seconds to wait for a place (60)"
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
 
 
@@ -79,6 +93,14 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
         command += ["-k", args.keyword]
     if args.markers:
         command += ["-m", args.markers]
+    if args.place is not None:
+        command += ["--place", args.place]
+    for pair in args.reserve or ():
+        command += ["--reserve", pair]
+    if args.coordinator is not None:
+        command += ["--coordinator", args.coordinator]
+    if args.place_timeout is not None:
+        command += ["--place-timeout", str(args.place_timeout)]
     for option in ("operator", "dut", "station"):
         if getattr(args, option):
             command += [f"--{option}", getattr(args, option)]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from hil.config.apis_policy import ApisPolicy
 from hil.config.community import CommunityConfig
 from hil.config.emulation import EmulationConfig
+from hil.config.lab import LabgridConfig
 from hil.config.ratings import (
     EMULATED,
     RESOURCE_FORMS,
@@ -202,6 +203,7 @@ class BenchConfig:
     topology: Topology | None
     emulation: EmulationConfig
     community: CommunityConfig | None = None
+    labgrid: LabgridConfig | None = None
 
     @property
     def unit_ids(self) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from hil.config.community import read_community
 from hil.config.draft import UnitDraft, read_envelope_table
 from hil.config.emulation import EmulatedPort, EmulationConfig, SensorErrors, read_emulation
 from hil.config.envelopes import UnitEnvelopeBuilder
+from hil.config.lab import read_labgrid
 from hil.config.rating_check import RatingCheck
 from hil.config.ratings import find_model
 from hil.config.toml_source import KeyPath, Table, TomlSource
@@ -131,6 +132,7 @@ class _BenchReader:
             [u.id for u in units if u.has_battery],
             [u.id for u in units],
         )
+        labgrid = read_labgrid(root.table("labgrid"))
         root.finish()
         envelope = Envelope(
             bus=dataclasses.replace(
@@ -154,6 +156,7 @@ class _BenchReader:
             topology=topology,
             emulation=emulation,
             community=community,
+            labgrid=labgrid,
         )
 
     def _read_bus(self, root: Table) -> tuple[BusEnvelope, float]:
