@@ -32,6 +32,8 @@ from hil.safety import Interrupts, SignalInterrupt, SignalTally
 
 #: The packaged benches, beside the ``hil`` package in a source tree or an installed wheel.
 BENCHES = Path(__file__).resolve().parent.parent / "test_benches"
+#: Where ``--live`` without an address serves the page (``docs/live.md``).
+LIVE_DEFAULT = "127.0.0.1:8765"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benches", type=Path, default=BENCHES, help="bench test folder (default: packaged)"
     )
+    parser.add_argument(
+        "--live",
+        nargs="?",
+        const=LIVE_DEFAULT,
+        metavar="HOST:PORT",
+        help=f"serve the live operator page while the run goes (default {LIVE_DEFAULT})",
+    )
+    parser.add_argument("--no-prompts", action="store_true", help="refuse operator prompts")
     parser.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
 
 
@@ -101,6 +111,10 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
         command += ["-k", args.keyword]
     if args.markers:
         command += ["-m", args.markers]
+    if getattr(args, "live", None):
+        command += ["--live", args.live]
+    if getattr(args, "no_prompts", False):
+        command.append("--no-prompts")
     return command + list(args.pytest_args)
 
 
