@@ -83,6 +83,17 @@ def test_discrete_events_flush_a_due_reading_first() -> None:
     assert kinds == [("readings", 1.0), ("readings", 2.0), ("test_end", None)]
 
 
+def test_a_prompt_brings_out_the_pending_readings_at_once() -> None:
+    clock = FakeClock()
+    hub = EventHub(now=clock)
+    hub.readings(0.0, {"E001": reading("E001", 1.0)})
+    hub.readings(0.1, {"E001": reading("E001", 2.0)})  # not due
+    hub.publish({"type": "prompt", "id": 1, "text": "go on?"})
+    kinds = [e.data["type"] for e in hub.since(0)[0]]
+    assert kinds == ["readings", "readings", "prompt"]
+    assert hub.state().data["units"]["E001"]["current"] == 2.0
+
+
 def test_replay_after_an_id_and_a_gap_too_old_to_replay() -> None:
     hub = EventHub(keep=10, now=FakeClock())
     for n in range(25):

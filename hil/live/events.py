@@ -32,6 +32,9 @@ KEEP_EVENTS = 5000
 LOG_TAIL = 200
 PLOT_POINTS = 600
 #: Record line types shown in the page's log.
+#: Events before which every pending coalesced value goes out, due or not: the run waits
+#: (a prompt) or a test ends, and the page must show the values it stopped at.
+FLUSH_BEFORE = frozenset({"prompt", "test_end", "run_end", "stopping"})
 LOGGED = frozenset({"test_end", "safety_event", "shutdown", "note", "prompt", "answer", "run_end"})
 
 
@@ -219,9 +222,10 @@ class EventHub:
 
     def publish(self, data: Mapping[str, Any]) -> LiveEvent:
         """Emit one event now (``data`` must have a ``type``); pending coalesced ones that are
-        due go first, so the stream stays in the order things happened."""
+        due go first (all of them before a :data:`FLUSH_BEFORE` kind), so the stream stays
+        in the order things happened."""
         with self._cond:
-            self._flush_due()
+            self._flush_due(force=data.get("type") in FLUSH_BEFORE)
             return self._emit(dict(data))
 
     def offer(self, kind: str, fields: Mapping[str, Any]) -> None:
@@ -280,10 +284,10 @@ class EventHub:
     def _slot(self, kind: str) -> _Coalesced:
         return self._coalesced.setdefault(kind, _Coalesced())
 
-    def _flush_due(self) -> None:
+    def _flush_due(self, *, force: bool = False) -> None:
         now = self._now()
         for slot in self._coalesced.values():
-            if slot.pending is not None and now - slot.last_emit >= self.interval:
+            if slot.pending is not None and (force or now - slot.last_emit >= self.interval):
                 self._emit(slot.pending)
                 slot.pending, slot.last_emit = None, now
 
