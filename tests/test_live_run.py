@@ -70,7 +70,7 @@ def test_hil_run_live_streams_the_run_and_stop_ends_it_interrupted_and_safe(
             if event["type"] == "readings":
                 units.update(event["units"])
         assert units["E001"]["current"] == pytest.approx(1.0, abs=0.1)  # sources: +
-        assert units["E003"]["current"] == pytest.approx(-1.0, abs=0.1)  # sinks: −
+        assert units["E003"]["current"] == pytest.approx(-1.0, abs=0.1)  # sinks: -
         assert units["E003"]["mode"] == "voltage_reference"
         stopped = httpx.post(f"{url}stop", json={"confirm": True, "by": "ann"}, timeout=PATIENCE_S)
         assert stopped.status_code == 202, stopped.text

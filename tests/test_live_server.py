@@ -159,7 +159,7 @@ def test_a_prompt_answered_on_the_page_is_recorded_with_who_and_when(live: Live)
 def test_a_page_prompt_not_answered_in_time_is_refused_and_withdrawn(live: Live) -> None:
     record = MemoryRecorder()
     operator = Operator("page", recorder=record, desk=live.desk, timeout_s=0.25)
-    with pytest.raises(PromptRefused, match="no answer within 0.25 s"):
+    with pytest.raises(PromptRefused, match=r"no answer within 0\.25 s"):
         operator.ask("Which battery?", ["A", "B"])
     assert live.desk.pending() == []
     assert [note["status"] for note in record.of_type("note")] == ["no answer within 0.25 s"]
