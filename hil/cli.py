@@ -20,6 +20,7 @@ from hil import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("hil.emulate", "serve every instrument of a bench on loopback"),
     "identify": ("hil.identify", "print every instrument's vendor, model, serial and firmware"),
+    "live": ("hil.live.command", "serve the live page for a running emulator (watch only)"),
     "report": ("hil.report", "rebuild the PDF report of a run"),
     "run": ("hil.run", "run the benches, write the run record and the PDF report"),
     "scenario": ("hil.scenario_cli", "validate an APIS scenario file"),

@@ -97,7 +97,7 @@ class LiveChild:
                 return line
 
     def wait_page(self) -> str:
-        self.url = self.wait_line(PAGE_LINE).split(PAGE_LINE, 1)[1].strip()
+        self.url = self.wait_line(PAGE_LINE).split(PAGE_LINE, 1)[1].split()[0]
         return self.url
 
     def finish(self) -> int:

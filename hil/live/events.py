@@ -20,9 +20,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hil.controller import Reading
+
+if TYPE_CHECKING:
+    from hil.bench_config import BenchConfig
 
 #: Coalesced kinds are emitted at most this often (updates per second).
 RATE_HZ = 5.0
@@ -55,6 +59,24 @@ def reading_fields(reading: Reading) -> dict[str, Any]:
         "setpoint": reading.setpoint,
         "soc": reading.soc,
         "flags": sorted(reading.flags),
+    }
+
+
+def bench_event(
+    config: BenchConfig, path: Path, *, emulated: bool, run_id: str | None = None
+) -> dict[str, Any]:
+    """The bench as the page draws it before the bench opens: units, functions, limits."""
+    return {
+        "type": "bench",
+        "name": config.name,
+        "path": str(path),
+        "emulated": emulated,
+        "run_id": run_id,
+        "units": [
+            {"id": u.id, "kind": u.kind, "branch": u.branch, "envelope": u.envelope.as_dict()}
+            for u in config.units
+        ],
+        "bus": config.envelope.bus.as_dict(),
     }
 
 
@@ -207,12 +229,17 @@ class EventHub:
 
     def readings(self, t: float, readings: Mapping[str, Reading]) -> None:
         """Unit readings (from an engine tick or a bench snapshot), coalesced."""
-        if not readings:
+        self.unit_values(t, {uid: reading_fields(r) for uid, r in readings.items()})
+
+    def unit_values(self, t: float, values: Mapping[str, Mapping[str, Any]]) -> None:
+        """Units' values as the page shows them (``t``, ``mode``, ``current``, ``voltage``,
+        ``setpoint``, ``soc``, ``flags``), coalesced; units not given keep their last."""
+        if not values:
             return
         with self._cond:  # re-entrant: ``offer`` takes it again
             pending = self._slot("readings").pending or {"units": {}}
             units = dict(pending["units"])
-            units.update({uid: reading_fields(r) for uid, r in readings.items()})
+            units.update({uid: dict(v) for uid, v in values.items()})
             every = {**self._state.units, **units}
             currents = {uid: u["current"] for uid, u in every.items()}
             volts = [u["voltage"] for u in every.values() if u["voltage"] is not None]
