@@ -26,9 +26,9 @@ from pathlib import Path
 
 from fixtures.community import CommunityRunner
 from fixtures.twin import Twin
-from hil.bench import Bench
-from hil.benchfile import load_bench_file
-from hil.engine import ExchangeEngine
+from hil.config.benchfile import load_bench_file
+from hil.exchange.engine import ExchangeEngine
+from hil.units.bench import Bench
 from instruments.emulation.process import start_emulator
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "benches" / "community-19.toml"

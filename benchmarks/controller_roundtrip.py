@@ -31,8 +31,8 @@ from pathlib import Path
 import pyvisa
 from pyvisa.resources import MessageBasedResource
 
-from hil.bench import Bench
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
+from hil.units.bench import Bench
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from pathlib import Path
 import pyvisa
 from pyvisa.resources import MessageBasedResource
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.models import ModelContext
 from instruments.emulation.models.base import BUS_NODE
 from instruments.emulation.models.n5700 import N5700Model

@@ -27,13 +27,13 @@ import statistics
 import time
 from pathlib import Path
 
-from hil.bench import Bench
-from hil.bench_config import BenchConfig
-from hil.benchfile import load_bench_file
 from hil.clock import SimClock
-from hil.engine import ExchangeEngine
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from hil.exchange import Exchange
-from hil.supervisor import Supervisor
+from hil.exchange.engine import ExchangeEngine
+from hil.exchange.supervisor import Supervisor
+from hil.units.bench import Bench
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ The first safety layer: every set-point is checked here *before anything is sent
 instrument. A refused set-point raises ``EnvelopeError`` (``CapabilityError`` when the unit
 cannot do it at all, e.g. a load asked to source) naming the unit, the value, the limit and
 the envelope field, so that the message alone says what to change. Envelopes come from the
-bench file (``hil.benchfile``) and are printed in the report (``as_dict``/``rows``).
+bench file (``hil.config.benchfile``) and are printed in the report (``as_dict``/``rows``).
 
 Sign convention: a unit's bus current is positive when it pushes current into the bus
 (sourcing, discharging) and negative when it draws from it (sinking, charging).

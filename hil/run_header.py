@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hil import __version__
-from hil.bench_config import BenchConfig
+from hil.config.bench import BenchConfig
 from hil.controller import InstrumentIdentity
 from hil.records import INTERRUPTED, OUTCOMES
 

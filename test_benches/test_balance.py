@@ -14,9 +14,9 @@ from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.options import BenchOptions
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.errors import HilError, SafetyTrip
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units("E001", "E002", "E003")

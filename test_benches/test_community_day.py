@@ -18,8 +18,8 @@ import pytest
 from fixtures.community import CommunityRunner
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
-from hil.engine import State
+from hil.exchange.engine import State
+from hil.units.bench import Bench
 
 pytestmark = [pytest.mark.community, pytest.mark.slow]
 

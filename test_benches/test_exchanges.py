@@ -16,14 +16,14 @@ import pytest
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.controller import CurrentController
 from hil.exchange import Exchange
 from hil.units import ConverterUnit, SupplyLoadBattery
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
 pytestmark = pytest.mark.units(
-    "BID1", "BID2", "E001", "E002", "E003", "E004", "E005", "LOAD1", "SUP1"
+    "BID1", "BID2", "BID3", "E001", "E002", "E003", "E004", "E005", "LOAD1", "SUP1", "SUP2"
 )
 
 #: What an emulated meter may differ from the truth (offset + gain + noise, A).
@@ -148,8 +148,24 @@ def test_supply_and_load_with_a_converter_as_reference(
 
 @pytest.mark.parametrize(
     ("source", "sink"),
-    [("BID1", "BID2"), ("BID2", "BID1"), ("BID2", "E001"), ("E001", "BID1")],
-    ids=["IT6000C-to-PSB", "PSB-to-IT6000C", "PSB-to-battery", "battery-to-IT6000C"],
+    [
+        ("BID1", "BID2"),
+        ("BID2", "BID1"),
+        ("BID2", "E001"),
+        ("E001", "BID1"),
+        ("BID3", "E001"),
+        ("E001", "BID3"),
+        ("SUP2", "BID3"),
+    ],
+    ids=[
+        "IT6000C-to-PSB",
+        "PSB-to-IT6000C",
+        "PSB-to-battery",
+        "battery-to-IT6000C",
+        "RP7900-to-battery",
+        "battery-to-RP7900",
+        "PWR01-to-RP7900",
+    ],
 )
 def test_bidirectional_supplies_source_and_sink(
     exchange: ExchangeFactory, measure: Measure, source: str, sink: str

@@ -18,13 +18,13 @@ from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.options import BenchOptions
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.controller import CurrentController
 from hil.errors import CommunicationError, HilError, InstrumentTimeout
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
-pytestmark = pytest.mark.units("BID2", "E001", "E002", "E003", "SUP1")
+pytestmark = pytest.mark.units("BID2", "E001", "E002", "E003", "SUP1", "SUP2")
 
 #: One instrument of each transport, the unit it belongs to, and an exchange it is in.
 LOST = [
@@ -32,6 +32,7 @@ LOST = [
     ("E001.battery", {"E001": 1.0}, {"E003": 1.0}),
     ("SUP1.supply", {"SUP1": 1.0}, {"E003": 1.0}),
     ("BID2.bidirectional", {"E002": 1.0}, {"BID2": 1.0}),
+    ("SUP2.supply", {"SUP2": 1.0}, {"E003": 1.0}),  # RS-232C
 ]
 TRANSPORTS = ["SUP1.supply", "E002.converter", "BID2.bidirectional", "E002.battery"]
 CHECKED = ["SUP1.supply", "E002.converter", "E002.battery"]

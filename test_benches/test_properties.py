@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
-from hil.engine import State
 from hil.errors import ExchangeError
 from hil.exchange import Exchange
+from hil.exchange.engine import State
+from hil.units.bench import Bench
 
 EXAMPLES = 25
 UNTOUCHED = "refused before any instrument was touched"

@@ -15,15 +15,17 @@ from fixtures.checks import shutdown_order_problems, verdicts
 from fixtures.exchanges import ExchangeFactory
 from fixtures.measure import Measure
 from fixtures.twin import Twin
-from hil.bench import Bench
 from hil.clock import Clock
 from hil.controller import CurrentController, Mode
-from hil.engine import ExchangeEngine
 from hil.errors import EnvelopeError, ExchangeError, SafetyTrip
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine
+from hil.units.bench import Bench
 
 #: The units of the default emulated bench these benches name (skipped on a bench without them).
-pytestmark = pytest.mark.units("BID1", "BID2", "E001", "E002", "E003", "E004", "LOAD1", "SUP1")
+pytestmark = pytest.mark.units(
+    "BID1", "BID2", "BID3", "E001", "E002", "E003", "E004", "LOAD1", "SUP1", "SUP2"
+)
 
 #: Amps and volts beyond a limit, for set-points that must be refused.
 BEYOND_A = 0.5
@@ -112,8 +114,18 @@ def test_exchanges_beyond_the_rules_are_refused_untouched(
         ("E001.converter", "OVP", "E001", "E003"),
         ("LOAD1.load", "OTP", "E002", "LOAD1"),
         ("BID2.bidirectional", "OVP", "BID2", "E003"),  # the voltage reference trips
+        ("SUP2.supply", "OVP", "SUP2", "E003"),
+        ("BID3.bidirectional", "OCP", "BID3", "E003"),  # the voltage reference trips
     ],
-    ids=["supply-OVP", "supply-OCP", "converter-OVP", "load-OTP", "reference-OVP"],
+    ids=[
+        "supply-OVP",
+        "supply-OCP",
+        "converter-OVP",
+        "load-OTP",
+        "reference-OVP",
+        "second-supply-OVP",
+        "second-reference-OCP",
+    ],
 )
 def test_protection_trip_ends_in_an_ordered_shutdown(
     exchange: ExchangeFactory,

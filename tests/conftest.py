@@ -15,7 +15,7 @@ import pytest
 import pyvisa
 from emulated_rig import Rig
 
-from hil.engine import ExchangeEngine
+from hil.exchange.engine import ExchangeEngine
 
 
 @pytest.fixture(autouse=True, scope="session")

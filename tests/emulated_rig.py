@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.bench import Bench
-from hil.bench_config import BenchConfig
-from hil.benchfile import load_bench_file
 from hil.clock import SimClock
-from hil.engine import ExchangeEngine
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from hil.errors import HilError
+from hil.exchange.engine import ExchangeEngine
 from hil.recorder import MemoryRecorder
 from hil.units import EMULATOR_DRIVER_OPTIONS, ConverterUnit
+from hil.units.bench import Bench
 from instruments.emulation.client import ControlClient
 from instruments.emulation.process import EmulatorThread
 

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from pymodbus import FramerType
 from pymodbus.client import ModbusTcpClient
 
-from hil.bench_config import BenchConfig
-from hil.benchfile import load_bench_file
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.models.base import BUS_NODE, InstrumentModel, ModelContext
 from instruments.emulation.plant import NodeSpec, Plant
 from instruments.emulation.plant_specs import AnyPortSpec

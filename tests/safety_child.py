@@ -17,13 +17,13 @@ from pathlib import Path
 
 from emulated_rig import DRIVER_OPTIONS, EMULATED_BENCH
 
-from hil.bench import Bench
-from hil.benchfile import load_bench_file
 from hil.clock import WallClock
-from hil.engine import ExchangeEngine
+from hil.config.benchfile import load_bench_file
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine
+from hil.exchange.safety import EmulatorWatchdog, SignalInterrupt, guard_bench
 from hil.records import RecordWriter
-from hil.safety import EmulatorWatchdog, SignalInterrupt, guard_bench
+from hil.units.bench import Bench
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import pyvisa
 from plant_servers import PlantServers
 from pyvisa.resources import MessageBasedResource
 
-from hil.bench_config import BenchConfig
+from hil.config.bench import BenchConfig
 from instruments.emulation.models import InstrumentModel, ModelContext, Wire
 
 VISA_TIMEOUT_MS = 10_000

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from emulated_rig import Rig
 
-from hil.agents import Community, CommunityReport
-from hil.deal_policy import DealPolicy
-from hil.engine import ExchangeEngine, State
-from hil.negotiation import Conditions
+from hil.autonomy.agents import Community, CommunityReport
+from hil.autonomy.negotiation import Conditions
+from hil.config.deal_policy import DealPolicy
+from hil.config.scenario import parse_scenario
+from hil.exchange.engine import ExchangeEngine, State
 from hil.recorder import MemoryRecorder
-from hil.scenario import parse_scenario
 
 #: APIS's exe-scenario.json, the OIST-like four statuses, for the whole day.
 OIST = parse_scenario(

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from hil.apis_policy import (
+from hil.config.apis_policy import (
     ApisPolicy,
     apis_table_markdown,
     deal_number_problem,
     declared_fields,
     read_apis_policy,
 )
-from hil.deal_policy import DealPolicy
+from hil.config.deal_policy import DealPolicy
+from hil.config.toml_source import TomlSource
 from hil.envelope import BusEnvelope
 from hil.errors import ConfigError
-from hil.toml_source import TomlSource
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bench-file.md"
 BUS = BusEnvelope(

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from hil.bench import Bench, Snapshot, WorkersClosed, _UnitWorkers, open_instruments
-from hil.bench_config import BenchConfig, InstrumentConfig
-from hil.benchfile import load_bench_file, parse_bench_text
 from hil.clock import SimClock
+from hil.config.bench import BenchConfig, InstrumentConfig
+from hil.config.benchfile import load_bench_file, parse_bench_text
 from hil.controller import Mode
 from hil.errors import CommunicationError, ConfigError, HilError
 from hil.units import (
@@ -22,6 +21,7 @@ from hil.units import (
     SupplyUnit,
     UnitBase,
 )
+from hil.units.bench import Bench, Snapshot, WorkersClosed, _UnitWorkers, open_instruments
 from instruments.apis_bms import ApisBms
 from instruments.base import Instrument
 from instruments.chroma63200a import Chroma63200A

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.benchfile import load_bench_file, parse_bench_text
-from hil.deal_policy import DealPolicy
+from hil.config.benchfile import load_bench_file, parse_bench_text
+from hil.config.deal_policy import DealPolicy
 from hil.errors import ConfigError
 
 BENCHES = Path(__file__).resolve().parent.parent / "fixtures" / "benches"

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil import benchfile
-from hil.benchfile import BenchConfig, load_bench_file, parse_bench_text
-from hil.errors import CapabilityError, ConfigError, EnvelopeError
-from hil.ratings import (
+from hil.config import benchfile
+from hil.config.benchfile import BenchConfig, load_bench_file, parse_bench_text
+from hil.config.ratings import (
     InstrumentRating,
     families,
     find_model,
@@ -23,7 +22,8 @@ from hil.ratings import (
     parse_model_table,
     resource_problem,
 )
-from hil.toml_source import LineLocator
+from hil.config.toml_source import LineLocator
+from hil.errors import CapabilityError, ConfigError, EnvelopeError
 
 BENCHES = Path(__file__).resolve().parent.parent / "fixtures" / "benches"
 EMULATED = BENCHES / "emulated.toml"
@@ -79,6 +79,8 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "LOAD1",
         "BID1",
         "BID2",
+        "BID3",
+        "SUP2",
     )
     for unit_id in ("E001", "E002", "E003", "E004"):
         unit = config.unit(unit_id)
@@ -103,10 +105,13 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "LOAD1": ("load", "chroma63200a"),
         "BID1": ("bidirectional", "it6000c"),
         "BID2": ("bidirectional", "psb10000"),
+        "BID3": ("bidirectional", "rp7900"),
+        "SUP2": ("supply", "pwr01"),
     }
+    assert config.unit("BID3").instrument("bidirectional").settings["watchdog_s"] == 60
     assert config.unit("SUP1").instrument("supply").rating.voltage_max == 600.0
     assert not config.unit("SUP1").can_sink and not config.unit("LOAD1").can_source
-    assert config.large_capacity_unit_ids == ("E004", "BID1", "BID2")
+    assert config.large_capacity_unit_ids == ("E004", "BID1", "BID2", "BID3")
     assert config.topology is not None and config.topology.branch_of("E003") == "B"
     assert config.envelope.bus.branch_capacity == {"A": 6.0, "B": 6.0, "LAB": 10.0}
     assert config.emulation.seed == 20240601 and config.emulation.serial_transport == "tcp"

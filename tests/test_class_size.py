@@ -35,7 +35,7 @@ def _collect(node: ast.AST, module: str, prefix: str, sizes: dict[tuple[str, str
 def test_the_walk_finds_the_packages_classes() -> None:
     sizes = class_sizes()
     assert {module.split("/")[0] for module, _ in sizes} == set(PACKAGES)
-    assert ("hil/benchfile.py", "_BenchReader") in sizes
+    assert ("hil/config/benchfile.py", "_BenchReader") in sizes
     assert ("reports/pdf.py", "ReportWriter") in sizes
 
 

@@ -17,8 +17,8 @@ import pytest
 from emulated_rig import EMULATED_BENCH
 from test_control_channel import Channel, RecordingTarget, ask
 
-from hil.benchfile import load_bench_file
 from hil.cli import main
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.control import ADVANCE_SLICE_S, MAX_ADVANCE_S
 from instruments.emulation.process import EmulatorThread
 

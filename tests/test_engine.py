@@ -8,9 +8,9 @@ import pytest
 from emulated_rig import Rig
 
 from hil.controller import Mode
-from hil.engine import ExchangeEngine, ExchangeRun, State
 from hil.errors import ExchangeError, SafetyTrip
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine, ExchangeRun, State
 from hil.recorder import MemoryRecorder
 
 #: What the emulated meters may differ from the truth (offset + gain + noise, A).
@@ -252,9 +252,9 @@ def test_a_new_step_is_one_function_and_one_table_entry(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sequence is the table: a step added to it runs in its place, with the bus up."""
-    from hil import engine_steps
-    from hil.engine_bus import Step
-    from hil.engine_steps import START_SEQUENCE, Sequencer, Stage, always
+    from hil.exchange import steps as engine_steps
+    from hil.exchange.bus import Step
+    from hil.exchange.steps import START_SEQUENCE, Sequencer, Stage, always
 
     def probe(seq: Sequencer, run: ExchangeRun) -> None:
         adjuster = run.plan.adjuster

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from emulated_rig import EMULATED_BENCH
 
-from hil.bench import Bench
-from hil.bench_config import BenchConfig, Branch, Topology
-from hil.benchfile import load_bench_file
 from hil.clock import SimClock
+from hil.config.bench import BenchConfig, Branch, Topology
+from hil.config.benchfile import load_bench_file
 from hil.controller import Capabilities
-from hil.engine import ExchangeEngine
 from hil.envelope import UnitEnvelope
 from hil.errors import ExchangeError
 from hil.exchange import BusLoad, Exchange, Rule, plan_exchange
+from hil.exchange.engine import ExchangeEngine
+from hil.units.bench import Bench
 
 CONFIG = load_bench_file(EMULATED_BENCH)
 
@@ -145,6 +145,8 @@ def test_rules_that_depend_on_the_running_exchanges() -> None:
         (Exchange.between("E001", "E002", 0.5, amount_wh=5), Rule.ENVELOPE),
         (Exchange.between("E002", "E004", 1.0, amount_wh=5, reference="E004"), Rule.ONE_REFERENCE),
         (Exchange.between("E002", "E003", 0.25, amount_wh=5), Rule.REFERENCE_HEADROOM),
+        # A supply and a load could not take the bus over if E001->E003 ended first.
+        (Exchange.between("SUP1", "LOAD1", 0.5, duration=5), Rule.REFERENCE),
     ]
     for exchange, rule in cases:
         with pytest.raises(ExchangeError, match=rf"\[rule {rule.value}\]"):

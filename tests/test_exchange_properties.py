@@ -19,11 +19,11 @@ from emulated_rig import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil.bench_config import BenchConfig
+from hil.config.bench import BenchConfig
 from hil.controller import Reading
-from hil.engine import ExchangeEngine, ExchangeRun, State
 from hil.exchange import Exchange
-from hil.supervisor import BusExpectation, CheckReport, Supervisor
+from hil.exchange.engine import ExchangeEngine, ExchangeRun, State
+from hil.exchange.supervisor import BusExpectation, CheckReport, Supervisor
 
 SOURCES = ("E001", "E002", "E003", "E004", "SUP1", "BID1", "BID2")
 SINKS = ("E001", "E002", "E003", "E004", "LOAD1", "BID1", "BID2")

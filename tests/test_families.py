@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.config.ratings import model_table
 from hil.errors import ConfigError
-from hil.ratings import model_table
 from hil.units.factory import BATTERY_SIDE_ONLY, adapters
 from instruments.emulation.models import models
 from instruments.families import FUNCTIONS, Family, families, family

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from emulated_rig import EMULATED_BENCH
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from instruments.emulation import fuzz
 from instruments.emulation.process import EmulatorThread
 

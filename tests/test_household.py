@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hil.bench_emulation import household_seed
-from hil.benchfile import parse_bench_text
+from hil.config.benchfile import parse_bench_text
+from hil.config.emulation import household_seed
 from hil.errors import ConfigError
 from instruments.emulation.battery import OcvCurve
 from instruments.emulation.emulator import Emulator, build_plant, standalone_day

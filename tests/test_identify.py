@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hil import identify
-from hil.benchfile import parse_bench_text
-from hil.cli import main
-from hil.identify import format_table, identify_instruments
+from hil.cli import identify, main
+from hil.cli.identify import format_table, identify_instruments
+from hil.config.benchfile import parse_bench_text
 
 IDN = "Keysight Technologies,N5772A,US24680,A.02.01"
 

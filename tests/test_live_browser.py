@@ -16,7 +16,7 @@ from emulated_rig import EMULATED_BENCH
 from live_child import PATIENCE_S, LiveChild
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from hil.records import read_records
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ import pytest
 from emulated_rig import EMULATED_BENCH, ROOT
 from live_child import LiveChild, events_until, open_stream
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from hil.live.events import EventHub
 from hil.live.watch import EmulatorWatch, unit_values
 from instruments.emulation.process import EmulatorProcess, start_emulator

@@ -1,10 +1,9 @@
 """The emulated Kikusui PWR-01 on a plant: raw SCPI with pyvisa-py over its RS-232C
 (``ASRLsocket://``), and the lab driver over both RS-232C and LAN.
 
-The supply sits on the bus of the emulated bench (unit SUP2, a PWR1201H; added to the
-bench text here when the shipped file does not carry it yet). A voltage reference holds
-the bus at 350 V, or a constant-current sink loads it; the plant moves only when a test
-advances it.
+The supply sits on the bus of the shipped emulated bench (unit SUP2, a PWR1201H). A
+voltage reference holds the bus at 350 V, or a constant-current sink loads it; the plant
+moves only when a test advances it.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
-from hil.bench_config import BenchConfig
-from hil.benchfile import parse_bench_text
+from hil.config.bench import BenchConfig
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.models import models
 from instruments.emulation.models.pwr01 import OPER_CC, OPER_CV, QUES_OC, QUES_OV, PWR01Model
 from instruments.emulation.plant import CurrentSinkSpec, VoltageReferenceSpec
@@ -27,25 +26,11 @@ from instruments.pwr01 import PWR01
 
 NR3 = re.compile(r"^[+-]\d\.\d{5}E[+-]\d{2}$")
 BUS_V = 350.0
-UNIT = """
-[[units]]
-id = "SUP2"
-kind = "supply"
-description = "Kikusui PWR1201H 650 V / 6 A / 1200 W supply on RS-232C: source only"
-branch = "LAB"
-  [[units.instruments]]
-  driver = "pwr01"
-  model = "PWR1201H"
-  resource = "emulated"
-"""
 
 
 def pwr01_bench() -> BenchConfig:
-    """The shipped emulated bench, with the PWR-01 unit appended if it has none."""
-    text = BENCH_FILE.read_text(encoding="utf-8")
-    if 'driver = "pwr01"' not in text:
-        text += UNIT
-    return parse_bench_text(text, BENCH_FILE)
+    """The shipped emulated bench, which carries the PWR-01 unit SUP2."""
+    return load_bench_file(BENCH_FILE)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The emulated Keysight RP7900 on a plant: raw SCPI over a LAN socket and the lab driver.
 
-The unit is an RP7951A on the bus of the shipped emulated bench (appended here as BID3). A
+The unit is the RP7951A on the bus of the shipped emulated bench (BID3). A
 voltage reference holds the bus at 350 V; the plant moves only when a test advances it.
 """
 
@@ -14,7 +14,7 @@ from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
-from hil.benchfile import parse_bench_text
+from hil.config.benchfile import load_bench_file
 from hil.units.bidirectional import protection_levels
 from instruments.base import Rating
 from instruments.emulation.models import models
@@ -25,16 +25,6 @@ from instruments.wire.rp7900 import OperationStatus, QuestionableStatus
 
 KEY = "BID3.bidirectional"
 BUS_V = 350.0
-UNIT = """
-[[units]]
-id = "BID3"
-kind = "bidirectional"
-branch = "LAB"
-  [[units.instruments]]
-  driver = "rp7900"
-  model = "RP7951A"
-  resource = "emulated"
-"""
 
 
 @dataclass
@@ -60,7 +50,7 @@ class Rig:
 
 @pytest.fixture
 def rig() -> Iterator[Rig]:
-    bench = parse_bench_text(BENCH_FILE.read_text(encoding="utf-8") + UNIT, "rp7900 bench")
+    bench = load_bench_file(BENCH_FILE)
     ctx = context(bench, "BID3", "rp7900")
     specs = [
         *RP7900Model.port_specs(ctx),

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.deal_policy import DealPolicy
-from hil.negotiation import (
+from hil.autonomy.negotiation import (
     Accept,
     Conditions,
     Mediator,
@@ -24,7 +23,8 @@ from hil.negotiation import (
     remaining_wh,
     select_accept,
 )
-from hil.scenario import Direction, Scenario, TimeSlot, parse_scenario
+from hil.config.deal_policy import DealPolicy
+from hil.config.scenario import Direction, Scenario, TimeSlot, parse_scenario
 
 POLICY = DealPolicy(deal_current=1.0, amount_min_wh=50, amount_max_wh=200, amount_unit_wh=50)
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.process import start_emulator
 
 pytest_plugins = ["pytester"]

@@ -18,7 +18,7 @@ from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
-from hil.benchfile import parse_bench_text
+from hil.config.benchfile import parse_bench_text
 from instruments.emulation.models.rp7900 import RP7900Model
 from instruments.emulation.plant import VoltageReferenceSpec
 

@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from hil.controller import InstrumentIdentity
 from hil.records import RecordWriter, read_records
 from hil.run_header import (

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from emulated_rig import EMULATED_BENCH, ROOT
 
-from hil import safety
+from hil.exchange import safety
+from hil.exchange.safety import ProcessGuard, SignalInterrupt
 from hil.records import read_records
-from hil.safety import ProcessGuard, SignalInterrupt
 from instruments.emulation.process import EmulatorProcess, start_emulator
 
 CHILD = Path(__file__).with_name("safety_child.py")

@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from emulated_rig import EMULATED_BENCH, Rig
 
-from hil.engine import ExchangeEngine, ExchangeRun
 from hil.errors import HilError, SafetyTrip
 from hil.exchange import Exchange
+from hil.exchange.engine import ExchangeEngine, ExchangeRun
+from hil.exchange.safety import EmulatorWatchdog
 from hil.recorder import MemoryRecorder
-from hil.safety import EmulatorWatchdog
 
 #: kind → fault fields: every fault kind the control channel offers. ``drop`` and
 #: ``garbage`` outlast the drivers' retries, ``delay`` the instrument timeout.

@@ -13,16 +13,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hil.apis_json import load_apis_json, read_apis_json, strip_comments
 from hil.cli import main
-from hil.deal_policy import (
+from hil.config.apis_json import load_apis_json, read_apis_json, strip_comments
+from hil.config.deal_policy import (
     DealPolicy,
     parse_policy_json,
     read_hw_config_json,
     read_policy_json,
 )
-from hil.errors import ConfigError
-from hil.scenario import (
+from hil.config.scenario import (
     DAY_S,
     Scenario,
     format_time_of_day,
@@ -30,6 +29,7 @@ from hil.scenario import (
     load_scenario_text,
     parse_scenario,
 )
+from hil.errors import ConfigError
 
 #: APIS's sample files, beside the work tree (``../shared/reference/apis-samples``).
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "apis-samples"

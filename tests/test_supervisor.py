@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import pytest
 from emulated_rig import EMULATED_BENCH
 
-from hil.benchfile import load_bench_file
+from hil.config.benchfile import load_bench_file
 from hil.controller import Mode, Reading
+from hil.exchange.supervisor import BusExpectation, Expectation, Level, Supervisor
 from hil.recorder import MemoryRecorder
-from hil.supervisor import BusExpectation, Expectation, Level, Supervisor
 
 CONFIG = load_bench_file(EMULATED_BENCH)
 UNITS = CONFIG.unit_ids

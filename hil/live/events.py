@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from hil.controller import Reading
 
 if TYPE_CHECKING:
-    from hil.bench_config import BenchConfig
+    from hil.config.bench import BenchConfig
 
 #: Coalesced kinds are emitted at most this often (updates per second).
 RATE_HZ = 5.0

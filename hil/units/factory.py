@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from hil.bench_config import InstrumentConfig, UnitConfig
 from hil.clock import Clock
+from hil.config.bench import InstrumentConfig, UnitConfig
+from hil.config.ratings import EMULATED
 from hil.errors import ConfigError
-from hil.ratings import EMULATED
 from instruments.base import Instrument
 from instruments.families import Function, families, family
 

@@ -1,0 +1,184 @@
+"""``hil emulate BENCH.toml``: serve every instrument of a bench on loopback.
+
+Prints one line per instrument (``unit instrument driver resource``) and ``control
+HOST:PORT`` — or, with ``--json``, one JSON line — flushed before serving, then runs until
+SIGINT, SIGTERM or a ``shutdown`` request. Every path out makes every output safe first.
+
+Beyond loopback: ``--host ADDR --allow-remote`` exposes the instruments only; the control
+channel (fault injection, ``set``, ``shutdown``; unauthenticated) stays on 127.0.0.1 unless
+``--expose-control`` is given as well. A bad argument (a port outside 0..65535, a port in
+use, a host that does not resolve, a speed out of range) is one line on stderr, exit 2.
+
+``--lifeline FD`` (set by :func:`instruments.emulation.process.start_emulator`, not by
+people): a pipe's read end whose write end only the parent holds. EOF on it means the
+parent died (the kernel closed its end, SIGKILL included): every output is made safe and the
+emulator exits. A person's own ``hil emulate`` has no lifeline and runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from hil.config.benchfile import load_bench_file
+from hil.errors import HilError
+from instruments.emulation.emulator import MAX_SPEED, Emulator, EmulatorInfo
+
+LOOPBACK = "127.0.0.1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bench", type=Path, help="bench file (TOML)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line, not a table")
+    parser.add_argument(
+        "--clock",
+        choices=("sim", "wall"),
+        default="sim",
+        help="sim: time moves only on 'advance' (default); wall: real time x --speed",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help=f"wall clock speed-up factor (above 0, at most {MAX_SPEED:g})",
+    )
+    parser.add_argument(
+        "--serial",
+        choices=("tcp", "pty"),
+        default=None,
+        help="serve serial instruments on loopback sockets or ptys (default: the bench file's)",
+    )
+    parser.add_argument(
+        "--control-port", type=int, default=0, help="control channel port (0: any free port)"
+    )
+    parser.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --host other than 127.0.0.1 (instruments become reachable from outside)",
+    )
+    parser.add_argument(
+        "--expose-control",
+        action="store_true",
+        help="with --allow-remote: serve the control channel (fault, set, shutdown; no "
+        "authentication) on --host too; without it the control channel stays on 127.0.0.1",
+    )
+    parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = _check_arguments(args)
+    if problem:
+        print(f"hil emulate: {problem}", file=sys.stderr)
+        return 2
+    control_host = args.host if args.expose_control else LOOPBACK
+    if args.host != LOOPBACK:
+        print(
+            f"hil emulate: WARNING: serving emulated instruments on {args.host}, reachable "
+            "from other machines",
+            file=sys.stderr,
+        )
+    if control_host != LOOPBACK:
+        print(
+            f"hil emulate: WARNING: the control channel (fault injection, set, shutdown; no "
+            f"authentication) is exposed on {control_host}: anyone who reaches it can drive "
+            "or stop this emulator",
+            file=sys.stderr,
+        )
+    try:
+        bench = load_bench_file(args.bench)
+        emulator = Emulator(
+            bench,
+            clock=args.clock,
+            speed=args.speed,
+            host=args.host,
+            control_host=control_host,
+            control_port=args.control_port,
+            serial=args.serial,
+        )
+    except HilError as exc:
+        print(f"hil emulate: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline))
+
+
+def _check_arguments(args: argparse.Namespace) -> str:
+    """What is wrong with the arguments, in one line ("" when nothing is)."""
+    if args.host != LOOPBACK and not args.allow_remote:
+        return f"refusing to bind {args.host}: add --allow-remote to serve beyond this machine"
+    if args.expose_control and not args.allow_remote:
+        return "--expose-control needs --allow-remote (and a --host other than 127.0.0.1)"
+    if not 0 <= args.control_port <= 65535:
+        return f"--control-port {args.control_port}: a TCP port is 0..65535 (0: any free port)"
+    try:
+        socket.getaddrinfo(args.host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"--host {args.host}: host does not resolve ({exc})"
+    if not (math.isfinite(args.speed) and 0 < args.speed <= MAX_SPEED):
+        return (
+            f"--speed {args.speed:g}: must be above 0 and at most {MAX_SPEED:g} "
+            "(simulated seconds per wall second)"
+        )
+    return ""
+
+
+def _print_info(info: EmulatorInfo, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info.as_dict()), flush=True)
+        return
+    for item in info.instruments:
+        print(f"{item.unit} {item.id} {item.driver} {item.resource}")
+    print(f"control {info.control}", flush=True)
+
+
+async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    reason: list[str] = []
+
+    def on_signal(name: str) -> None:
+        reason.append(f"received {name}")
+        emulator.stopped.set()
+
+    def on_lifeline() -> None:
+        assert lifeline is not None
+        try:
+            data = os.read(lifeline, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(lifeline)
+            reason.append("its parent process died (lifeline closed)")
+            emulator.stopped.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    if lifeline is not None:
+        os.set_blocking(lifeline, False)
+        loop.add_reader(lifeline, on_lifeline)
+    try:
+        info = await emulator.start()
+    except OSError as exc:  # a port in use, a host that does not resolve, ...
+        print(f"hil emulate: cannot serve on {emulator.host}: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    _print_info(info, as_json=as_json)
+    try:
+        await emulator.stopped.wait()
+    finally:
+        if reason:
+            emulator.make_safe(f"emulator {reason[0]}")
+        await emulator.stop()
+    return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failure to bind (asyncio and our servers put it in ``args[1]``)."""
+    return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
