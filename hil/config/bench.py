@@ -194,6 +194,8 @@ class BenchConfig:
     topology: Topology | None
     emulation: EmulationConfig
     community: CommunityConfig | None = None
+    #: On real instruments the operator confirms before the bench is first energised.
+    confirm_energise: bool = True
 
     @property
     def unit_ids(self) -> tuple[str, ...]:

@@ -115,6 +115,7 @@ class _BenchReader:
             )
         name = root.string("name", pattern=NAME_PATTERN, pattern_text="a non-empty name")
         description = root.string("description", "")
+        confirm_energise = root.boolean("confirm_energise", True)
         bus, nominal = self._read_bus(root)
         apis = read_apis_policy(root.table("apis"), bus, nominal)
         defaults = read_envelope_table(root.table("default_envelope"))
@@ -154,6 +155,7 @@ class _BenchReader:
             topology=topology,
             emulation=emulation,
             community=community,
+            confirm_energise=confirm_energise,
         )
 
     def _read_bus(self, root: Table) -> tuple[BusEnvelope, float]:
