@@ -205,7 +205,7 @@ class EventHub:
         self._now = now
         self._events: deque[LiveEvent] = deque(maxlen=keep)
         self._next_id = 1
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
         self._coalesced: dict[str, _Coalesced] = {}
         self._state = LiveState()
         self.closed = False
@@ -236,7 +236,7 @@ class EventHub:
         ``setpoint``, ``soc``, ``flags``), coalesced; units not given keep their last."""
         if not values:
             return
-        with self._cond:  # re-entrant: ``offer`` takes it again
+        with self._lock:  # re-entrant: ``offer`` takes it again
             pending = self._slot("readings").pending or {"units": {}}
             units = dict(pending["units"])
             units.update({uid: dict(v) for uid, v in values.items()})
@@ -251,13 +251,13 @@ class EventHub:
         """Emit one event now (``data`` must have a ``type``); pending coalesced ones that are
         due go first (all of them before a :data:`FLUSH_BEFORE` kind), so the stream stays
         in the order things happened."""
-        with self._cond:
+        with self._lock:
             self._flush_due(force=data.get("type") in FLUSH_BEFORE)
             return self._emit(dict(data))
 
     def offer(self, kind: str, fields: Mapping[str, Any]) -> None:
         """The newest value of a throttled ``kind``: emitted now if due, else kept pending."""
-        with self._cond:
+        with self._lock:
             slot = self._slot(kind)
             slot.pending = {"type": kind, **fields}
             self._flush_due()
@@ -265,29 +265,28 @@ class EventHub:
     def flush_due(self) -> None:
         """Emit every pending coalesced value whose interval has passed (the server calls
         this while it waits, so the last value of a burst is not held back)."""
-        with self._cond:
+        with self._lock:
             self._flush_due()
 
     def close(self) -> None:
-        """No more events: every pending value is emitted and every waiting client woken."""
-        with self._cond:
+        """No more events: every pending value is emitted; streams end once they sent it all."""
+        with self._lock:
             for slot in self._coalesced.values():
                 if slot.pending is not None:
                     self._emit(slot.pending)
                     slot.pending = None
             self.closed = True
-            self._cond.notify_all()
 
     # -- reading -------------------------------------------------------------------------
     @property
     def last_id(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._next_id - 1
 
     def since(self, last_id: int | None) -> tuple[list[LiveEvent], bool]:
         """The events after ``last_id`` and whether they are complete (False when some
         were already dropped: the client must start again from :meth:`state`)."""
-        with self._cond:
+        with self._lock:
             if last_id is None:
                 return [], False
             first = self._events[0].id if self._events else self._next_id
@@ -296,16 +295,8 @@ class EventHub:
 
     def state(self) -> LiveEvent:
         """The state a new client starts from, with the id of the last event it includes."""
-        with self._cond:
+        with self._lock:
             return LiveEvent(self._next_id - 1, self._state.as_dict())
-
-    def wait(self, last_id: int, timeout: float) -> bool:
-        """Block until an event after ``last_id`` exists or ``timeout`` passes; True if one
-        does (or the hub is closed)."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self._next_id - 1 > last_id or self.closed, timeout=timeout
-            )
 
     # -- inside the lock -----------------------------------------------------------------
     def _slot(self, kind: str) -> _Coalesced:
@@ -323,5 +314,4 @@ class EventHub:
         self._next_id += 1
         self._events.append(event)
         self._state.apply(data)
-        self._cond.notify_all()
         return event
