@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fixtures.exchanges import ExchangeFactory
@@ -79,6 +79,14 @@ def test_random_exchange_sets_are_refused_untouched_or_run_balanced(
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(exchange_sets(sources, sinks))
+    # Found by this test: E001 at its 2.3 A limit across two exchanges, the first one's
+    # compensation already above its plan when the second joins.
+    @example(
+        [
+            Exchange({"E001": 1.7}, {"E003": 1.7}, duration=5.0, name="P1"),
+            Exchange({"E001": 0.6}, {"E002": 0.6}, duration=5.0, name="P2"),
+        ]
+    )
     def check(exchanges: list[Exchange]) -> None:
         engine = exchange.renew()
         try:

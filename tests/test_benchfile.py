@@ -108,7 +108,7 @@ def test_emulated_bench_loads_with_the_promised_units() -> None:
         "BID3": ("bidirectional", "rp7900"),
         "SUP2": ("supply", "pwr01"),
     }
-    assert config.unit("BID3").instrument("bidirectional").settings["watchdog_s"] == 60
+    assert config.unit("BID3").instrument("bidirectional").settings["watchdog_s"] == 600
     assert config.unit("SUP1").instrument("supply").rating.voltage_max == 600.0
     assert not config.unit("SUP1").can_sink and not config.unit("LOAD1").can_source
     assert config.large_capacity_unit_ids == ("E004", "BID1", "BID2", "BID3")

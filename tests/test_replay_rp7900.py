@@ -18,26 +18,16 @@ from plant_servers import BENCH_FILE, PlantServers, bus_node, context
 from pyvisa.resources import MessageBasedResource
 from scpi_clients import scpi_errors, serve_visa, visa_client
 
-from hil.config.benchfile import parse_bench_text
+from hil.config.benchfile import load_bench_file
 from instruments.emulation.models.rp7900 import RP7900Model
 from instruments.emulation.plant import VoltageReferenceSpec
 
 KEY = "BID3.bidirectional"
-UNIT = """
-[[units]]
-id = "BID3"
-kind = "bidirectional"
-branch = "LAB"
-  [[units.instruments]]
-  driver = "rp7900"
-  model = "RP7951A"
-  resource = "emulated"
-"""
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[PlantServers, MessageBasedResource]]:
-    bench = parse_bench_text(BENCH_FILE.read_text(encoding="utf-8") + UNIT, "rp7900 bench")
+    bench = load_bench_file(BENCH_FILE)
     ctx = context(bench, "BID3", "rp7900")
     reference = VoltageReferenceSpec(
         name="ref", node="bus", max_voltage_v=600.0, max_current_a=50.0, voltage_v=350.0

@@ -101,7 +101,7 @@ def test_sigterm_runs_the_ordered_shutdown(witness: EmulatorProcess, tmp_path: P
     begin = next(line for line in lines if line["event"] == "begin")
     assert "SIGTERM" in begin["reason"] and begin["reference"] == "E003"
     end = next(line for line in lines if line["event"] == "end")
-    assert end["unconfirmed"] == []
+    assert end["unconfirmed"] == [], [s for s in end["steps"] if not s.get("ok", True)]
     actions = [(s["unit"], s["action"]) for s in end["steps"]]
     assert actions.index(("E001", "confirm idle")) < actions.index(("E003", "idle"))
     assert any("scramVoltageReferenceDelayMsec" in action for _, action in actions)

@@ -150,15 +150,13 @@ class BusState:
         return {uid for run in self.runs.values() for uid in run.plan.legs}
 
     def bus_load(self, history: list[ExchangeRun]) -> BusLoad:
-        """What runs on the bus, as the exchange rules see it.
+        """What runs on the bus, as the exchange rules see it: each unit's planned legs.
 
-        A constant-current unit counts with its actual set-point, compensation included,
-        so a joining exchange cannot push it past its envelope by that small rest."""
-        legs = self.planned_legs()
-        for uid in legs.keys() & self.cc.keys():
-            legs[uid] = self.cc[uid]
+        Compensation is left out, so that a set of exchanges checked before any starts
+        (``ExchangeEngine.run``) is admitted the same way one by one as they join; the
+        compensation rest yields to the envelope when an exchange joins (``warm_up``)."""
         return BusLoad(
-            legs=legs,
+            legs=self.planned_legs(),
             reference=self.reference,
             current_sum=sum(run.exchange.current for run in self.runs.values()),
             names=frozenset(self.runs) | {run.name for run in history},

@@ -231,7 +231,7 @@ class ExchangeEngine:
         return bool(bus.runs or bus.reference or bus.cc)
 
     def bus_load(self) -> BusLoad:
-        """What runs on the bus, as the exchange rules see it (compensation included)."""
+        """What runs on the bus, as the exchange rules see it (each unit's planned legs)."""
         return self._ctx.bus.bus_load(self.history)
 
     def expectations(self) -> BusExpectation:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Extra wall seconds ``safe_off_all`` waits beyond the units' own bound.
 SAFE_OFF_JOIN_MARGIN_S = 1.0
 DEFAULT_CONFIRM_TIMEOUT_S = 1.0
+#: Reads a unit gets while its safe state is confirmed before it counts as unconfirmed.
+CONFIRM_READ_TRIES = 2
 
 
 @dataclass(frozen=True)
@@ -204,20 +206,31 @@ class OrderedShutdown:
     def _confirm(self, uids: list[str], what: str, test: Callable[[Reading], bool]) -> list[str]:
         """Poll ``uids`` until each passes ``test``; returns those that did not in time.
 
-        A unit whose read fails is not asked again (it would cost another timeout)."""
+        A unit whose read fails twice in a row is not asked again (each try costs a
+        timeout); one failed read — a lost frame, a slow answer — is tried once more."""
         pending = list(uids)
         deadline = self.clock.now() + self.confirm_timeout
         poll = self.policy.checkpoint_wait
         failed: list[str] = []
+        misses: dict[str, int] = {}
         while pending:
             for uid in list(pending):
                 try:
                     reading = self.units[uid].read()
                 except Exception as exc:
-                    self._step(uid, f"confirm {what}", False, f"read failed: {exc}")
-                    pending.remove(uid)
-                    failed.append(uid)
+                    misses[uid] = misses.get(uid, 0) + 1
+                    gave_up = misses[uid] >= CONFIRM_READ_TRIES
+                    self._step(
+                        uid,
+                        f"confirm {what}",
+                        False,
+                        f"read failed ({misses[uid]} of {CONFIRM_READ_TRIES}): {exc}",
+                    )
+                    if gave_up:
+                        pending.remove(uid)
+                        failed.append(uid)
                     continue
+                misses.pop(uid, None)
                 if test(reading):
                     self._step(uid, f"confirm {what}", True, reading=reading)
                     pending.remove(uid)

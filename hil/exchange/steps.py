@@ -263,14 +263,34 @@ def join(seq: Sequencer, run: ExchangeRun) -> None:
 
 
 def warm_up(seq: Sequencer, run: ExchangeRun) -> None:
-    """Every constant-current unit to its new set-point in ``current_step`` steps."""
+    """Every constant-current unit to its new set-point in ``current_step`` steps.
+
+    Admission counts a unit's planned legs; the compensation rest of the exchanges it is
+    already in yields to its envelope when this one joins (as in :func:`compensate`): the
+    set-point stops at the limit, this exchange's leg is that much smaller and the
+    reference carries the small rest."""
     ctx = seq.ctx
     ctx.enter(run, Step.WARM_UP)
     p, cc = run.plan, ctx.bus.cc
-    targets = {uid: cc.get(uid, 0.0) + p.legs[uid] for uid in p.cc_units}
+    before = {uid: cc.get(uid, 0.0) for uid in p.cc_units}
+    targets: dict[str, float] = {}
+    limited: dict[str, float] = {}
+    for uid in p.cc_units:
+        wanted = before[uid] + p.legs[uid]
+        cap = seq.commands.cc_limit(uid, wanted)
+        targets[uid] = math.copysign(min(abs(wanted), cap), wanted)
+        if targets[uid] != wanted:
+            limited[uid] = wanted
+            log.warning(
+                "exchange %s: unit %s joins at %+.4g A, its envelope's limit, not %+.4g A",
+                run.name,
+                uid,
+                targets[uid],
+                wanted,
+            )
     trace = seq.commands.ramp(targets)
-    run.compensated = {uid: p.legs[uid] for uid in p.cc_units}
-    ctx.record(run, Step.WARM_UP, targets=targets, trace=trace)
+    run.compensated = {uid: targets[uid] - before[uid] for uid in p.cc_units}
+    ctx.record(run, Step.WARM_UP, targets=targets, limited=limited, trace=trace)
 
 
 def compensate(seq: Sequencer, run: ExchangeRun) -> None:

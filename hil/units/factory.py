@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hil.clock import Clock
 from hil.config.bench import InstrumentConfig, UnitConfig
 from hil.config.ratings import EMULATED
+from hil.envelope import UnitEnvelope
 from hil.errors import ConfigError
 from instruments.base import Instrument
 from instruments.families import Function, families, family
@@ -109,6 +110,8 @@ def _part(inst: InstrumentConfig, drivers: Mapping[str, Instrument]) -> Part:
 #: clock and the safe-off timeout.
 Builder = Callable[[UnitConfig, InstrumentConfig, Mapping[str, Instrument], Clock, float], UnitBase]
 _ADAPTERS: dict[Function, Builder] = {}
+R = TypeVar("R")
+R_in = TypeVar("R_in", contravariant=True)
 #: Functions adapted as part of another unit, not as a unit of their own: a BMS is the
 #: battery side of a converter unit.
 BATTERY_SIDE_ONLY: frozenset[Function] = frozenset({"bms"})
@@ -153,64 +156,50 @@ def build_unit(
     return builder(config, main, drivers, clock, safe_off_timeout)
 
 
-@adapter("supply")
-def _supply(
-    config: UnitConfig,
-    main: InstrumentConfig,
-    drivers: Mapping[str, Instrument],
-    clock: Clock,
-    timeout: float,
-) -> UnitBase:
-    psu = as_source_supply(_part(main, drivers))
-    return SupplyUnit(
-        config.id,
-        psu,
-        config.envelope,
-        clock,
-        name=main.name,
-        driver_name=main.driver,
-        safe_off_timeout=timeout,
-    )
+class _OneInstrumentUnit(Protocol[R_in]):
+    """The constructor of a unit that is one bus instrument in one role."""
+
+    def __call__(
+        self,
+        unit_id: str,
+        instrument: R_in,
+        envelope: UnitEnvelope,
+        clock: Clock,
+        /,
+        *,
+        name: str,
+        driver_name: str,
+        safe_off_timeout: float,
+    ) -> UnitBase: ...
 
 
-@adapter("load")
-def _load(
-    config: UnitConfig,
-    main: InstrumentConfig,
-    drivers: Mapping[str, Instrument],
-    clock: Clock,
-    timeout: float,
-) -> UnitBase:
-    load = as_load(_part(main, drivers))
-    return LoadUnit(
-        config.id,
-        load,
-        config.envelope,
-        clock,
-        name=main.name,
-        driver_name=main.driver,
-        safe_off_timeout=timeout,
-    )
+def one_instrument(role: Callable[[Part], R], unit: _OneInstrumentUnit[R]) -> Builder:
+    """The builder of a unit made of its bus instrument alone, driven in ``role``."""
+
+    def build(
+        config: UnitConfig,
+        main: InstrumentConfig,
+        drivers: Mapping[str, Instrument],
+        clock: Clock,
+        timeout: float,
+    ) -> UnitBase:
+        instrument = role(_part(main, drivers))
+        return unit(
+            config.id,
+            instrument,
+            config.envelope,
+            clock,
+            name=main.name,
+            driver_name=main.driver,
+            safe_off_timeout=timeout,
+        )
+
+    return build
 
 
-@adapter("bidirectional")
-def _bidirectional(
-    config: UnitConfig,
-    main: InstrumentConfig,
-    drivers: Mapping[str, Instrument],
-    clock: Clock,
-    timeout: float,
-) -> UnitBase:
-    supply = as_bidirectional(_part(main, drivers))
-    return BidirectionalUnit(
-        config.id,
-        supply,
-        config.envelope,
-        clock,
-        name=main.name,
-        driver_name=main.driver,
-        safe_off_timeout=timeout,
-    )
+adapter("supply")(one_instrument(as_source_supply, SupplyUnit))
+adapter("load")(one_instrument(as_load, LoadUnit))
+adapter("bidirectional")(one_instrument(as_bidirectional, BidirectionalUnit))
 
 
 @adapter("converter")
