@@ -1,7 +1,9 @@
 """A small reader of the live page's event stream (tests, benchmarks, scripts).
 
-Parses server-sent events as the W3C EventSource does (``id:``, ``data:`` lines, a blank
-line ends an event, ``:`` starts a comment) over an httpx stream, and remembers the last
+Parses server-sent events as the WHATWG HTML Standard's "Server-sent events" section
+specifies for ``EventSource`` (``field: value`` lines, one space after the colon dropped;
+``id`` and ``data`` kept, ``data`` lines joined by newlines; a blank line ends an event; a
+line starting with ``:`` is a comment) over an httpx stream, and remembers the last
 id so that :meth:`EventStream.reconnect` resumes where it left off (``Last-Event-ID``).
 """
 

@@ -3,7 +3,9 @@
 Routes (Starlette on uvicorn, in a thread of the process that runs the bench):
 
 - ``GET /`` — the page (``static/live.html``; no build, no CDN: it works offline);
-- ``GET /events`` — the stream (``text/event-stream``, W3C server-sent events): a client
+- ``GET /events`` — the stream (``text/event-stream``; the format and ``Last-Event-ID`` are
+  those of the WHATWG HTML Standard's "Server-sent events" section, which browsers'
+  ``EventSource`` implements, reconnecting by itself after ``retry`` ms): a client
   without ``Last-Event-ID`` first gets a ``state`` event, then every event as it comes; a
   client that reconnects with ``Last-Event-ID`` gets exactly the events after that id (or
   a fresh ``state`` when they are no longer kept). Writes are batched at most
