@@ -9,6 +9,13 @@ Prints ``name value unit`` lines:
 - ``snapshot_19_units_ms``: ``Bench.snapshot()`` of a 19-unit emulated bench (target
   <= 10 ms); ``sequential_19_units_ms``: the same units read one after the other;
   ``snapshot_vs_sequential_ratio`` (target <= 0.5: concurrency must pay).
+- ``snapshot_realistic_ms`` / ``sequential_realistic_ms``: the same 19 units with the
+  emulator's instrument timing on (``hil emulate --timing real``: each model's processing
+  time per command and the serial line time of every byte, EZA-2500 at 19200 baud, BMS
+  RTU at 9600), as real instruments answer; ``snapshot_vs_sequential_ratio_realistic``
+  (target <= 0.25: the snapshot should take little more than the slowest unit). The
+  EZA-2500 driver's 62 ms pacing between frames (APIS's) stays off, as on any emulated
+  bench: the figure is the instruments' time, not the pacing's.
 - The CPU each side spent per snapshot and per sequential pass (``*_client_cpu_ms`` for
   this process, ``*_emulator_cpu_ms`` for the emulator's, from ``/proc``; Linux only): the
   emulator serves every instrument from one thread, so a snapshot can take no less than the
@@ -27,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyvisa
 from pyvisa.resources import MessageBasedResource
@@ -43,8 +51,10 @@ SUPPLY_QUERY = ";:".join(
 )
 
 
-def _open(path: Path) -> tuple[EmulatorProcess, Bench]:
-    emulator = start_emulator(path)
+def _open(
+    path: Path, *, timing: Literal["real", "none"] | None = None
+) -> tuple[EmulatorProcess, Bench]:
+    emulator = start_emulator(path, timing=timing)
     bench = Bench.on_emulator(load_bench_file(path), emulator, timeout_s=2.0, identify=False)
     return emulator, bench
 
@@ -158,14 +168,41 @@ def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
     ]
 
 
+def measure_snapshot_realistic(rounds: int, count: int) -> list[tuple[str, float, str]]:
+    """Snapshot against sequential reads with real instrument timing in the emulator."""
+    emulator, bench = _open(BENCH_19, timing="real")
+    units = list(bench.units.values())
+
+    def sequential() -> None:
+        for unit in units:
+            unit.read()
+
+    try:
+        bench.snapshot()
+        snap, seq = _alternate(bench.snapshot, sequential, rounds, count, emulator.process.pid)
+    finally:
+        bench.close()
+        emulator.stop()
+    return [
+        ("snapshot_realistic_ms", snap.wall_us / 1000, "ms"),
+        ("sequential_realistic_ms", seq.wall_us / 1000, "ms"),
+        ("snapshot_vs_sequential_ratio_realistic", snap.wall_us / seq.wall_us, "ratio"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9, help="alternating batches")
     parser.add_argument("--count", type=int, default=100, help="operations per batch")
+    parser.add_argument(
+        "--realistic-rounds", type=int, default=5, help="alternating batches with real timing"
+    )
     args = parser.parse_args()
     for name, value, unit in measure_read(args.rounds, args.count):
         print(f"{name} {value:.3f} {unit}", flush=True)
     for name, value, unit in measure_snapshot(args.rounds, max(1, args.count // 5)):
+        print(f"{name} {value:.3f} {unit}", flush=True)
+    for name, value, unit in measure_snapshot_realistic(args.realistic_rounds, 2):
         print(f"{name} {value:.3f} {unit}", flush=True)
 
 

@@ -24,7 +24,9 @@ from hil.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SCHEMA = "pp2p-hil/records"
-SCHEMA_VERSION = 1
+#: 2: ``stimulus`` lines (faults injected, plant settings); the run header's ``sign_off``,
+#: ``test_sources``, ``collected`` and ``calibration_due``. Version-1 records read as before.
+SCHEMA_VERSION = 2
 RECORDS_FILE = "records.jsonl"
 
 #: Line types a version-1 record may contain.
@@ -41,6 +43,7 @@ LINE_TYPES = frozenset(
         "run_end",
         "note",
         "community",
+        "stimulus",
     }
 )
 

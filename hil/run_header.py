@@ -139,6 +139,11 @@ def run_start_fields(
         "instruments": [dataclasses.asdict(i) | {"emulated": emulated} for i in identities],
         "unidentified": dict(unidentified or {}),
         "envelopes": bench.envelope.as_dict(),
+        "calibration_due": {
+            inst.key: str(inst.calibration_due)
+            for inst in bench.instruments()
+            if inst.calibration_due is not None
+        },
         "software": software_versions(),
         "git_revision": git_revision(repo),
         "host": socket.gethostname(),

@@ -25,7 +25,7 @@ from instruments.errors import ConfigError
 Function = Literal["converter", "supply", "load", "bidirectional", "bms"]
 FUNCTIONS: tuple[Function, ...] = ("converter", "supply", "load", "bidirectional", "bms")
 #: How a driver reaches its instrument; decides which resource strings are accepted.
-Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial"]
+Transport = Literal["visa", "modbus_tcp", "modbus_rtu", "serial", "http"]
 #: The facts of the bench file a family's opener may take besides its settings.
 OpenKeyword = Literal["rating", "model", "retries"]
 SettingValue = int | float | str | bool
@@ -68,6 +68,31 @@ SUPPLY_HOLD_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 
+#: The kinds of command whose processing time a family's ratings file gives: ``read`` is
+#: a query (SCPI ``...?``, a Modbus read, an EZA-2500 read frame), ``write`` a setting.
+COMMAND_KINDS: tuple[str, ...] = ("read", "write")
+
+
+@dataclass(frozen=True)
+class CommandTiming:
+    """How long an instrument model takes to process one command, per kind (seconds).
+
+    From the ``timing`` table of the family's ratings file (``read_ms``, ``write_ms``);
+    ``source`` names the manual or measurement, and ``assumed`` says that no manual
+    states the figure (it is our estimate). The emulator adds the serial line's own
+    transmission time on top (``instruments.emulation.timing``).
+    """
+
+    read_s: float
+    write_s: float
+    source: str
+    assumed: bool
+
+    def latency(self, kind: str) -> float:
+        """Processing time of one command of ``kind`` (``read`` or ``write``)."""
+        return self.read_s if kind == "read" else self.write_s
+
+
 @dataclass(frozen=True)
 class InstrumentRating:
     """The rated limits of one instrument model (from its family's ratings file)."""
@@ -84,6 +109,7 @@ class InstrumentRating:
     battery_voltage_min: float | None = None
     battery_voltage_max: float | None = None
     battery_current_max: float | None = None
+    timing: CommandTiming | None = None
 
     @property
     def can_source(self) -> bool:
@@ -107,6 +133,7 @@ class Family:
     package (two families of one instrument, e.g. two transports, may share one).
     ``emulated_options`` are extra ``open`` keywords for benches whose instruments are
     emulated. ``unadapted`` says why no unit adapter can drive the family (empty: one can).
+    ``no_emulator_model`` says why no emulator model is registered for it (empty: one is).
     """
 
     name: str
@@ -119,6 +146,7 @@ class Family:
     open_keywords: frozenset[OpenKeyword] = frozenset()
     emulated_options: Mapping[str, Any] = field(default_factory=dict)
     unadapted: str = ""
+    no_emulator_model: str = ""
 
     def setting(self, name: str) -> SettingSpec | None:
         return next((s for s in self.settings if s.name == name), None)

@@ -272,7 +272,10 @@ class CommunityPart:
         if chart is None:
             return paragraph("No SoC chart: the record holds no SoC sample times.", s.small)
         limits = (
-            f'<font color="{LIMIT_COLOUR}">dashed</font>: force-stop limits; '
+            f'<font color="{LIMIT_COLOUR}">dashed</font>: force-stop limits — they stop a '
+            "deal (no unit in a deal may discharge below the lower one or charge above the "
+            "upper one), as APIS's do; they do not limit a house's own load, which may take its "
+            "battery lower outside deals; "
             if any(x is not None for x in day.soc_limits)
             else ""
         )

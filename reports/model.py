@@ -54,6 +54,10 @@ class Instrument:
     firmware: str
     emulated: bool | None
     problem: str = ""
+    #: The pytest-xdist worker whose emulator it was (a merged record), else "".
+    worker: str = ""
+    #: ``calibration_due`` from the bench file (ISO date), else "".
+    calibration_due: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,25 @@ class Run:
     #: Why the run was interrupted (Ctrl-C, SIGTERM), and the tests that never ran.
     interrupted: str = ""
     not_run: list[str] = field(default_factory=list)
+    #: Sign-off (``--operator``, ``--dut``, ``--station``); "" when not given.
+    operator: str = ""
+    dut: str = ""
+    station: str = ""
+    #: SHA-256 over the collected test modules, and each module's own.
+    test_sources_sha256: str = ""
+    test_sources: dict[str, str] = field(default_factory=dict)
+    #: pytest-xdist workers of a merged record: worker → its record, emulator log, …
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dirty(self) -> bool:
+        """The toolkit's work tree had uncommitted changes when the run started."""
+        return self.git_revision.endswith("-dirty")
+
+    def overdue(self) -> list[Instrument]:
+        """Instruments whose calibration was due before the run started."""
+        day = self.started_at[:10]
+        return [i for i in self.instruments if i.calibration_due and day > i.calibration_due]
 
 
 @dataclass(frozen=True)
@@ -114,7 +137,27 @@ class Measurement:
 
     @property
     def value_text(self) -> str:
-        return text(self.value, "—")
+        x = number(self.value)
+        if x is None or isinstance(self.value, bool):
+            return text(self.value, "—")
+        return quantity_text(x, self.unit)
+
+    def limit_text(self, limit: float | None) -> str:
+        return "—" if limit is None else quantity_text(limit, self.unit)
+
+
+#: Decimals a value in this unit is shown with (a measurement table reads evenly: mA,
+#: 10 mV, mWh …); other units get 4 significant digits.
+DECIMALS = {"A": 3, "V": 2, "Wh": 3, "W": 1, "s": 2, "°C": 1, "%": 1, "A/s": 2}
+
+
+def quantity_text(x: float, unit: str) -> str:
+    """``x`` as the report prints a value in ``unit`` (never ``-0.000``)."""
+    places = DECIMALS.get(unit.strip())
+    if places is None or abs(x) >= 1e6:
+        return f"{x:.4g}"
+    shown = f"{x:.{places}f}"
+    return shown[1:] if shown.startswith("-") and float(shown) == 0 else shown
 
 
 @dataclass
@@ -217,6 +260,27 @@ class Shutdown:
     complete: bool = True
 
 
+@dataclass(frozen=True)
+class Stimulus:
+    """What a test did to the bench on purpose: a fault injected, a plant setting."""
+
+    t: float | None
+    text: str
+    #: The exchange step running when it was done ("" when none was).
+    during: str = ""
+
+
+def stimulus_text(line: Mapping[str, Any]) -> str:
+    """``fault injected: offset (amps=0.6) on E003.converter`` / ``plant set: E001 soc = 0.21``."""
+    if text(line.get("kind")) == "set":
+        what = f"{text(line.get('unit'))} {text(line.get('field'))} = {text(line.get('value'))}"
+        return f"plant set: {what}"
+    params = mapping(line.get("params"))
+    given = ", ".join(f"{k}={text(v)}" for k, v in params.items())
+    fault = text(line.get("fault"), "a fault") + (f" ({given})" if given else "")
+    return f"fault injected: {fault} on {text(line.get('instrument'), 'the bench')}"
+
+
 @dataclass
 class Section:
     """What belongs to a test, or to the run outside any test."""
@@ -228,6 +292,7 @@ class Section:
     shutdowns: list[Shutdown] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     community: list[CommunityDay] = field(default_factory=list)
+    stimuli: list[Stimulus] = field(default_factory=list)
 
     def exchange(self, name: str) -> ExchangeView:
         if name not in self.exchanges:
@@ -244,6 +309,7 @@ class Section:
             or self.shutdowns
             or self.notes
             or self.community
+            or self.stimuli
         )
 
 
@@ -361,55 +427,7 @@ class _Builder:
 
     # -- line types ---------------------------------------------------------------------
     def run_start(self, line: Mapping[str, Any]) -> None:
-        run = self.run
-        run.run_id = text(line.get("run_id"))
-        bench = mapping(line.get("bench"))
-        if bench:
-            body = bench.get("text")
-            run.bench = Bench(
-                name=text(bench.get("name")),
-                description=text(bench.get("description")),
-                path=text(bench.get("path")),
-                sha256=text(bench.get("sha256")),
-                text=body if isinstance(body, str) else None,
-            )
-        emulated = line.get("emulated")
-        run.emulated = emulated if isinstance(emulated, bool) else None
-        for item in sequence(line.get("instruments")):
-            entry = mapping(item)
-            if not entry:
-                continue
-            emu = entry.get("emulated", run.emulated)
-            run.instruments.append(
-                Instrument(
-                    unit=text(entry.get("unit")),
-                    instrument=text(entry.get("instrument")),
-                    driver=text(entry.get("driver")),
-                    resource=text(entry.get("resource")),
-                    vendor=text(entry.get("vendor")),
-                    model=text(entry.get("model")),
-                    serial=text(entry.get("serial")),
-                    firmware=text(entry.get("firmware")),
-                    emulated=emu if isinstance(emu, bool) else None,
-                )
-            )
-        for key, why in mapping(line.get("unidentified")).items():
-            unit, _, name = key.partition(".")
-            run.instruments.append(
-                Instrument(unit, name, "", "", "", "", "", "", run.emulated, text(why, "no answer"))
-            )
-        envelopes = mapping(line.get("envelopes"))
-        run.bus_envelope = mapping(envelopes.get("bus"))
-        run.unit_envelopes = {
-            uid: mapping(env) for uid, env in mapping(envelopes.get("units")).items()
-        }
-        run.software = {
-            k: text(v, "not installed") for k, v in mapping(line.get("software")).items()
-        }
-        run.git_revision = text(line.get("git_revision"))
-        run.host = text(line.get("host"))
-        run.started_at = text(line.get("started_at"))
-        run.started_wall = number(line.get("wall"))
+        read_run_start(self.run, line)
 
     def run_end(self, line: Mapping[str, Any]) -> None:
         self.run.finished_at = text(line.get("finished_at"))
@@ -548,7 +566,9 @@ class _Builder:
                 " → ".join(sides) if all(sides) else text(exchange, "(unnamed)")
             )
             reason = text(line.get("reason"), "no reason recorded")
-            section.notes.append(f"exchange {what} was refused: {reason}")
+            rule = text(line.get("rule"))
+            by = f" by rule {rule}" if rule else ""
+            section.notes.append(f"exchange {what} was refused{by}: {reason}")
             return
         view = section.exchange(text(exchange, "exchange"))
         view.step_lines += 1
@@ -614,6 +634,16 @@ class _Builder:
         """A ``community`` line: a community day, parsed by :mod:`reports.community`."""
         self._section(line).community.append(parse_community(line, number_))
 
+    def stimulus(self, line: Mapping[str, Any]) -> None:
+        """A ``stimulus`` line (schema 2): named on the test's page, with the exchange step
+        that was running then."""
+        section = self._section(line)
+        t = number(line.get("t"))
+        marks = [m for v in section.exchanges.values() for m in v.line_steps]
+        before = [m for m in marks if t is not None and m.t <= t]
+        during = max(before, key=lambda m: m.t).label if before else ""
+        section.stimuli.append(Stimulus(t, stimulus_text(line), during))
+
     def note(self, line: Mapping[str, Any]) -> None:
         message = text(line.get("message")) or text(line.get("text"))
         if message:
@@ -632,6 +662,7 @@ class _Builder:
             "safety_event": self.safety_event,
             "shutdown": self.shutdown,
             "note": self.note,
+            "stimulus": self.stimulus,
         }
         seen_header = False
         for index, line in enumerate(records.lines):
@@ -719,6 +750,80 @@ class _Builder:
             corrupt=list(records.corrupt),
             missing=self.missing,
         )
+
+
+def read_run_start(run: Run, line: Mapping[str, Any]) -> None:
+    """Fill ``run`` from a ``run_start`` line (fields of the wrong type are absent)."""
+    run.run_id = text(line.get("run_id"))
+    bench = mapping(line.get("bench"))
+    if bench:
+        body = bench.get("text")
+        run.bench = Bench(
+            name=text(bench.get("name")),
+            description=text(bench.get("description")),
+            path=text(bench.get("path")),
+            sha256=text(bench.get("sha256")),
+            text=body if isinstance(body, str) else None,
+        )
+    emulated = line.get("emulated")
+    run.emulated = emulated if isinstance(emulated, bool) else None
+    calibration = {str(k): text(v) for k, v in mapping(line.get("calibration_due")).items()}
+    for item in sequence(line.get("instruments")):
+        entry = mapping(item)
+        if not entry:
+            continue
+        emu = entry.get("emulated", run.emulated)
+        key = f"{text(entry.get('unit'))}.{text(entry.get('instrument'))}"
+        run.instruments.append(
+            Instrument(
+                unit=text(entry.get("unit")),
+                instrument=text(entry.get("instrument")),
+                driver=text(entry.get("driver")),
+                resource=text(entry.get("resource")),
+                vendor=text(entry.get("vendor")),
+                model=text(entry.get("model")),
+                serial=text(entry.get("serial")),
+                firmware=text(entry.get("firmware")),
+                emulated=emu if isinstance(emu, bool) else None,
+                worker=text(entry.get("worker")),
+                calibration_due=calibration.get(key, ""),
+            )
+        )
+    for key, why in mapping(line.get("unidentified")).items():
+        worker, _, key = key.rpartition(":")
+        unit, _, name = key.partition(".")
+        run.instruments.append(
+            Instrument(
+                unit,
+                name,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                run.emulated,
+                text(why, "no answer"),
+                worker=worker,
+                calibration_due=calibration.get(key, ""),
+            )
+        )
+    envelopes = mapping(line.get("envelopes"))
+    run.bus_envelope = mapping(envelopes.get("bus"))
+    run.unit_envelopes = {uid: mapping(env) for uid, env in mapping(envelopes.get("units")).items()}
+    run.software = {k: text(v, "not installed") for k, v in mapping(line.get("software")).items()}
+    run.git_revision = text(line.get("git_revision"))
+    run.host = text(line.get("host"))
+    run.started_at = text(line.get("started_at"))
+    run.started_wall = number(line.get("wall"))
+    sign_off = mapping(line.get("sign_off"))
+    run.operator = text(sign_off.get("operator"))
+    run.dut = text(sign_off.get("dut"))
+    run.station = text(sign_off.get("station"))
+    sources = mapping(line.get("test_sources"))
+    run.test_sources_sha256 = text(sources.get("sha256"))
+    run.test_sources = {str(k): text(v) for k, v in mapping(sources.get("files")).items()}
+    run.workers = {str(k): mapping(v) for k, v in mapping(line.get("workers")).items()}
 
 
 def _first(*values: Any) -> float | None:

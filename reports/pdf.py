@@ -62,12 +62,15 @@ from reports.pdf_appendix import Appendix
 from reports.pdf_bench import BenchTables
 from reports.pdf_cover import CoverPage
 from reports.pdf_section import MAX_EVENTS, SectionBody
-from reports.plots import ExchangePlotter
+from reports.plots import ExchangePlotter, UnitColours
 from reports.story import Story
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_EVENTS", "PageDecor", "ReportWriter", "canvas_class", "write_pdf"]
+__all__ = ["MAX_EVENTS", "PageDecor", "Progress", "ReportWriter", "canvas_class", "write_pdf"]
+
+#: ``progress(done, total, what)``: how far a build is (tests laid out, then pages).
+Progress = Callable[[int, int, str], None]
 
 
 # -- page decoration -------------------------------------------------------------------------
@@ -146,11 +149,15 @@ def canvas_class(decor: PageDecor) -> type[Canvas]:
 class ReportWriter:
     """Builds the story (the list of flowables) of one report, part by part."""
 
-    def __init__(self, model: ReportModel, *, plots: bool = True) -> None:
+    def __init__(
+        self, model: ReportModel, *, plots: bool = True, progress: Progress | None = None
+    ) -> None:
         self.model = model
+        self.progress = progress
         self.styles = Styles()
         self.plots = plots
-        self.plotter = ExchangePlotter() if plots else None
+        units = [i.unit for i in model.run.instruments] + list(model.run.unit_envelopes)
+        self.plotter = ExchangePlotter(colours=UnitColours(units)) if plots else None
         self.community = CommunityPart(self.styles, plots=plots)
         self.fonts = report_fonts()
         self.story = Story(self.styles)
@@ -217,11 +224,14 @@ class ReportWriter:
     def tests(self) -> None:
         """A section per test; tests skipped before recording anything share one table."""
         skipped: list[tuple[int, TestResult]] = []
+        total = len(self.model.tests)
         for index, test in enumerate(self.model.tests, start=1):
             if test.outcome == "SKIPPED" and test.empty:
                 skipped.append((index, test))
             else:
                 self.test_section(index, test)
+            if self.progress is not None:
+                self.progress(index, total, "tests")
         if skipped:
             s = self.styles
             rows = [[str(i), test.nodeid, test.message or "—"] for i, test in skipped]
@@ -311,9 +321,13 @@ class ReportWriter:
         return self.story.flowables
 
 
-def write_pdf(model: ReportModel, path: Path, *, plots: bool = True) -> int:
+def write_pdf(
+    model: ReportModel, path: Path, *, plots: bool = True, progress: Progress | None = None
+) -> int:
     """Write the report of ``model`` to ``path``; returns the number of pages."""
-    story = ReportWriter(model, plots=plots).story_of()
+    story = ReportWriter(model, plots=plots, progress=progress).story_of()
+    if progress is not None:
+        progress(len(model.tests), len(model.tests), "tests; laying out the pages")
     decor = PageDecor(model)
     canvas = canvas_class(decor)
     doc = SimpleDocTemplate(
@@ -329,5 +343,7 @@ def write_pdf(model: ReportModel, path: Path, *, plots: bool = True) -> int:
     )
     doc.build(story, canvasmaker=canvas)
     pages: int = doc.page
+    if progress is not None:
+        progress(pages, pages, "pages")
     log.info("report %s: %d pages, verdict %s", path, pages, model.verdict)
     return pages

@@ -11,6 +11,7 @@ from reportlab.lib import colors
 from reportlab.lib.units import mm
 from reportlab.platypus import PageBreak, Paragraph, Spacer, Table, TableStyle
 
+from reports.fonts import markup
 from reports.layout import FRAME_W, GRID, HEADER_ROW, verdict_colour
 from reports.layout import chip as _chip
 from reports.layout import key_values as _key_values
@@ -58,19 +59,37 @@ class CoverPage:
             "did not finish (no run_end line)" if model.aborted else "unknown"
         )
         rows = [
+            ("Operator", run.operator or "not given (--operator)"),
+            ("Device under test", run.dut or "not given (--dut)"),
+            ("Station", run.station or run.host or "unknown"),
             ("Run", run.run_id or "unknown"),
             ("Started", started),
             ("Finished", finished),
             ("Instruments", self._mode()),
             ("Host", run.host or "unknown"),
-            ("Git revision", run.git_revision or "unknown"),
+            ("Git revision", self._revision()),
+            ("Test sources SHA-256", self._sources()),
             ("Toolkit", run.software.get("toolkit", "unknown")),
             ("Bench file", bench.path if bench else "unknown"),
             ("Bench SHA-256", bench.sha256 if bench and bench.sha256 else "unknown"),
             ("Record", model.record_path),
             ("Record SHA-256", model.record_sha256),
         ]
+        if run.workers:
+            rows.append(("Workers", self._workers()))
         self.story.add(_key_values(s, rows))
+        overdue = run.overdue()
+        if overdue:
+            names = ", ".join(f"{i.unit}.{i.instrument} (due {i.calibration_due})" for i in overdue)
+            self.story.add(
+                Spacer(1, 2 * mm),
+                Paragraph(
+                    f'<font color="{verdict_colour("FAIL")}"><b>Calibration overdue on the day '
+                    f"of the run: {markup(names)}</b></font>",
+                    s.small,
+                ),
+            )
+        self.story.add(Spacer(1, 5 * mm), self._signature())
         if model.incomplete:
             self.story.add(Spacer(1, 5 * mm), _p("What this record is missing", s.h3))
             for item in model.missing:
@@ -86,6 +105,62 @@ class CoverPage:
                     )
                 )
         self.story.add(PageBreak())
+
+    def _revision(self) -> str:
+        revision = self.model.run.git_revision
+        if not revision:
+            return "unknown"
+        if self.model.run.dirty:
+            return (
+                f"{revision.removesuffix('-dirty')} — DIRTY: the work tree had uncommitted "
+                "changes; the test sources' SHA-256 below says which tests ran"
+            )
+        return revision
+
+    def _sources(self) -> str:
+        run = self.model.run
+        if not run.test_sources_sha256:
+            return "not recorded"
+        return f"{run.test_sources_sha256} ({len(run.test_sources)} test module(s))"
+
+    def _workers(self) -> str:
+        workers = self.model.run.workers
+        return (
+            f"{len(workers)} pytest-xdist workers, each with its own emulator; their records "
+            "are merged here: "
+            + "; ".join(
+                f"{name}: {markup(str(w.get('record', '')))}" for name, w in workers.items()
+            )
+        )
+
+    def _signature(self) -> Table:
+        """The sign-off block: reviewer's name, date, signature and the decision."""
+        s = self.styles
+        line = "_" * 28
+        rows = [
+            [
+                _p("Reviewed by", s.cell_bold),
+                _p(f"Name {line}", s.cell),
+                _p(f"Date {line}", s.cell),
+            ],
+            [
+                _p("Decision", s.cell_bold),
+                _p("[   ] approved        [   ] rejected", s.cell),
+                _p(f"Signature {line}", s.cell),
+            ],
+        ]
+        table = Table(rows, colWidths=[30 * mm, (FRAME_W - 30 * mm) / 2, (FRAME_W - 30 * mm) / 2])
+        table.setStyle(
+            TableStyle(
+                [
+                    ("BOX", (0, 0), (-1, -1), 0.5, GRID),
+                    ("BACKGROUND", (0, 0), (0, -1), HEADER_ROW),
+                    ("TOPPADDING", (0, 0), (-1, -1), 7),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 7),
+                ]
+            )
+        )
+        return table
 
     def _verdict_sentence(self) -> str:
         model = self.model

@@ -211,3 +211,17 @@ def test_unknown_fault_kind_and_instrument_are_refused(emulator: EmulatorProcess
         control.fault("SUP1.supply", "gremlins")
     with pytest.raises(EmulatorControlError, match="no instrument"):
         control.fault("NOPE.x", "stale")
+
+
+def test_an_unknown_fault_kind_or_field_is_refused_with_the_full_list(
+    emulator: EmulatorProcess,
+) -> None:
+    """Every kind the instrument takes is listed (the converter's ``alarm`` too); a field
+    the kind does not read is refused, not ignored."""
+    control = emulator.control
+    with pytest.raises(EmulatorControlError) as refused:
+        control.fault("E001.converter", "ofset", value=0.6)
+    listed = "disconnect, delay, garbage, drop, stale, offset, trip, alarm"
+    assert f"this instrument takes: {listed}" in str(refused.value)
+    with pytest.raises(EmulatorControlError, match="has no field 'valeu'; its fields: quantity"):
+        control.fault("E001.converter", "offset", valeu=0.6)

@@ -224,7 +224,7 @@ def assert_interrupted(child: Child, code: int, name: str) -> None:
 @pytest.mark.parametrize(
     ("moment", "signum", "group"),
     [
-        ("[1/", signal.SIGINT, True),  # opening the bench
+        ("tests collected", signal.SIGINT, True),  # opening the bench
         ("[2/", signal.SIGTERM, True),  # between two tests
         ("[2/", signal.SIGINT, False),  # the process alone, not its group
     ],

@@ -36,6 +36,7 @@ class InnerRun:
     ret: int
     output: str
     records: list[dict[str, Any]]
+    where: Path | None = None
 
     def of_type(self, line_type: str) -> list[dict[str, Any]]:
         return [line for line in self.records if line["type"] == line_type]
@@ -111,6 +112,9 @@ def test_plain_test_beside_benches():
 """
 
 
+INNER = ["test_inner.py"]
+
+
 @pytest.fixture(scope="module")
 def bench_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InnerRun]:
     """One inner session on the emulated bench, in a subprocess (see ``BENCH_TESTS``)."""
@@ -120,14 +124,50 @@ def bench_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InnerRun
     where = tmp_path_factory.mktemp("inner")
     (where / "test_inner.py").write_text(BENCH_TESTS, encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_inner.py"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--hil-console", *INNER],
         cwd=where,
         capture_output=True,
         text=True,
         timeout=SUBPROCESS_TIMEOUT_S,
         check=False,
     )
-    yield InnerRun(done.returncode, done.stdout + done.stderr, read_records(where))
+    yield InnerRun(done.returncode, done.stdout + done.stderr, read_records(where), where)
+
+
+def junit_verdicts(where: Path) -> dict[str, tuple[str, str]]:
+    """Test name → (its ``verdict`` property, its failure/error element or "") of the
+    JUnit XML under ``where``."""
+    import xml.etree.ElementTree as ET
+
+    (path,) = where.glob("runs/*/junit.xml")
+    found = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        elements = [e.tag for e in case if e.tag in ("failure", "error")]
+        found[str(case.get("name"))] = (str(props.get("verdict", "")), "/".join(elements))
+    return found
+
+
+def test_console_junit_and_record_give_each_test_one_verdict(bench_session: InnerRun) -> None:
+    """A toolkit error in the call (an unknown unit) is ERROR on the console, in JUnit XML
+    (``<error>``) and in the record; a failed assertion FAIL (``<failure>``); a safety trip
+    SAFETY TRIP (``<error>``). The console prints one line per test and no progress letter."""
+    lines = {}
+    for line in bench_session.output.splitlines():
+        match = re.match(r"^\[\s*\d+/6\] (\S+(?: TRIP)?)\s+\S+::(\w+)", line)
+        if match:
+            lines[match.group(2)] = match.group(1)
+    assert len(lines) == 6, bench_session.output
+    junit = junit_verdicts(bench_session.where or Path())
+    element = {"PASS": "", "FAIL": "failure", "ERROR": "error", "SAFETY TRIP": "error"}
+    for end in bench_session.of_type("test_end"):
+        name = end["nodeid"].rsplit("::", 1)[-1]
+        assert lines[name] == end["outcome"], (name, lines[name], end["outcome"])
+        assert junit[name] == (end["outcome"], element[end["outcome"]]), name
+    assert lines["test_unknown_unit"] == "ERROR"
+    assert lines["test_plain_test_beside_benches"] == "PASS"
+    assert "[100%]" not in bench_session.output
+    assert not re.search(r"^[.FEsx]+\[", bench_session.output, re.MULTILINE)
 
 
 def test_a_session_records_header_tests_and_end(bench_session: InnerRun) -> None:

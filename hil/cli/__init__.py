@@ -17,6 +17,7 @@ from hil import __version__
 # subcommand name -> (module, one-line help). The module defines
 # ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("hil.cli.bench", "generate a community bench of N houses (bench generate)"),
     "emulate": ("hil.cli.emulate", "serve every instrument of a bench on loopback"),
     "identify": ("hil.cli.identify", "print every instrument's vendor, model, serial and firmware"),
     "live": ("hil.cli.live", "serve the live page for a running emulator (watch only)"),

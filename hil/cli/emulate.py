@@ -9,6 +9,13 @@ channel (fault injection, ``set``, ``shutdown``; unauthenticated) stays on 127.0
 ``--expose-control`` is given as well. A bad argument (a port outside 0..65535, a port in
 use, a host that does not resolve, a speed out of range) is one line on stderr, exit 2.
 
+``--apis``: every APIS unit (a converter with a BMS) is also served through APIS's device
+HTTP API, driven by the toolkit's own drivers on the emulated instruments
+(:mod:`hil.units.apis_front`): one ``dcdc_v2`` port per unit (one more line or JSON entry
+each, with an ``http://`` resource) and the ``dcdc_emulator`` flavour for every unit on one
+port (``apis dcdc_emulator URL``; ``"apis_emulator"`` in JSON). On the way out the HTTP
+servers stop first and every served converter goes to WAIT. See ``docs/apis.md``.
+
 ``--lifeline FD`` (set by :func:`instruments.emulation.process.start_emulator`, not by
 people): a pipe's read end whose write end only the parent holds. EOF on it means the
 parent died (the kernel closed its end, SIGKILL included): every output is made safe and the
@@ -27,8 +34,11 @@ import socket
 import sys
 from pathlib import Path
 
+from hil.config.bench import BenchConfig
 from hil.config.benchfile import load_bench_file
 from hil.errors import HilError
+from hil.units import EMULATOR_DRIVER_OPTIONS
+from hil.units.apis_front import ApisFront
 from instruments.emulation.emulator import MAX_SPEED, Emulator, EmulatorInfo
 
 LOOPBACK = "127.0.0.1"
@@ -56,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve serial instruments on loopback sockets or ptys (default: the bench file's)",
     )
     parser.add_argument(
+        "--timing",
+        choices=("real", "none"),
+        default=None,
+        help="instrument timing: real (each model's processing time and serial line time) "
+        "or none (answer at once); default: the bench file's [emulation] timing, else real "
+        "under --clock wall and none under --clock sim; a unit's own timing still wins",
+    )
+    parser.add_argument(
         "--control-port", type=int, default=0, help="control channel port (0: any free port)"
     )
     parser.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1)")
@@ -69,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --allow-remote: serve the control channel (fault, set, shutdown; no "
         "authentication) on --host too; without it the control channel stays on 127.0.0.1",
+    )
+    parser.add_argument(
+        "--apis",
+        action="store_true",
+        help="also serve every APIS unit through APIS's device HTTP API (dcdc_batt_comm v2, "
+        "one port per unit, and the dcdc_emulator flavour on one port)",
     )
     parser.add_argument("--lifeline", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -102,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
             control_host=control_host,
             control_port=args.control_port,
             serial=args.serial,
+            timing=args.timing,
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline))
+    front = _FrontStarter(bench, host=args.host) if args.apis else None
+    return asyncio.run(_serve(emulator, as_json=args.json, lifeline=args.lifeline, front=front))
 
 
 def _check_arguments(args: argparse.Namespace) -> str:
@@ -129,16 +155,53 @@ def _check_arguments(args: argparse.Namespace) -> str:
     return ""
 
 
-def _print_info(info: EmulatorInfo, *, as_json: bool) -> None:
+class _FrontStarter:
+    """Starts the APIS units' HTTP front on the emulator's resources (``--apis``)."""
+
+    def __init__(self, bench: BenchConfig, *, host: str) -> None:
+        self.bench = bench
+        self.host = host
+        self.front: ApisFront | None = None
+
+    async def start(self, info: EmulatorInfo) -> None:
+        self.front = await asyncio.to_thread(
+            ApisFront.start,
+            self.bench,
+            resources=info.resources,
+            host=self.host,
+            driver_options=EMULATOR_DRIVER_OPTIONS,
+        )
+
+    async def stop(self) -> None:
+        if self.front is not None:
+            await asyncio.to_thread(self.front.stop)
+            self.front = None
+
+
+def _print_info(info: EmulatorInfo, *, as_json: bool, front: ApisFront | None = None) -> None:
     if as_json:
-        print(json.dumps(info.as_dict()), flush=True)
+        data = info.as_dict()
+        if front is not None:
+            data["instruments"].extend(s.as_dict() for s in front.served)
+            data["apis_emulator"] = front.emulator_url
+        print(json.dumps(data), flush=True)
         return
     for item in info.instruments:
         print(f"{item.unit} {item.id} {item.driver} {item.resource}")
+    if front is not None:
+        for served in front.served:
+            print(f"{served.unit} {served.id} {served.driver} {served.url}")
+        print(f"apis dcdc_emulator {front.emulator_url}")
     print(f"control {info.control}", flush=True)
 
 
-async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = None) -> int:
+async def _serve(
+    emulator: Emulator,
+    *,
+    as_json: bool,
+    lifeline: int | None = None,
+    front: _FrontStarter | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     reason: list[str] = []
 
@@ -169,10 +232,18 @@ async def _serve(emulator: Emulator, *, as_json: bool, lifeline: int | None = No
     except OSError as exc:  # a port in use, a host that does not resolve, ...
         print(f"hil emulate: cannot serve on {emulator.host}: {_os_error(exc)}", file=sys.stderr)
         return 2
-    _print_info(info, as_json=as_json)
     try:
+        if front is not None:
+            try:
+                await front.start(info)
+            except (HilError, OSError, RuntimeError) as exc:
+                print(f"hil emulate: cannot serve the APIS units: {exc}", file=sys.stderr)
+                return 2
+        _print_info(info, as_json=as_json, front=front.front if front else None)
         await emulator.stopped.wait()
     finally:
+        if front is not None:
+            await front.stop()
         if reason:
             emulator.make_safe(f"emulator {reason[0]}")
         await emulator.stop()

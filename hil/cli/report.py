@@ -1,6 +1,7 @@
 """``hil report RUN_DIR [-o OUT] [--no-plots]``: rebuild the PDF report of a run.
 
-Reads ``RUN_DIR/records.jsonl`` (a record file may be given instead) and writes
+Reads ``RUN_DIR/records.jsonl`` (a record file may be given instead; a pytest-xdist run
+directory's workers' records are merged into it first) and writes
 ``RUN_DIR/report.pdf`` (or ``OUT``), then prints the PDF's path. A record that stops
 early gives a report marked ABORTED on every page; corrupt lines are skipped and named in
 it. A missing directory, an empty record or one of a newer schema is a one-line error and
@@ -42,9 +43,13 @@ def run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     try:
         # imported here so that `hil --help` does not load reportlab and matplotlib
-        from reports.build import build_report
+        from reports.build import BuildProgress, build_report
 
-        path = build_report(run_dir, args.output, plots=not args.no_plots)
+        progress = BuildProgress(sys.stderr, "hil report")  # stdout holds only the path
+        try:
+            path = build_report(run_dir, args.output, plots=not args.no_plots, progress=progress)
+        finally:
+            progress.finish()
     except HilError as exc:
         print(f"hil report: {_one_line(exc)}", file=sys.stderr)
         return 2

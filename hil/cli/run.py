@@ -1,10 +1,10 @@
 """``hil run``: the main job — run the benches, write the record, build the PDF report.
 
 With no arguments it runs the packaged benches (``test_benches/``) on the packaged emulated
-bench, shows progress (tests done / total and the test running now), prints a summary and
-the report's path, and exits with pytest's exit code. ``--bench``, ``--emulate``,
-``-k``/``-m`` and ``--run-dir`` pass through to the pytest plugin; anything after ``--``
-goes to pytest unchanged.
+bench, shows one line per test with its verdict, a heartbeat in long tests and a summary
+(the plugin's console, ``fixtures.console``), then the report's path, and exits with
+pytest's exit code. ``--bench``, ``--emulate``, ``--apis``, ``-k``/``-m`` and ``--run-dir`` pass
+through to the pytest plugin; anything after ``--`` goes to pytest unchanged.
 
 Ctrl-C (SIGINT to the process or its whole group) or SIGTERM, as pytest's: the first stops
 the running test, the plugin runs the ordered shutdown while the emulator (in a session of
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections import Counter
 from pathlib import Path
-from typing import TextIO
 
 import pytest
 
@@ -41,9 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--emulate", action="store_true", help="run on the bench's emulated twin")
     mode.add_argument("--no-emulate", action="store_true", help="run on real instruments")
+    parser.add_argument(
+        "--apis",
+        action="store_true",
+        help="the emulator also serves the APIS units over HTTP (docs/apis.md)",
+    )
     parser.add_argument("-k", dest="keyword", help="only tests matching this expression")
     parser.add_argument("-m", dest="markers", help="only tests with these markers")
     parser.add_argument("--run-dir", type=Path, help="where records and report go")
+    parser.add_argument("--operator", help="who runs the bench (on the report's cover)")
+    parser.add_argument("--dut", help="the device under test (on the report's cover)")
+    parser.add_argument("--station", help="the test station (default: the host name)")
+    parser.add_argument(
+        "-n",
+        dest="workers",
+        type=int,
+        help="run on N pytest-xdist workers, each with its own emulator; one merged record "
+        "and report",
+    )
     parser.add_argument(
         "--benches", type=Path, default=BENCHES, help="bench test folder (default: packaged)"
     )
@@ -58,48 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
 
 
-class Progress:
-    """A pytest plugin printing one line per test: done / total, outcome, name."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.total = 0
-        self.done = 0
-        self.outcomes: Counter[str] = Counter()
-        #: The test between its start and its teardown's report (None between tests).
-        self.running: str | None = None
-        self._outcome: dict[str, str] = {}
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.total = len(items)
-        self._say(f"hil run: {self.total} tests collected")
-
-    def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.running = nodeid
-        self._say(f"[{self.done + 1}/{self.total}] running {nodeid}")
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Every test reports setup, call (unless skipped) and teardown; count at teardown."""
-        outcome = self._outcome.get(report.nodeid, "PASSED")
-        if report.failed:
-            outcome = "FAILED" if report.when == "call" else "ERROR"
-        elif report.skipped and outcome == "PASSED":
-            outcome = "SKIPPED"
-        self._outcome[report.nodeid] = outcome
-        if report.when == "teardown":
-            self.running = None
-            self.done += 1
-            self.outcomes[outcome] += 1
-            self._say(f"[{self.done}/{self.total}] {outcome:7} {report.nodeid}")
-
-    def _say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
-
-
 def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
-    """The pytest command line for ``args`` (quiet output: the progress lines say it all)."""
-    command = [str(args.benches), "-p", "no:cacheprovider", "-q", "--no-header", "-rN"]
+    """The pytest command line for ``args``: pytest itself says nothing per test (``-qq``,
+    no tracebacks, no ``[100%]``); the plugin's console (``--hil-console``) prints one line
+    per test with its verdict, the heartbeat and the summary."""
+    command = [str(args.benches), "-p", "no:cacheprovider", "-qq", "--no-header", "-rN"]
+    command += ["--tb=no", "-o", "console_output_style=classic", "--hil-console"]
     command += ["--run-dir", str(run_dir)]
     if args.bench is not None:
         command += ["--bench", str(args.bench)]
@@ -107,10 +83,17 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
         command.append("--emulate")
     if args.no_emulate:
         command.append("--no-emulate")
+    if args.apis:
+        command.append("--apis")
     if args.keyword:
         command += ["-k", args.keyword]
     if args.markers:
         command += ["-m", args.markers]
+    for option in ("operator", "dut", "station"):
+        if getattr(args, option):
+            command += [f"--{option}", getattr(args, option)]
+    if args.workers:
+        command += ["-n", str(args.workers)]
     if getattr(args, "live", None):
         command += ["--live", args.live]
     if getattr(args, "no_prompts", False):
@@ -129,19 +112,17 @@ def run(args: argparse.Namespace) -> int:
             f"hil run: --run-dir {run_dir} cannot hold the run record: {problem}", file=sys.stderr
         )
         return 2
-    progress = Progress(sys.stdout)
-    started = time.monotonic()
     interrupts = Interrupts(SignalTally()).install()
     try:
         print(f"hil run: record in {run_dir}", flush=True)
         try:
-            code = int(pytest.main(build_pytest_args(args, run_dir), plugins=[progress]))
+            code = int(pytest.main(build_pytest_args(args, run_dir)))
         except SignalInterrupt:  # before pytest took over its signals: nothing was opened
             code = int(pytest.ExitCode.INTERRUPTED)
         if code == pytest.ExitCode.INTERRUPTED:
             interrupts.tally.count = max(interrupts.tally.count, 1)
         interrupts.hold = True
-        code = _summarise(run_dir, progress, time.monotonic() - started, code)
+        code = _report(run_dir, code)
     finally:
         interrupts.uninstall()
     if interrupts.tally.count and code == 0:
@@ -149,28 +130,25 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _summarise(run_dir: Path, progress: Progress, elapsed: float, code: int) -> int:
-    """The summary line, then the report (a first signal now only stops it from starting
-    anew: the report in progress is finished)."""
-    counts = ", ".join(f"{n} {name.lower()}" for name, n in sorted(progress.outcomes.items()))
-    summary = f"{progress.done} of {progress.total} tests in {elapsed:.1f} s"
-    print(f"hil run: {summary}: {counts or 'none'}")
-    if code == pytest.ExitCode.INTERRUPTED:
-        never_ran = progress.total - progress.done
-        during = ""
-        if progress.running is not None:
-            never_ran -= 1
-            during = f" during {progress.running}"
-        print(f"hil run: INTERRUPTED{during}: {never_ran} tests never ran")
-    if not (run_dir / "records.jsonl").exists():
+def _report(run_dir: Path, code: int) -> int:
+    """The report, after the console's summary (a first signal now only stops it from
+    starting anew: the report in progress is finished)."""
+    workers = sorted(run_dir.glob("gw*/records.jsonl"))
+    if workers:
+        print(f"hil run: the records of {len(workers)} workers are merged into one")
+    if not (run_dir / "records.jsonl").exists() and not workers:
         print("hil run: no run record was written; no report", file=sys.stderr)
         return code or 2
-    try:
-        from reports.build import build_report
+    from reports.build import BuildProgress, build_report
 
-        pdf = build_report(run_dir)
+    print("hil run: building the report…", flush=True)
+    progress = BuildProgress(sys.stdout)
+    try:
+        pdf = build_report(run_dir, progress=progress)
     except HilError as exc:
+        progress.finish()
         print(f"hil run: the report could not be built: {exc}", file=sys.stderr)
         return code or 2
+    progress.finish()
     print(f"hil run: report {pdf}")
     return code

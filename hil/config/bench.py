@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ class InstrumentConfig:
     settings: Mapping[str, SettingValue]
     #: The resource as written in the file (``resource`` may be replaced by the emulator's).
     declared_resource: str = ""
+    #: When the instrument's calibration falls due (``calibration_due``; the report warns
+    #: when a run is later), or None.
+    calibration_due: datetime.date | None = None
 
     @property
     def key(self) -> str:
@@ -85,6 +89,7 @@ class InstrumentConfig:
             "node": self.node,
             "timeout": self.timeout,
             "retries": self.retries,
+            "calibration_due": None if self.calibration_due is None else str(self.calibration_due),
             "settings": dict(self.settings),
             "rating": {
                 "voltage_max": self.rating.voltage_max,

@@ -24,12 +24,14 @@ from hil.config.toml_source import Table
 from instruments.emulation.description import (
     DAY_S,
     PERMISSIONS,
+    TIMING_MODES,
     WEATHERS,
     EmulatedPort,
     EmulationConfig,
     HouseholdConfig,
     Permission,
     SensorErrors,
+    TimingMode,
     Weather,
 )
 
@@ -69,6 +71,7 @@ def read_emulation(
     branch_r: dict[str, float] = {}
     seed = 0
     start_of_day = 0.0
+    timing: TimingMode | None = None
     transport: Literal["tcp", "pty"] = "tcp"
     if table is not None:
         seed = table.integer("seed", 0, minimum=0, maximum=2**63 - 1)
@@ -77,6 +80,7 @@ def read_emulation(
             Literal["tcp", "pty"],
             table.string("serial_transport", "tcp", choices=("tcp", "pty")),
         )
+        timing = _read_timing(table)
         for unit_id, port_table in table.named_tables("ports"):
             unit = by_id.get(unit_id)
             if unit is None:
@@ -108,7 +112,15 @@ def read_emulation(
         branch_line_resistance=MappingProxyType(branch_r),
         declared=table is not None,
         start_of_day=start_of_day,
+        timing=timing,
     )
+
+
+def _read_timing(table: Table) -> TimingMode | None:
+    """``timing = "real" | "none"`` (absent: None, decided by the emulator's clock)."""
+    if not table.has("timing"):
+        return None
+    return cast(TimingMode, table.string("timing", choices=TIMING_MODES))
 
 
 def _read_time_of_day(table: Table, key: str) -> float:
@@ -185,6 +197,7 @@ def _read_port(table: Table, unit: UnitConfig, emulation_seed: int) -> EmulatedP
     else:
         for key in loss_keys:
             table.forbid(key, f"unit {unit.id} is not a converter (kind {unit.kind})")
+    values["timing"] = _read_timing(table)
     table.finish()
     return dataclasses.replace(
         default, line_resistance=line_r, sensor=sensor, household=household, **values

@@ -18,6 +18,7 @@ from typing import Any
 
 from hil.config.toml_source import Table, TomlSource
 from instruments.families import (
+    CommandTiming,
     Family,
     Function,
     InstrumentRating,
@@ -48,6 +49,11 @@ __all__ = [
 
 #: The resource string of an instrument that exists only in the emulator.
 EMULATED = "emulated"
+#: The table of command processing times: ``[timing]`` for every model of the file,
+#: ``[<model>.timing]`` for one model (it wins).
+TIMING_TABLE = "timing"
+#: The longest processing time a ratings file may give one command (ms).
+MAX_LATENCY_MS = 10_000.0
 
 
 @cache
@@ -65,11 +71,14 @@ def model_table() -> Mapping[str, Mapping[str, InstrumentRating]]:
 def parse_ratings(text: str, name: str, table_name: str) -> Mapping[str, InstrumentRating]:
     """Parse and check one family's ratings file (one table per model); ``ConfigError``."""
     root = TomlSource(text, name).root()
+    family_timing = _timing(root.table(TIMING_TABLE), None)
     models: dict[str, InstrumentRating] = {}
     for model in list(root.data):
+        if model == TIMING_TABLE:
+            continue
         table = root.table(model)
         assert table is not None
-        models[model] = _rating(table, table_name, model)
+        models[model] = _rating(table, table_name, model, family_timing)
     root.finish()
     return MappingProxyType(models)
 
@@ -84,13 +93,34 @@ def parse_model_table(text: str, name: str) -> Mapping[str, Mapping[str, Instrum
             root.forbid(table_name, "no driver uses this model family")
             continue
         tables[table_name] = MappingProxyType(
-            {model: _rating(t, table_name, model) for model, t in root.named_tables(table_name)}
+            {
+                model: _rating(t, table_name, model, None)
+                for model, t in root.named_tables(table_name)
+            }
         )
     root.finish()
     return MappingProxyType(tables)
 
 
-def _rating(table: Table, table_name: str, model: str) -> InstrumentRating:
+def _timing(table: Table | None, default: CommandTiming | None) -> CommandTiming | None:
+    """A ``timing`` table (``read_ms``, ``write_ms``, ``source``, ``assumed``), or
+    ``default`` when there is none."""
+    if table is None:
+        return default
+    bounds: dict[str, Any] = {"minimum": 0.0, "maximum": MAX_LATENCY_MS}
+    timing = CommandTiming(
+        read_s=table.req_number("read_ms", **bounds) / 1000.0,
+        write_s=table.req_number("write_ms", **bounds) / 1000.0,
+        source=table.string("source"),
+        assumed=table.boolean("assumed"),
+    )
+    table.finish()
+    return timing
+
+
+def _rating(
+    table: Table, table_name: str, model: str, family_timing: CommandTiming | None
+) -> InstrumentRating:
     positive: dict[str, Any] = {"minimum": 0.0, "min_open": True}
     rating = InstrumentRating(
         family=table_name,
@@ -105,6 +135,7 @@ def _rating(table: Table, table_name: str, model: str) -> InstrumentRating:
         battery_voltage_max=table.number("battery_voltage_max", None, **positive),
         battery_current_max=table.number("battery_current_max", None, **positive),
         source=table.string("source"),
+        timing=_timing(table.table(TIMING_TABLE), family_timing),
     )
     table.finish()
     if rating.voltage_min >= rating.voltage_max:
@@ -148,6 +179,7 @@ RESOURCE_FORMS: Mapping[Transport, str] = MappingProxyType(
         "<port>), modbus-rtu:<device or URL>, modbus-rtu-tcp://<host>:<port> or 'emulated'",
         "serial": "a serial device (/dev/ttyUSB0, /dev/serial/by-id/…, COM3), a pyserial URL "
         "(socket://<host>:<port>, rfc2217://…) or 'emulated'",
+        "http": "an HTTP service URL, http://<host>:<port> (e.g. http://127.0.0.1:4380)",
     }
 )
 
@@ -183,6 +215,11 @@ def _serial_problem(text: str, resource: str) -> str | None:
 
 def resource_problem(transport: Transport, resource: str) -> str | None:
     """Why ``resource`` is not acceptable for ``transport``, or None if it is."""
+    if resource == EMULATED and transport == "http":
+        return (
+            "an HTTP service has no emulated twin: give its URL (`hil emulate BENCH --apis` "
+            "serves one in front of emulated units)"
+        )
     if resource == EMULATED:
         return None
     if not resource or resource != resource.strip():
@@ -201,6 +238,10 @@ def resource_problem(transport: Transport, resource: str) -> str | None:
         if lowered.startswith("modbus-tcp://"):
             return _host_port_problem(resource[13:], resource, port_required=False)
         return _host_port_problem(resource, resource)
+    if transport == "http":
+        if lowered.startswith("http://"):
+            return _host_port_problem(resource[7:].rstrip("/"), resource)
+        return f"{resource!r} is not an http://<host>:<port> URL"
     if transport == "modbus_rtu":
         if lowered.startswith("modbus-rtu-tcp://"):
             return _host_port_problem(resource[17:], resource)

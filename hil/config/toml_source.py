@@ -11,6 +11,7 @@ silently. Every error is a ``ConfigError`` of the form
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
@@ -439,6 +440,23 @@ class Table:
         if not self.has(key):
             return None
         return self.string(key)
+
+    def opt_date(self, key: str) -> datetime.date | None:
+        """A date: a TOML local date (``2027-03-31``) or the same as a string; None if absent."""
+        if not self.has(key):
+            return None
+        value = self.data[key]
+        expected = "a date, e.g. 2027-03-31"
+        if isinstance(value, datetime.datetime):
+            value = value.date()
+        if isinstance(value, datetime.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.date.fromisoformat(value)
+            except ValueError:
+                raise self.error(key, f"{value!r} is not a date", expected) from None
+        raise self.error(key, f"expected a date, got {_describe(value)}", expected)
 
     def boolean(self, key: str, default: bool | object = _MISSING) -> bool:
         value = self._get(key, default, "true or false")

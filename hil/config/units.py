@@ -123,6 +123,7 @@ class UnitReader:
             "timeout", DEFAULT_TIMEOUT, minimum=0.0, min_open=True, maximum=600.0
         )
         retries = table.integer("retries", DEFAULT_RETRIES, minimum=0, maximum=10)
+        calibration_due = table.opt_date("calibration_due")
         settings_table = table.table("settings")
         settings = self._read_settings(settings_table, spec)
         table.finish()
@@ -139,6 +140,7 @@ class UnitReader:
             retries=retries,
             settings=MappingProxyType(settings),
             declared_resource=resource,
+            calibration_due=calibration_due,
         )
 
     @staticmethod
@@ -259,7 +261,8 @@ class UnitReader:
 
     def check_shared_resources(self, drafts: list[UnitDraft]) -> None:
         """Two instruments may share a resource only on a multi-drop bus, at different
-        addresses, with the same driver."""
+        addresses, with the same driver, or as one unit's HTTP service (an APIS unit's
+        dcdc_batt_comm answers for its converter and its battery)."""
         seen: dict[str, tuple[InstrumentConfig, KeyPath]] = {}
         for draft in drafts:
             for inst in draft.instruments:
@@ -275,7 +278,7 @@ class UnitReader:
                     inst.transport != "visa"
                     and inst.driver == other.driver
                     and dict(inst.settings) != dict(other.settings)
-                )
+                ) or (inst.transport == other.transport == "http" and inst.unit_id == other.unit_id)
                 if not shared_ok:
                     raise self.error(
                         path,

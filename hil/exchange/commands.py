@@ -23,13 +23,22 @@ class UnitCommands:
 
     ``wait(seconds)`` is the engine's only way to let time pass (it ticks the supervisor)."""
 
-    def __init__(self, ctx: EngineContext, wait: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        wait: Callable[[float], None],
+        on_read: Callable[[Reading, str], None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.wait = wait
+        #: Told every reading a step takes (the series sampler: the plot shows every step).
+        self.on_read = on_read
 
     def read(self, uid: str) -> Reading:
         """Read ``uid``; a reading the supervisor finds an error in is a ``SafetyTrip``."""
         reading = self.ctx.units[uid].read()
+        if self.on_read is not None:
+            self.on_read(reading, uid)
         report = self.ctx.supervisor.inspect(reading, self.ctx.bus.expectation(uid))
         if report.errors:
             raise SafetyTrip(f"at t = {reading.t:.6g} s: {report.describe_errors()}")

@@ -105,24 +105,45 @@ class SeriesSampler:
 
     def sample(self, t: float, readings: Mapping[str, Reading]) -> None:
         """One row per running exchange: bus voltage, residual, energy, its units' currents."""
+        for run in self.ctx.bus.runs.values():
+            self._row(run, t, readings)
+
+    def sample_transition(self, reading: Reading, uid: str) -> None:
+        """A reading a step took (ramp-up, warm-up, compensation, stop …) becomes a row of
+        each exchange that is starting, or stopping after its stop time: the plot shows
+        every step, not only the supervisor's periods. Running exchanges are left alone,
+        so their figures (``fixtures.figures``) stay those of the periodic samples."""
+        for run in self.ctx.bus.runs.values():
+            starting = run.state in (State.PLANNED, State.STARTING)
+            stopping = (
+                run.state is State.STOPPING
+                and run.t_stop is not None
+                and reading.t > run.t_stop + EPS_S
+            )
+            if (starting or stopping) and self._member(run, uid):
+                self._row(run, reading.t, {uid: reading})
+
+    def _member(self, run: ExchangeRun, uid: str) -> bool:
+        return uid in run.plan.legs or uid == self.ctx.bus.reference
+
+    def _row(self, run: ExchangeRun, t: float, readings: Mapping[str, Reading]) -> None:
         reference = self.ctx.bus.reference
         ref = readings.get(reference) if reference else None
-        for run in self.ctx.bus.runs.values():
-            members = [*run.plan.legs]
-            if reference and reference not in members:
-                members.append(reference)
-            currents = {uid: readings[uid].bus_current for uid in members if uid in readings}
-            row: dict[str, float | None] = {
-                "t": t,
-                "bus_voltage": None if ref is None else ref.bus_voltage,
-                "residual": sum(currents.values()) if len(currents) == len(members) else None,
-                "energy_wh": run.energy_wh,
-                **currents,
-            }
-            rows = len(run.series.get("t", []))
-            for column in set(row) | set(run.series):
-                values = run.series.setdefault(column, [None] * rows)
-                values.append(row.get(column))
+        members = [*run.plan.legs]
+        if reference and reference not in members:
+            members.append(reference)
+        currents = {uid: readings[uid].bus_current for uid in members if uid in readings}
+        row: dict[str, float | None] = {
+            "t": t,
+            "bus_voltage": None if ref is None else ref.bus_voltage,
+            "residual": sum(currents.values()) if len(currents) == len(members) else None,
+            "energy_wh": run.energy_wh,
+            **currents,
+        }
+        rows = len(run.series.get("t", []))
+        for column in set(row) | set(run.series):
+            values = run.series.setdefault(column, [None] * rows)
+            values.append(row.get(column))
 
     def write(self, run: ExchangeRun) -> None:
         """The ``series`` record line of an exchange that ended."""

@@ -134,7 +134,7 @@ class ExchangeEngine:
         self._ticker = Ticker(self._ctx, accounting, sampler, full_every)
         self._sequencer = Sequencer(
             self._ctx,
-            UnitCommands(self._ctx, self._ticker.wait),
+            UnitCommands(self._ctx, self._ticker.wait, sampler.sample_transition),
             accounting,
             sampler,
             authorize=authorize,

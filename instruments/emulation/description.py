@@ -15,6 +15,9 @@ from typing import Any, Literal, Protocol
 
 from instruments.families import InstrumentRating
 
+TimingMode = Literal["real", "none"]
+TIMING_MODES: tuple[TimingMode, ...] = ("real", "none")
+
 Permission = Literal["none", "charge", "discharge", "both"]
 PERMISSIONS: tuple[Permission, ...] = ("none", "charge", "discharge", "both")
 Weather = Literal["sunny", "cloudy", "rainy"]
@@ -72,6 +75,8 @@ class EmulatedPort:
     loss_charge: float | None = None
     loss_discharge: float | None = None
     household: HouseholdConfig | None = None
+    #: This unit's instruments' timing (``"real"``/``"none"``); None: the bench's.
+    timing: TimingMode | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class EmulationConfig:
     """The emulated twin: random seed, how serial instruments are exposed (``"tcp"``: a
     loopback socket, ``"pty"``: a pseudo-terminal), per-port plant parameters (every unit
     has one, with defaults when the file gives none), per-branch line resistance (Ω) and
-    the time of day at plant time 0 (``start_of_day``, seconds after midnight)."""
+    the time of day at plant time 0 (``start_of_day``, seconds after midnight). ``timing``:
+    ``"real"`` (instruments take their models' processing and line times), ``"none"``
+    (they answer at once) or None (real under a wall clock, none under a sim clock)."""
 
     seed: int
     serial_transport: Literal["tcp", "pty"]
@@ -87,6 +94,7 @@ class EmulationConfig:
     branch_line_resistance: Mapping[str, float]
     declared: bool = True
     start_of_day: float = 0.0
+    timing: TimingMode | None = None
 
 
 class BatteryWindow(Protocol):

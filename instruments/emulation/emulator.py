@@ -31,6 +31,7 @@ from instruments.emulation.description import (
     HouseholdConfig,
     UnitDescription,
 )
+from instruments.emulation.fault_table import fault_problem
 from instruments.emulation.household import DAY_S, HouseholdProfile
 from instruments.emulation.models import InstrumentModel, ModelContext, Wire, models
 from instruments.emulation.models.base import BUS_NODE
@@ -41,6 +42,7 @@ from instruments.emulation.plant_specs import (
     ConverterSpec,
     HouseholdSpec,
 )
+from instruments.emulation.timing import TIMING_MODES, InstrumentTiming, TimingMode
 from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
 from instruments.errors import ConfigError
 
@@ -80,6 +82,9 @@ class EmulatorInfo:
 
     control: str
     instruments: list[EmulatedInstrument] = field(default_factory=list)
+    #: HTTP services in front of units (``hil emulate --apis``): not instruments of the
+    #: bench file, so not in :attr:`resources`.
+    services: list[EmulatedInstrument] = field(default_factory=list)
 
     @property
     def resources(self) -> dict[str, str]:
@@ -264,6 +269,7 @@ class Emulator:
         control_port: int = 0,
         serial: SerialMode | None = None,
         control_host: str = "127.0.0.1",
+        timing: TimingMode | None = None,
     ) -> None:
         if clock not in ("sim", "wall"):
             raise ConfigError(f"clock must be 'sim' or 'wall', got {clock!r}")
@@ -283,6 +289,14 @@ class Emulator:
         }
         self._owner = {port: self.models[ctx.key] for ctx, ports in owned for port in ports}
         self.faults = {key: Faults(key) for key in self.models}
+        if timing is not None and timing not in TIMING_MODES:
+            raise ConfigError(f"timing must be 'real' or 'none', got {timing!r}")
+        #: Each instrument's timing where it is real (the others answer at once).
+        self.timings: dict[str, InstrumentTiming] = {
+            key: model.timing()
+            for key, model in self.models.items()
+            if self.timing_mode(model.ctx.unit.id, timing) == "real"
+        }
         self.safe_reason = ""
         self.info: EmulatorInfo | None = None
         self.stopped = asyncio.Event()
@@ -295,6 +309,19 @@ class Emulator:
             before_advance=self._group.drain_input,
         )
         self._ticker: asyncio.Task[None] | None = None
+
+    def timing_mode(self, unit_id: str, override: TimingMode | None = None) -> TimingMode:
+        """The timing of ``unit_id``'s instruments: its port's ``timing``, else
+        ``override`` (``hil emulate --timing``), else the bench's ``[emulation] timing``,
+        else real under a wall clock and none under a sim clock."""
+        emulation = self.bench.emulation
+        port = emulation.ports.get(unit_id)
+        if port is not None and port.timing is not None:
+            return port.timing
+        chosen = override or emulation.timing
+        if chosen is not None:
+            return chosen
+        return "real" if self.clock == "wall" else "none"
 
     # -- serving ---------------------------------------------------------------------
     async def start(self) -> EmulatorInfo:
@@ -321,16 +348,22 @@ class Emulator:
     async def _serve(self, key: str, model: InstrumentModel) -> str:
         factory = model.session_factory()
         faults = self.faults[key]
+        timing = self.timings.get(key)
         line = model.wire in (Wire.SCPI_LAN, Wire.SCPI_SERIAL)
         terminator = b"\n" if line else None
         serial_line = model.wire is not Wire.SCPI_LAN and model.wire is not Wire.MODBUS_TCP
         if serial_line and self.serial == "pty":
             path = await self._group.serve_pty(
-                factory, instrument=key, faults=faults, terminator=terminator
+                factory, instrument=key, faults=faults, terminator=terminator, timing=timing
             )
             return _pty_resource(model.wire, path)
         port = await self._group.serve_tcp(
-            factory, instrument=key, faults=faults, host=self.host, terminator=terminator
+            factory,
+            instrument=key,
+            faults=faults,
+            host=self.host,
+            terminator=terminator,
+            timing=timing,
         )
         return _tcp_resource(model.wire, self.host, port)
 
@@ -396,6 +429,9 @@ class Emulator:
 
     def fault(self, instrument: str, kind: str, params: dict[str, Any]) -> None:
         model = self._model(instrument)
+        problem = fault_problem(instrument, kind, params, model.extra_faults)
+        if problem is not None:
+            raise RequestError(problem)
         try:
             if kind in FAULT_KINDS:
                 self.faults[instrument].apply(kind, params)
@@ -413,6 +449,10 @@ class Emulator:
         if instrument is None:
             self.plant.clear_trips()
             self.safe_reason = ""
+
+    def _timing_status(self, key: str) -> dict[str, Any]:
+        timing = self.timings.get(key)
+        return {"mode": "none"} if timing is None else timing.describe()
 
     def set_value(self, unit: str, field: str, value: Any) -> None:
         models = [m for m in self.models.values() if m.ctx.unit.id == unit]
@@ -445,7 +485,11 @@ class Emulator:
             "nodes": snapshot["nodes"],
             "ports": ports,
             "instruments": {
-                key: {**m.status(), "faults": self.faults[key].describe()}
+                key: {
+                    **m.status(),
+                    "faults": self.faults[key].describe(),
+                    "timing": self._timing_status(key),
+                }
                 for key, m in self.models.items()
             },
             "all_safe": all(p["safe"] for p in ports),

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from instruments.emulation import timing
 from instruments.wire.eza2500 import (
     APIS_AD1,
     APIS_AD2,
@@ -293,5 +294,6 @@ class Eza2500Session:
         for frame in self._splitter.feed(data):
             reply = self._front.handle(frame)
             if reply is not None:
+                timing.note("write" if frame.payload else "read")
                 replies.append(reply)
         return replies

@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from instruments.emulation import timing
 from instruments.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -749,6 +750,7 @@ class ModbusTcpSession:
         if len(data) == 12 and data[2:6] == _READ_LENGTH and not self._splitter.pending:
             respond = self._reads.get(data[6:])
             if respond is not None:
+                timing.note("read")
                 return [data[:4] + respond()]
         return [frame[:4] + self._answer(frame) for frame in self._splitter.feed(data)]
 
@@ -757,6 +759,7 @@ class ModbusTcpSession:
         unit = frame[6]
         device = self._devices.get(unit)
         pdu = frame[7:]
+        timing.note(_kind(pdu))
         if device is None:
             response = bytes((pdu[0] | 0x80, GATEWAY_TARGET_FAILED))
             return _MBAP_TAIL.pack(len(response) + 1, unit) + response
@@ -799,6 +802,7 @@ class ModbusRtuSession:
         if len(data) == _RTU_READ_LENGTH and not self._splitter.pending:
             respond = self._reads.get(data)
             if respond is not None:
+                timing.note("read")
                 return [respond()]
         replies = []
         for frame in self._splitter.feed(data):
@@ -806,12 +810,14 @@ class ModbusRtuSession:
             pdu = frame[1:-2]
             if unit == 0:
                 if pdu[0] in (5, 6, 15, 16):
+                    timing.note("write")
                     for each in self._devices.values():
                         each.execute(pdu)
                 continue
             device = self._devices.get(unit)
             if device is None:
                 continue
+            timing.note(_kind(pdu))
             read = device.read_responder(pdu)
             if read is None:
                 replies.append(rtu_frame(unit, device.execute(pdu)))
@@ -825,6 +831,13 @@ class ModbusRtuSession:
 
 
 _RTU_READ_LENGTH: Final = 8  # unit, function, address, quantity, CRC
+#: Function codes that read (coils, discrete inputs, holding and input registers).
+_READ_FUNCTIONS: Final = frozenset((1, 2, 3, 4))
+
+
+def _kind(pdu: bytes) -> str:
+    """The timing kind of a request PDU (:mod:`.timing`): ``read`` or ``write``."""
+    return "read" if pdu and pdu[0] in _READ_FUNCTIONS else "write"
 
 
 def _rtu_reply(unit: int, read: Callable[[], bytes]) -> bytes:

@@ -37,6 +37,7 @@ from typing import IO, Literal
 from instruments.emulation.client import ControlClient
 from instruments.emulation.description import BenchDescription
 from instruments.emulation.emulator import EmulatedInstrument, Emulator, EmulatorInfo
+from instruments.emulation.timing import TimingMode
 from instruments.emulation.transport import BackgroundLoop
 from instruments.errors import CommunicationError, ConfigError
 
@@ -118,8 +119,9 @@ class EmulatorThread:
         clock: Literal["sim", "wall"] = "sim",
         speed: float = 1.0,
         serial: Literal["tcp", "pty"] | None = None,
+        timing: TimingMode | None = None,
     ) -> None:
-        self.emulator = Emulator(bench, clock=clock, speed=speed, serial=serial)
+        self.emulator = Emulator(bench, clock=clock, speed=speed, serial=serial, timing=timing)
         self._loop = BackgroundLoop(name=f"emulator {bench.name}").start()
         try:
             self.info = self._loop.run(self.emulator.start())
@@ -148,6 +150,10 @@ class EmulatorThread:
         self.stop()
 
 
+#: The resources of the HTTP services ``hil emulate --apis`` lists among its instruments.
+HTTP_PREFIX = "http://"
+
+
 def start_emulator(
     bench: Path,
     *,
@@ -157,16 +163,24 @@ def start_emulator(
     timeout: float = STARTUP_TIMEOUT_S,
     log_path: Path | None = None,
     lifeline: bool = True,
+    apis: bool = False,
+    timing: TimingMode | None = None,
 ) -> EmulatorProcess:
     """Start ``hil emulate BENCH --json`` in its own session and wait for its resources line.
 
     ``log_path``: the file the child's stderr is appended to (default: an anonymous
     temporary file). ``lifeline``: the child exits, outputs safe, when this process dies.
+    ``apis``: ``--apis`` too; the HTTP services are then in ``info.services``.
+    ``timing``: ``hil emulate --timing`` (None: the bench file's, else by clock).
     """
     command = [sys.executable, "-m", "hil.cli", "emulate", str(bench), "--json", "--clock", clock]
     command += ["--speed", str(speed)]
+    if apis:
+        command += ["--apis"]
     if serial is not None:
         command += ["--serial", serial]
+    if timing is not None:
+        command += ["--timing", timing]
     read_end, write_end = os.pipe() if lifeline else (-1, -1)
     if lifeline:
         command += ["--lifeline", str(read_end)]
@@ -222,9 +236,11 @@ def _startup(
         raise ConfigError(f"emulator for {bench} did not start: {detail}")
     try:
         data = json.loads(line)
+        served = [EmulatedInstrument(**item) for item in data["instruments"]]
         return EmulatorInfo(
             control=data["control"],
-            instruments=[EmulatedInstrument(**item) for item in data["instruments"]],
+            instruments=[i for i in served if not i.resource.startswith(HTTP_PREFIX)],
+            services=[i for i in served if i.resource.startswith(HTTP_PREFIX)],
         )
     except (ValueError, KeyError, TypeError) as exc:
         process.kill()

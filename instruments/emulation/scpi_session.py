@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from instruments.emulation import timing
 from instruments.emulation.scpi_device import ScpiDevice
 from instruments.emulation.scpi_parser import TOO_MUCH_DATA
 
@@ -49,6 +50,8 @@ class ScpiSession:
                 # that is too long takes the general path, which refuses it).
                 if line[-1:] == b"\r":
                     line = line[:-1]
+                if timing.collecting():
+                    note_commands(line)
                 text = self.device.execute_line(line)
                 return [] if text is None else [text.encode("ascii", "replace") + self.terminator]
         replies: list[bytes] = []
@@ -80,10 +83,22 @@ class ScpiSession:
         if len(raw) > self.max_message:
             self.device.push_error(TOO_MUCH_DATA, f"message over {self.max_message} bytes")
             return None
+        if timing.collecting():
+            note_commands(raw)
         reply = self.device.execute_line(raw)
         if reply is None:
             return None
         return reply.encode("ascii", "replace") + self.terminator
+
+
+def note_commands(message: bytes) -> None:
+    """Tell the instrument's timing (:mod:`.timing`) what ``message`` holds: a ``read`` per
+    query (a header ending in ``?``), a ``write`` per other command (``;`` separates them;
+    a ``;`` inside a quoted string parameter would count one command too many)."""
+    for part in message.split(b";"):
+        words = part.split(None, 1)
+        if words:
+            timing.note("read" if words[0].endswith(b"?") else "write")
 
 
 def scpi_session_factory(

@@ -37,6 +37,11 @@ Fault semantics (:class:`Faults`), per instrument, shared by all its servers:
 - ``drop`` *count*: the next *count* replies are swallowed (a reply consumes a pending
   drop before a pending garbage).
 
+An instrument's :class:`~instruments.emulation.timing.InstrumentTiming` (``timing=``,
+shared by its servers; ``timing = "real"``) holds each reply until the emulated instrument
+would have finished: its processing time per command and its serial line time. Faults act
+on top (a delay fault adds to it).
+
 A pty has no connection: the server notices a client opening the slave (``/dev/pts/N``)
 by polling the master for hang-up every ``poll_seconds`` (20 ms), and a client closing it
 by the hang-up itself; a new session starts for each opening. As on a real serial line,
@@ -66,6 +71,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from instruments.emulation.timing import InstrumentTiming
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +353,8 @@ class _ReplyPipe:
     """Delivers one connection's replies through the instrument's faults, in order.
 
     A delayed reply leaves ``delay`` seconds after it was produced, measured with the delay
-    in force *now*: clearing the fault releases held replies at once (within 50 ms).
+    in force *now*: clearing the fault releases held replies at once (within 50 ms). A
+    reply given a ``due`` time (the instrument's timing, :mod:`.timing`) leaves no earlier.
     """
 
     _RECHECK = 0.05
@@ -355,29 +363,31 @@ class _ReplyPipe:
         self._write = write
         self._faults = faults
         self._corrupt = corrupt
-        self._queue: deque[tuple[float, bytes]] = deque()
+        self._queue: deque[tuple[float, float, bytes]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
-        """Replies held back by a delay fault."""
+        """Replies held back by a delay fault or the instrument's timing."""
         return len(self._queue)
 
-    def send(self, replies: Iterable[bytes]) -> None:
+    def send(self, replies: Iterable[bytes], due: float = 0.0) -> None:
+        """Send ``replies`` now, or hold them until ``due`` (loop time) and the faults allow."""
         faults = self._faults
-        if not faults.active and not self._queue:
+        if due <= 0.0 and not faults.active and not self._queue:
             self._write(b"".join(replies))
             return
         loop = asyncio.get_running_loop()
+        now = loop.time()
         for reply in replies:
             fate = faults.fate()
             if not fate.send:
                 continue
             data = self._corrupt(reply) if fate.corrupt else reply
-            if fate.delay <= 0 and not self._queue:
+            if fate.delay <= 0 and due <= now and not self._queue:
                 self._write(data)
             else:
-                self._queue.append((loop.time(), data))
+                self._queue.append((now, due, data))
         if self._queue and self._task is None:
             self._task = loop.create_task(self._drain())
 
@@ -385,8 +395,8 @@ class _ReplyPipe:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
-                produced, data = self._queue[0]
-                wait = produced + self._faults.delay - loop.time()
+                produced, due, data = self._queue[0]
+                wait = max(produced + self._faults.delay, due) - loop.time()
                 if wait > 0:
                     await asyncio.sleep(min(wait, self._RECHECK))
                     continue
@@ -414,9 +424,12 @@ class _ServerBase:
         terminator: bytes | None,
         corrupt: Corruptor | None,
         hooks: ActivityHooks | None,
+        timing: InstrumentTiming | None = None,
     ) -> None:
         self.factory = factory
         self.instrument = instrument
+        #: The instrument's timing (shared by its servers), or None: replies leave at once.
+        self.timing = timing
         self.faults = faults if faults is not None else Faults(instrument)
         if corrupt is None:
             corrupt = line_corruptor(terminator) if terminator else binary_corruptor
@@ -472,14 +485,20 @@ class _TcpConnection(asyncio.Protocol):
     def _feed(self, session: Session, data: bytes) -> None:
         """Feed the session, send its replies, and come back later for any backlog."""
         server = self._server
+        timing = server.timing
+        due = 0.0
         try:
-            replies = session.feed(data)
+            if timing is None:
+                replies = session.feed(data)
+            else:
+                now = asyncio.get_running_loop().time()
+                replies, due = timing.feed(session.feed, data, now)
         except Exception:
             log.exception("%s: session failed on input from %s", server.instrument, self._peer)
             self.reset()
             return
         if replies and self._pipe is not None:
-            self._pipe.send(replies)
+            self._pipe.send(replies, due)
         busy = _has_backlog(session)
         if busy != self._busy and self._transport is not None:
             self._busy = busy
@@ -555,6 +574,7 @@ class TcpServer(_ServerBase):
         terminator: bytes | None = None,
         corrupt: Corruptor | None = None,
         hooks: ActivityHooks | None = None,
+        timing: InstrumentTiming | None = None,
     ) -> None:
         super().__init__(
             factory,
@@ -563,6 +583,7 @@ class TcpServer(_ServerBase):
             terminator=terminator,
             corrupt=corrupt,
             hooks=hooks,
+            timing=timing,
         )
         self.host = host
         self.port = port
@@ -631,6 +652,7 @@ class PtyServer(_ServerBase):
         corrupt: Corruptor | None = None,
         hooks: ActivityHooks | None = None,
         poll_seconds: float = PTY_POLL_SECONDS,
+        timing: InstrumentTiming | None = None,
     ) -> None:
         super().__init__(
             factory,
@@ -639,6 +661,7 @@ class PtyServer(_ServerBase):
             terminator=terminator,
             corrupt=corrupt,
             hooks=hooks,
+            timing=timing,
         )
         self.path = ""
         self.poll_seconds = poll_seconds
@@ -746,14 +769,20 @@ class PtyServer(_ServerBase):
     def _feed(self, session: Session, data: bytes) -> None:
         """Feed the session, send its replies, and come back later for any backlog
         (not reading the line meanwhile)."""
+        timing = self.timing
+        due = 0.0
         try:
-            replies = session.feed(data)
+            if timing is None:
+                replies = session.feed(data)
+            else:
+                assert self._loop is not None
+                replies, due = timing.feed(session.feed, data, self._loop.time())
         except Exception:
             log.exception("%s: session failed on input from %s", self.instrument, self.path)
             self._session = ShutSession()
             return
         if replies and self._pipe is not None:
-            self._pipe.send(replies)
+            self._pipe.send(replies, due)
         if _has_backlog(session) and self._loop is not None:
             self._loop.remove_reader(self._master)
             self._loop.call_soon(self._work_off, session)
@@ -903,6 +932,7 @@ class ServerGroup:
         terminator: bytes | None = None,
         corrupt: Corruptor | None = None,
         hooks: ActivityHooks | None = None,
+        timing: InstrumentTiming | None = None,
     ) -> int:
         """Serve ``factory`` sessions on TCP; returns the bound port."""
         server = TcpServer(
@@ -914,6 +944,7 @@ class ServerGroup:
             terminator=terminator,
             corrupt=corrupt,
             hooks=hooks,
+            timing=timing,
         )
         bound = await server.start()
         self.servers.append(server)
@@ -929,6 +960,7 @@ class ServerGroup:
         corrupt: Corruptor | None = None,
         hooks: ActivityHooks | None = None,
         poll_seconds: float = PTY_POLL_SECONDS,
+        timing: InstrumentTiming | None = None,
     ) -> str:
         """Serve ``factory`` sessions on a new pty; returns the slave path for clients.
 
@@ -942,6 +974,7 @@ class ServerGroup:
             terminator=terminator,
             corrupt=corrupt,
             hooks=hooks,
+            timing=timing,
             poll_seconds=poll_seconds,
         )
         path = await server.start()

@@ -117,6 +117,9 @@ class ApisBmsModel(InstrumentModel):
     driver: ClassVar[str] = "apis_bms"
     wire: ClassVar[Wire] = Wire.MODBUS_RTU
     extra_faults: ClassVar[tuple[str, ...]] = ("permission",)
+    #: 8N1 as APIS opens the line (driver ``apis_bms``), and the 3.5 characters of silence
+    #: that delimit an RTU frame ("MODBUS over Serial Line" V1.02, section 2.5.1.1).
+    line_gap_chars: ClassVar[float] = 3.5
 
     def __init__(self, ctx: ModelContext, plant: Plant) -> None:
         super().__init__(ctx, plant)

@@ -31,6 +31,7 @@ from instruments.emulation.description import (
 )
 from instruments.emulation.plant import Measurement, Plant, PortHandle, Sensors, SensorSpec
 from instruments.emulation.sensors import QUANTITIES
+from instruments.emulation.timing import InstrumentTiming, SerialLine
 from instruments.emulation.transport import SessionFactory
 from instruments.errors import ConfigError
 
@@ -138,6 +139,12 @@ class InstrumentModel(ABC):
     wire: ClassVar[Wire]
     #: Fault kinds the model handles itself, beyond ``stale``, ``offset`` and ``trip``.
     extra_faults: ClassVar[tuple[str, ...]] = ()
+    #: On a serial wire: bits per character (start + data + parity + stop; 8N1 is 10), the
+    #: silence before each frame in characters, and the baud rate when the instrument's
+    #: settings give no ``baudrate`` (see :mod:`instruments.emulation.timing`).
+    line_bits_per_char: ClassVar[int] = 10
+    line_gap_chars: ClassVar[float] = 0.0
+    default_baud: ClassVar[int] = 9600
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -171,6 +178,19 @@ class InstrumentModel(ABC):
     @property
     def key(self) -> str:
         return self.ctx.key
+
+    def serial_line(self) -> SerialLine | None:
+        """The instrument's serial line for timing (None on a LAN wire): the ``baudrate``
+        setting (else :attr:`default_baud`) and the model's character framing."""
+        if self.wire in (Wire.SCPI_LAN, Wire.MODBUS_TCP):
+            return None
+        baud = int(self.ctx.setting("baudrate", self.default_baud))
+        return SerialLine(baud, self.line_bits_per_char, self.line_gap_chars)
+
+    def timing(self) -> InstrumentTiming:
+        """The instrument's timing under ``timing = "real"``: its model's processing times
+        (the ratings file's ``timing`` table) and its serial line."""
+        return InstrumentTiming(self.key, self.ctx.instrument.rating.timing, self.serial_line())
 
     def measure(self, port: PortHandle | None = None) -> Measurement:
         """What the instrument's meters read now; frozen while the ``stale`` fault holds."""

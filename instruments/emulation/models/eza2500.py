@@ -232,6 +232,9 @@ class Eza2500Model(InstrumentModel):
     driver: ClassVar[str] = "eza2500"
     wire: ClassVar[Wire] = Wire.BINARY_SERIAL
     extra_faults: ClassVar[tuple[str, ...]] = ("alarm",)
+    #: RS-485 at 19200 8N1, APIS's line (dcdc_batt_comm's configuration), unless the
+    #: instrument's ``baudrate`` setting says otherwise.
+    default_baud: ClassVar[int] = 19200
 
     def __init__(self, ctx: ModelContext, plant: Plant) -> None:
         super().__init__(ctx, plant)

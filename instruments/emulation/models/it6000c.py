@@ -360,6 +360,8 @@ class IT6000CModel(ScpiModel):
 
     driver: ClassVar[str] = "it6000c"
     wire: ClassVar[Wire] = Wire.SCPI_SERIAL
+    #: The USB virtual COM port at 115200 8N1 (instrument-protocols reference, IT6000C).
+    default_baud: ClassVar[int] = 115200
     vendor: ClassVar[str] = "ITECH Electronics"
     firmware: ClassVar[str] = "000.006.101,640.R,132.R"
     error_format = PLAIN_ERRORS
