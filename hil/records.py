@@ -14,7 +14,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -77,11 +77,15 @@ class RecordWriter:
     A flush hands each line to the operating system, which survives the process dying;
     :meth:`sync` (each test's end) and :meth:`close` (the run's end) also ``fsync`` it to
     the disk, so a power loss keeps every finished test. The folder is synced once when the
-    file is created, so that the file itself survives too."""
+    file is created, so that the file itself survives too. ``tee`` gets every line written,
+    in file order (the live page); it must be quick, and what it raises is only logged."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, *, tee: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / RECORDS_FILE
+        self.tee = tee
         self._lock = threading.Lock()
         created = not self.path.exists()
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
@@ -105,6 +109,11 @@ class RecordWriter:
                 return
             self._file.write(text + "\n")
             self._file.flush()
+            if self.tee is not None:
+                try:
+                    self.tee(line)
+                except Exception as exc:
+                    log.error("the record's tee failed on a %s line: %s", line_type, exc)
 
     def sync(self) -> None:
         """Flush and ``fsync`` every line written so far (raises ``OSError`` if it fails)."""

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("hil.cli.emulate", "serve every instrument of a bench on loopback"),
     "labgrid": ("hil.cli.labgrid", "bench files and labgrid places: exporter config, places"),
     "identify": ("hil.cli.identify", "print every instrument's vendor, model, serial and firmware"),
+    "live": ("hil.cli.live", "serve the live page for a running emulator (watch only)"),
     "report": ("hil.cli.report", "rebuild the PDF report of a run"),
     "run": ("hil.cli.run", "run the benches, write the run record and the PDF report"),
     "scenario": ("hil.cli.scenario", "validate an APIS scenario file"),

@@ -31,6 +31,8 @@ from hil.run_header import new_run_id
 
 #: The packaged benches, beside the ``hil`` package in a source tree or an installed wheel.
 BENCHES = Path(__file__).resolve().parents[2] / "test_benches"
+#: Where ``--live`` without an address serves the page (``docs/live.md``).
+LIVE_DEFAULT = "127.0.0.1:8765"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--place-timeout", type=float, metavar="S", help="seconds to wait for a place (60)"
     )
+    parser.add_argument(
+        "--live",
+        nargs="?",
+        const=LIVE_DEFAULT,
+        metavar="HOST:PORT",
+        help=f"serve the live operator page while the run goes (default {LIVE_DEFAULT})",
+    )
+    parser.add_argument("--no-prompts", action="store_true", help="refuse operator prompts")
     parser.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments")
 
 
@@ -106,6 +116,10 @@ def build_pytest_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
             command += [f"--{option}", getattr(args, option)]
     if args.workers:
         command += ["-n", str(args.workers)]
+    if getattr(args, "live", None):
+        command += ["--live", args.live]
+    if getattr(args, "no_prompts", False):
+        command.append("--no-prompts")
     return command + list(args.pytest_args)
 
 

@@ -204,6 +204,8 @@ class BenchConfig:
     emulation: EmulationConfig
     community: CommunityConfig | None = None
     labgrid: LabgridConfig | None = None
+    #: On real instruments the operator confirms before the bench is first energised.
+    confirm_energise: bool = True
 
     @property
     def unit_ids(self) -> tuple[str, ...]:

@@ -116,6 +116,7 @@ class _BenchReader:
             )
         name = root.string("name", pattern=NAME_PATTERN, pattern_text="a non-empty name")
         description = root.string("description", "")
+        confirm_energise = root.boolean("confirm_energise", True)
         bus, nominal = self._read_bus(root)
         apis = read_apis_policy(root.table("apis"), bus, nominal)
         defaults = read_envelope_table(root.table("default_envelope"))
@@ -157,6 +158,7 @@ class _BenchReader:
             emulation=emulation,
             community=community,
             labgrid=labgrid,
+            confirm_energise=confirm_energise,
         )
 
     def _read_bus(self, root: Table) -> tuple[BusEnvelope, float]:

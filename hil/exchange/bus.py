@@ -212,6 +212,8 @@ class EngineContext:
     bus: BusState
     on_step: StepHook | None = None
     on_unsafe: Callable[[ShutdownReport], None] | None = None
+    #: ``on_tick(t, readings)`` after every supervisor tick (the live page's readings).
+    on_tick: Callable[[float, Mapping[str, Reading]], None] | None = None
 
     @property
     def clock(self) -> Clock:

@@ -32,7 +32,7 @@ clock and supervisor tick (:mod:`hil.exchange.ticks`), energy accounting and ser
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -171,6 +171,14 @@ class ExchangeEngine:
     @on_unsafe.setter
     def on_unsafe(self, hook: Callable[[ShutdownReport], None] | None) -> None:
         self._ctx.on_unsafe = hook
+
+    @property
+    def on_tick(self) -> Callable[[float, Mapping[str, Reading]], None] | None:
+        return self._ctx.on_tick
+
+    @on_tick.setter
+    def on_tick(self, hook: Callable[[float, Mapping[str, Reading]], None] | None) -> None:
+        self._ctx.on_tick = hook
 
     @property
     def reference_side(self) -> Side:

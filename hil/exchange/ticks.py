@@ -93,5 +93,7 @@ class Ticker:
         self.last_report = report
         self.accounting.account(t, readings)
         self.sampler.sample(t, readings)
+        if ctx.on_tick is not None:
+            ctx.on_tick(t, readings)
         if report.errors:
             raise SafetyTrip(f"supervisor at t = {t:.6g} s: {report.describe_errors()}")
