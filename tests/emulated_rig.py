@@ -104,8 +104,9 @@ class Rig:
     # -- between tests ---------------------------------------------------------------------
     def reset(self) -> None:
         """Every fault cleared, everything safe, latched alarms reset, dropped connections
-        reopened, SoCs back to the bench file's, the bus left to decay (the protections
-        armed at the start stay programmed in the instruments)."""
+        reopened, SoCs back to the bench file's, the bus left to decay, the sensor noise
+        restarted from the bench file's seed — so a test sees the same readings whichever
+        tests ran before it (the protections armed at the start stay programmed)."""
         self.control.clear()
         self.bench.safe_off_all()
         for unit in self.bench.units.values():
@@ -119,3 +120,4 @@ class Rig:
             if port.soc is not None and self.config.unit(uid).has_battery:
                 self.control.set(uid, "soc", port.soc)
         self.clock.sleep(BUS_DECAY_S)
+        self.control.reseed(self.config.emulation.seed)

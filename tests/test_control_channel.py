@@ -46,6 +46,9 @@ class RecordingTarget:
     def set_value(self, unit: str, field: str, value: Any) -> None:
         self.calls.append(("set", (unit, field, value)))
 
+    def reseed(self, seed: int) -> None:
+        self.calls.append(("reseed", seed))
+
     def make_safe(self, reason: str) -> None:
         self.safe_reason = reason
         self.safe.set()
@@ -112,6 +115,12 @@ def test_fault_passes_parameters_and_unknown_instrument_is_an_error(channel: Cha
         assert reply["ok"] is False and "nope" in reply["error"]
 
 
+def test_reseed_passes_the_seed(channel: Channel) -> None:
+    with channel.connect() as sock:
+        assert ask(sock, {"cmd": "reseed", "seed": 7})["ok"]
+        assert channel.target.calls[-1] == ("reseed", 7)
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "fragment"),
     [
@@ -121,6 +130,8 @@ def test_fault_passes_parameters_and_unknown_instrument_is_an_error(channel: Cha
         (b'{"cmd": "advance", "seconds": -1}', "at least 0"),
         (b'{"cmd": "advance", "seconds": "soon"}', "finite number"),
         (b'{"cmd": "set", "unit": "E001", "field": "soc"}', "value"),
+        (b'{"cmd": "reseed", "seed": -1}', "integer >= 0"),
+        (b'{"cmd": "reseed", "seed": 1.5}', "integer >= 0"),
         (b"\xff\xfe\x00", "not a JSON object"),
     ],
 )

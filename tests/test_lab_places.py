@@ -130,6 +130,7 @@ def test_emulator_resources_export_and_come_back_unchanged() -> None:
         "modbus_rtu": "modbus-rtu-tcp://127.0.0.1:{}",
         "modbus_tcp": "modbus-tcp://127.0.0.1:{}",
         "visa": "TCPIP0::127.0.0.1::{}::SOCKET",
+        "echonet_udp": "echonet://127.0.0.1:{}/027E01",
     }
     resources = {
         inst.key: forms[inst.transport].format(4101 + n)

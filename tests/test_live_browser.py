@@ -36,7 +36,10 @@ WAIT_MS = PATIENCE_S * 1000
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+        missing = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("HIL_REQUIRE_BROWSER"):  # .ci/run sets it: in CI this test must run
+            pytest.fail(missing)
+        pytest.skip(missing)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

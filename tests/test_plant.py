@@ -824,3 +824,25 @@ def test_a_tripped_port_past_its_trip_level_does_not_hold_the_stepper_at_fine_st
     before = plant.steps_taken
     plant.advance(7200.0)
     assert plant.steps_taken - before < 1000
+
+
+def test_reseeding_repeats_the_sensor_noise_whatever_was_read_before() -> None:
+    src = CurrentSourceSpec(
+        name="src",
+        node="bus",
+        max_current_a=5,
+        compliance_v=500,
+        current_a=2.0,
+        output_on=True,
+        sensors=Sensors(current=SensorSpec(noise_sd=0.05)),
+    )
+    plant = Plant([BUS], [vr(), src], seed=3)
+    plant.advance(1.0)
+    handle = plant.port("src")
+    plant.reseed(11)
+    first = [handle.read("current") for _ in range(5)]
+    for _ in range(17):  # another test's reads
+        handle.read("current")
+    plant.reseed(11)
+    assert [handle.read("current") for _ in range(5)] == first
+    assert len(set(first)) == 5  # noise, not a constant

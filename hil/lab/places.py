@@ -47,13 +47,16 @@ NETWORK_SERIAL = "NetworkSerialPort"
 _NETWORK_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(TCPIP\d*)::([^:\s]+)::(\d+)::SOCKET", re.I), "{0}::{{host}}::{{port}}::SOCKET"),
     (re.compile(r"(ASRLsocket://)([^:\s/]+):(\d+)(::INSTR)", re.I), "{0}{{host}}:{{port}}{3}"),
-    (re.compile(r"((?:modbus-tcp|modbus-rtu-tcp|socket|rfc2217)://)([^:\s/]+):(\d+)(\S*)", re.I),
+    (re.compile(r"((?:modbus-tcp|modbus-rtu-tcp|socket|rfc2217|echonet)://)([^:\s/]+):(\d+)(\S*)",
+                re.I),
      "{0}{{host}}:{{port}}{3}"),
     (re.compile(r"()([A-Za-z0-9][A-Za-z0-9.-]*):(\d+)()"), "{{host}}:{{port}}"),
 )  # fmt: skip
 _SERIAL_DEVICE = re.compile(r"(?:modbus-rtu:|ASRL)?(/dev/[^\s:]+)(?:::INSTR)?", re.I)
 #: Modbus TCP without a port means 502 (Modbus Application Protocol over TCP/IP, §4.4.1).
 MODBUS_TCP_PORT = 502
+#: ECHONET Lite without a port means 3610 (ECHONET Lite specification, Part II, UDP port).
+ECHONET_PORT = 3610
 
 
 LabPlace = LabgridConfig
@@ -102,6 +105,9 @@ def export_instrument(inst: InstrumentConfig, resource: str | None = None) -> Ex
         return ExportedResource(inst.key, RAW_SERIAL, params)
     if inst.transport == "modbus_tcp" and re.fullmatch(r"modbus-tcp://[^:\s/]+", text, re.I):
         text = f"{text}:{MODBUS_TCP_PORT}"
+    bare = re.fullmatch(r"(echonet://[^:\s/]+)(/\S*)?", text, re.I)
+    if bare is not None:
+        text = f"{bare.group(1)}:{ECHONET_PORT}{bare.group(2) or ''}"
     for pattern, form in _NETWORK_FORMS:
         match = pattern.fullmatch(text)
         if match is not None:
@@ -118,7 +124,8 @@ def export_instrument(inst: InstrumentConfig, resource: str | None = None) -> Ex
             )
     raise ConfigError(
         f"{inst.key}: resource {text!r} cannot be exported to labgrid; allowed: a LAN resource "
-        "(TCPIP::host::port::SOCKET, host:port, modbus-tcp://, modbus-rtu-tcp://, socket://) "
+        "(TCPIP::host::port::SOCKET, host:port, modbus-tcp://, modbus-rtu-tcp://, socket://, "
+        "echonet://) "
         "or a serial device /dev/… (served by ser2net)"
     )
 

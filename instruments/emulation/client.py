@@ -94,6 +94,10 @@ class ControlClient:
     def set(self, unit: str, field: str, value: Any) -> None:
         self.request("set", unit=unit, field=field, value=value)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the plant's sensor noise from ``seed`` (reproducible readings)."""
+        self.request("reseed", seed=seed)
+
     def arm_watchdog(self, seconds: float) -> None:
         self.request("arm_watchdog", seconds=seconds)
 

@@ -56,6 +56,8 @@ class ControlTarget(Protocol):
 
     def set_value(self, unit: str, field: str, value: Any) -> None: ...
 
+    def reseed(self, seed: int) -> None: ...
+
     def make_safe(self, reason: str) -> None: ...
 
 
@@ -261,6 +263,12 @@ class ControlServer:
                 raise RequestError("'set' needs a 'value'")
             target.set_value(unit, name, request["value"])
             return {"ok": True}
+        if cmd == "reseed":
+            seed = request.get("seed")
+            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+                raise RequestError(f"'seed' must be an integer >= 0, got {seed!r}")
+            target.reseed(seed)
+            return {"ok": True}
         if cmd == "arm_watchdog":
             seconds = _number(request, "seconds", minimum=0.0)
             owner = self._watchdog.owner if self._watchdog is not None else client
@@ -280,7 +288,7 @@ class ControlServer:
             if result is not None:
                 await result
             return {"ok": True, "shutdown": True}
-        known = "status, time, advance, fault, clear, set, arm_watchdog, shutdown"
+        known = "status, time, advance, fault, clear, set, reseed, arm_watchdog, shutdown"
         raise RequestError(f"unknown cmd {cmd!r}; known: {known}")
 
 

@@ -467,6 +467,9 @@ class Emulator:
         timing = self.timings.get(key)
         return {"mode": "none"} if timing is None else timing.describe()
 
+    def reseed(self, seed: int) -> None:
+        self.plant.reseed(seed)
+
     def set_value(self, unit: str, field: str, value: Any) -> None:
         models = [m for m in self.models.values() if m.ctx.unit.id == unit]
         if not models:

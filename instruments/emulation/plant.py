@@ -263,6 +263,11 @@ class Plant(PlantDirectory):
         """Stop calling ``listener``."""
         self._ctx.listeners.remove(listener)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sensor-noise generator from ``seed``: readings from here on are the
+        same whatever was read before (the emulator's ``reseed`` control command)."""
+        self._ctx.rng = np.random.default_rng(seed)
+
     def clear_trips(self) -> None:
         """Clear the latched trips of every port (outputs stay off)."""
         for h in self._handles.values():
