@@ -54,12 +54,12 @@ clamped to it. Slews are stored only (the port slews full scale in 0.1 s).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from instruments.emulation.models.base import ModelContext, Wire
-from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel, meter
+from instruments.emulation.models.io_watchdog import WatchedScpiModel
+from instruments.emulation.models.scpi_model import IDENTITY, meter
 from instruments.emulation.plant import (
     BidirectionalHandle,
     BidirectionalMode,
@@ -82,8 +82,6 @@ from instruments.emulation.scpi import (
     status_commands,
 )
 from instruments.emulation.scpi_parser import Bound
-from instruments.emulation.scpi_session import ScpiSession
-from instruments.emulation.transport import SessionFactory
 from instruments.wire.it6000c import (
     SCPI_CURRENT_MAX,
     SCPI_POWER_MAX,
@@ -91,8 +89,6 @@ from instruments.wire.it6000c import (
     OperationStatus,
     QuestionableStatus,
 )
-
-log = logging.getLogger(__name__)
 
 INVALID_WHILE_IN_LOCAL = -201
 CV = "VOLT"
@@ -355,11 +351,12 @@ def _clear_errors(dev: IT6000CModel) -> None:
     dev.errors.clear()
 
 
-class IT6000CModel(ScpiModel):
+class IT6000CModel(WatchedScpiModel):
     """ITECH IT6000C: bidirectional supply with priority modes and a communication watchdog."""
 
     driver: ClassVar[str] = "it6000c"
     wire: ClassVar[Wire] = Wire.SCPI_SERIAL
+    watchdog_name: ClassVar[str] = "communication watchdog"
     #: The USB virtual COM port at 115200 8N1 (instrument-protocols reference, IT6000C).
     default_baud: ClassVar[int] = 115200
     vendor: ClassVar[str] = "ITECH Electronics"
@@ -587,32 +584,6 @@ class IT6000CModel(ScpiModel):
         reading = self.measure()
         return reading.voltage * reading.current
 
-    # -- communication watchdog --------------------------------------------------------
-    def next_deadline(self) -> float | None:
-        if not self.watchdog_on or self.watchdog_tripped:
-            return None
-        return self.last_io + self.watchdog_delay
-
-    def on_time(self, now: float) -> None:
-        deadline = self.next_deadline()
-        if deadline is not None and now >= deadline:
-            log.warning(
-                "%s: communication watchdog expired (%g s without I/O); output off",
-                self.key,
-                self.watchdog_delay,
-            )
-            self.watchdog_tripped = True
-            self.port.set_output(False)
-
-    def note_activity(self) -> None:
-        """Bytes arrived: an expiry already due still fires, then the timer restarts."""
-        now = self.plant.time
-        self.on_time(now)
-        self.last_io = now
-
-    def session_factory(self) -> SessionFactory:
-        return lambda: _WatchedSession(ScpiSession(self), self)
-
     # -- status ------------------------------------------------------------------------
     def operation_condition(self) -> int:
         """CV 256, CC+ 128 (sourcing) or CC- 2048 (sinking); CP never (no power limit)."""
@@ -644,16 +615,3 @@ class IT6000CModel(ScpiModel):
                 "tripped": self.watchdog_tripped,
             },
         }
-
-
-class _WatchedSession:
-    """A SCPI session that tells the model about every received byte (its watchdog)."""
-
-    def __init__(self, inner: ScpiSession, model: IT6000CModel) -> None:
-        self._inner = inner
-        self._model = model
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if data:
-            self._model.note_activity()
-        return self._inner.feed(data)

@@ -23,11 +23,11 @@ the output off. The plant has no power limit or OCP-on-limit, so ``POW:LIM[:NEG]
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
 from instruments.emulation.models.base import ModelContext, Wire
-from instruments.emulation.models.scpi_model import IDENTITY, ScpiModel, meter
+from instruments.emulation.models.io_watchdog import WatchedScpiModel
+from instruments.emulation.models.scpi_model import IDENTITY, meter
 from instruments.emulation.plant import (
     BidirectionalHandle,
     BidirectionalMode,
@@ -47,8 +47,6 @@ from instruments.emulation.scpi import (
     setting,
     status_commands,
 )
-from instruments.emulation.scpi_session import ScpiSession
-from instruments.emulation.transport import SessionFactory
 from instruments.wire.rp7900 import (
     SCPI_PROTECTION_MAX,
     WATCHDOG_DELAY_MAX_S,
@@ -57,8 +55,6 @@ from instruments.wire.rp7900 import (
     OperationStatus,
     QuestionableStatus,
 )
-
-log = logging.getLogger(__name__)
 
 CV = "VOLT"
 CC = "CURR"
@@ -115,7 +111,7 @@ def _set_watchdog(dev: RP7900Model, on: bool) -> None:
     dev.last_io = dev.plant.time
 
 
-class RP7900Model(ScpiModel):
+class RP7900Model(WatchedScpiModel):
     """Keysight RP7900: bidirectional supply with priority modes and an I/O watchdog."""
 
     driver: ClassVar[str] = "rp7900"
@@ -286,32 +282,6 @@ class RP7900Model(ScpiModel):
         """A protection (plant trip or watchdog) holds the output off."""
         return bool(self.port.trips) or self.watchdog_tripped
 
-    # -- I/O watchdog ----------------------------------------------------------------
-    def next_deadline(self) -> float | None:
-        if not self.watchdog_on or self.watchdog_tripped:
-            return None
-        return self.last_io + self.watchdog_delay
-
-    def on_time(self, now: float) -> None:
-        deadline = self.next_deadline()
-        if deadline is not None and now >= deadline:
-            log.warning(
-                "%s: I/O watchdog expired (%g s without SCPI I/O); output off",
-                self.key,
-                self.watchdog_delay,
-            )
-            self.watchdog_tripped = True
-            self.port.set_output(False)
-
-    def note_activity(self) -> None:
-        """Bytes arrived: an expiry already due still fires, then the timer restarts."""
-        now = self.plant.time
-        self.on_time(now)
-        self.last_io = now
-
-    def session_factory(self) -> SessionFactory:
-        return lambda: _WatchedSession(ScpiSession(self), self)
-
     # -- status ----------------------------------------------------------------------
     def operation_condition(self) -> int:
         """CV 1, CC 2, OFF 4 (Operation Status Group)."""
@@ -340,16 +310,3 @@ class RP7900Model(ScpiModel):
                 "tripped": self.watchdog_tripped,
             },
         }
-
-
-class _WatchedSession:
-    """A SCPI session that tells the model about every received byte (its watchdog)."""
-
-    def __init__(self, inner: ScpiSession, model: RP7900Model) -> None:
-        self._inner = inner
-        self._model = model
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if data:
-            self._model.note_activity()
-        return self._inner.feed(data)
