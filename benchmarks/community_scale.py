@@ -15,6 +15,11 @@ Prints ``name value unit`` lines:
   ``deals_per_house_<N>``, ``utility_import_wh_per_house_<N>`` and
   ``utility_import_alone_wh_per_house_<N>`` (the same day without interchange);
 - ``load_average_1min`` before and after: the machine is shared, read the walls with it.
+
+``--advance eager`` runs the emulator as before deferred stepping (``hil emulate --advance``):
+the day's outcome depends on where the plant's steps end (a deal ending 0.1 s later moves a
+later negotiation past a supervisor tick), so compare outcomes across that switch with the
+spread it shows, not digit for digit (docs/emulator-control.md, "Deferred advance").
 """
 
 from __future__ import annotations
@@ -32,17 +37,20 @@ from hil.cli.bench import write_community
 from hil.config.benchfile import load_bench_file
 from hil.exchange.engine import ExchangeEngine
 from hil.units.bench import Bench
+from instruments.emulation.emulator import AdvanceMode
 from instruments.emulation.process import start_emulator
 
 DAY_S = 24 * 3600.0
 SIZES = (19, 50, 100)
 
 
-def run_day(houses: int, folder: Path, seconds: float) -> dict[str, float]:
+def run_day(
+    houses: int, folder: Path, seconds: float, advance: AdvanceMode = "deferred"
+) -> dict[str, float]:
     """One community day of ``houses`` houses; its wall time and outcome per house."""
     path, _ = write_community(houses, folder / f"community-{houses}.toml", force=True)
     config = load_bench_file(path)
-    with start_emulator(path, clock="sim") as emulator:
+    with start_emulator(path, clock="sim", advance=advance) as emulator:
         bench = Bench.on_emulator(config, emulator, timeout_s=5.0, identify=False)
         try:
             engine = ExchangeEngine(bench)
@@ -79,6 +87,12 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default=",".join(map(str, SIZES)), help="house counts (19,50,100)"
     )
+    parser.add_argument(
+        "--advance",
+        choices=("deferred", "eager"),
+        default="deferred",
+        help="the emulator's plant stepping (hil emulate --advance; default deferred)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     span = "day" if args.hours == 24.0 else f"{args.hours:g}h"
@@ -86,7 +100,7 @@ def main() -> None:
     walls = []
     with tempfile.TemporaryDirectory(prefix="community-scale-") as tmp:
         for houses in sizes:
-            result = run_day(houses, Path(tmp), args.hours * 3600.0)
+            result = run_day(houses, Path(tmp), args.hours * 3600.0, args.advance)
             walls.append(result["wall_s"])
             print(f"community_{span}_{houses}_units_wall_s {result['wall_s']:.1f} s", flush=True)
             for key in (

@@ -191,6 +191,8 @@ def emulate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[s
         (("--control-port", "-1"), "--control-port -1: a TCP port is 0..65535"),
         (("--speed", "1e9"), "--speed 1e+09: must be above 0 and at most 1000"),
         (("--speed", "0"), "--speed 0: must be above 0"),
+        (("--busy-poll-us", "-1"), "--busy-poll-us -1: must be 0 (off) to 10000"),
+        (("--busy-poll-us", "nan"), "--busy-poll-us nan: must be 0 (off) to 10000"),
         (("--expose-control",), "--expose-control needs --allow-remote"),
         (("--host", "no.such.host", "--allow-remote"), "host does not resolve"),
     ],

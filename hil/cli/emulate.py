@@ -49,10 +49,13 @@ from hil.lab import need_labgrid
 from hil.lab.places import check_address, parse_tags
 from hil.units import EMULATOR_DRIVER_OPTIONS
 from hil.units.apis_front import ApisFront
+from instruments.emulation.busy_poll import SIM_BUSY_POLL_US, event_loop_factory
 from instruments.emulation.emulator import MAX_SPEED, Emulator, EmulatorInfo
 
 LOOPBACK = "127.0.0.1"
 PLACE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: Longest ``--busy-poll-us`` window: beyond it an idle loop only burns its core.
+MAX_BUSY_POLL_US = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instrument timing: real (each model's processing time and serial line time) "
         "or none (answer at once); default: the bench file's [emulation] timing, else real "
         "under --clock wall and none under --clock sim; a unit's own timing still wins",
+    )
+    parser.add_argument(
+        "--advance",
+        choices=("deferred", "eager"),
+        default="deferred",
+        help="sim clock: deferred (default) answers 'advance' at once and steps the plant when "
+        "something next looks at it; eager steps the plant inside every 'advance'",
+    )
+    parser.add_argument(
+        "--busy-poll-us",
+        type=float,
+        default=None,
+        metavar="US",
+        help="after serving a request, poll for the next one this long before sleeping "
+        f"(default: {SIM_BUSY_POLL_US:g} under --clock sim, 0 under --clock wall; "
+        "instruments.emulation.busy_poll)",
     )
     parser.add_argument(
         "--control-port", type=int, default=0, help="control channel port (0: any free port)"
@@ -166,14 +185,26 @@ def run(args: argparse.Namespace) -> int:
             control_port=args.control_port,
             serial="tcp" if labgrid is not None else args.serial,
             timing=args.timing,
+            defer_advance=args.advance == "deferred",
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 2
     front = _FrontStarter(bench, host=args.host) if args.apis else None
-    return asyncio.run(
-        _serve(emulator, as_json=args.json, lifeline=args.lifeline, front=front, labgrid=labgrid)
-    )
+    spin_s = _busy_poll_us(args) * 1e-6
+    with asyncio.Runner(loop_factory=lambda: event_loop_factory(spin_s)) as runner:
+        return runner.run(
+            _serve(
+                emulator, as_json=args.json, lifeline=args.lifeline, front=front, labgrid=labgrid
+            )
+        )
+
+
+def _busy_poll_us(args: argparse.Namespace) -> float:
+    """``--busy-poll-us``, or its default: on under the simulated clock, off under wall."""
+    if args.busy_poll_us is not None:
+        return float(args.busy_poll_us)
+    return SIM_BUSY_POLL_US if args.clock == "sim" else 0.0
 
 
 def _labgrid_request(args: argparse.Namespace, bench: BenchConfig) -> LabRequest | None:
@@ -209,6 +240,11 @@ def _check_arguments(args: argparse.Namespace) -> str:
         return (
             f"--speed {args.speed:g}: must be above 0 and at most {MAX_SPEED:g} "
             "(simulated seconds per wall second)"
+        )
+    if args.busy_poll_us is not None and not (0 <= args.busy_poll_us <= MAX_BUSY_POLL_US):
+        return (
+            f"--busy-poll-us {args.busy_poll_us:g}: must be 0 (off) to {MAX_BUSY_POLL_US:g} "
+            "microseconds"
         )
     return ""
 

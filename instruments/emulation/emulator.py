@@ -9,6 +9,13 @@ every port, ``fault``/``clear`` inject faults, ``make_safe`` turns every output 
 With ``clock="sim"`` time moves only on ``advance``; with ``clock="wall"`` a ticker advances
 the plant with real time scaled by ``speed``.
 
+Deferred advance (sim clock): an ``advance`` answers with the new time at once and the plant
+owes it; the plant steps through what it owes when something next looks at it (an
+instrument's request, a control request other than ``advance`` and ``time``), or when it owes
+:data:`DEFER_LIMIT_S`. A community's agents wake every few seconds and mostly talk to no
+instrument, so their waits cost a round trip and no stepping, and the plant steps the whole
+gap at once (longer, fewer steps). What any client sees is the plant at the time it was told.
+
 Households (``[emulation.ports.<unit>.household]``) join their unit's battery in the plant;
 ``status`` reports their counters per battery port, and :func:`standalone_day` simulates the
 same bench with every unit idle, the "same day without interchange" to compare against.
@@ -43,7 +50,7 @@ from instruments.emulation.plant_specs import (
     HouseholdSpec,
 )
 from instruments.emulation.timing import TIMING_MODES, InstrumentTiming, TimingMode
-from instruments.emulation.transport import FAULT_KINDS, Faults, ServerGroup
+from instruments.emulation.transport import FAULT_KINDS, ActivityHooks, Faults, ServerGroup
 from instruments.emulation.udp import UdpServer
 from instruments.errors import ConfigError
 
@@ -51,6 +58,8 @@ log = logging.getLogger(__name__)
 
 ClockMode = Literal["sim", "wall"]
 SerialMode = Literal["tcp", "pty"]
+#: How a sim-clock emulator steps its plant on ``advance`` (see the module doc).
+AdvanceMode = Literal["deferred", "eager"]
 
 #: A port is safe when its output is off (or converter WAIT) and |current| is below this.
 SAFE_CURRENT_A = 0.010
@@ -58,6 +67,9 @@ SAFE_CURRENT_A = 0.010
 BUS_CAPACITANCE_F = 2e-3
 BUS_BLEED_OHM = 10_000.0
 WALL_TICK_S = 0.02
+#: Most simulated seconds the plant owes before it steps anyway: a catch-up runs inside an
+#: instrument's request, without yielding to the event loop, so it must stay short.
+DEFER_LIMIT_S = 60.0
 #: The fastest wall clock (``--speed``): 1000 simulated seconds per wall second keeps each
 #: 20 ms tick at 20 simulated seconds, well inside one plant step budget, so the servers
 #: are never starved by the ticker.
@@ -272,6 +284,7 @@ class Emulator:
         serial: SerialMode | None = None,
         control_host: str = "127.0.0.1",
         timing: TimingMode | None = None,
+        defer_advance: bool = True,
     ) -> None:
         if clock not in ("sim", "wall"):
             raise ConfigError(f"clock must be 'sim' or 'wall', got {clock!r}")
@@ -299,6 +312,10 @@ class Emulator:
             for key, model in self.models.items()
             if self.timing_mode(model.ctx.unit.id, timing) == "real"
         }
+        #: Whether ``advance`` is deferred (sim clock only; see the module doc).
+        self.defer_advance = defer_advance and clock == "sim"
+        #: Simulated seconds told to clients and not yet stepped by the plant.
+        self._owed = 0.0
         self.safe_reason = ""
         self.info: EmulatorInfo | None = None
         self.stopped = asyncio.Event()
@@ -350,6 +367,7 @@ class Emulator:
     async def _serve(self, key: str, model: InstrumentModel) -> str:
         faults = self.faults[key]
         timing = self.timings.get(key)
+        hooks = ActivityHooks(on_receive=self._on_receive) if self.defer_advance else None
         if model.wire is Wire.ECHONET_UDP:
             server = UdpServer(
                 model.datagram_handler(),
@@ -357,6 +375,7 @@ class Emulator:
                 faults=faults,
                 host=self.host,
                 timing=timing,
+                hooks=hooks,
             )
             port = await server.start()
             self._group.add(server)
@@ -367,7 +386,12 @@ class Emulator:
         serial_line = model.wire is not Wire.SCPI_LAN and model.wire is not Wire.MODBUS_TCP
         if serial_line and self.serial == "pty":
             path = await self._group.serve_pty(
-                factory, instrument=key, faults=faults, terminator=terminator, timing=timing
+                factory,
+                instrument=key,
+                faults=faults,
+                terminator=terminator,
+                timing=timing,
+                hooks=hooks,
             )
             return _pty_resource(model.wire, path)
         port = await self._group.serve_tcp(
@@ -377,8 +401,12 @@ class Emulator:
             host=self.host,
             terminator=terminator,
             timing=timing,
+            hooks=hooks,
         )
         return _tcp_resource(model.wire, self.host, port)
+
+    def _on_receive(self, instrument: str, size: int) -> None:
+        self.catch_up()
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -406,12 +434,25 @@ class Emulator:
 
     # -- control target ------------------------------------------------------------------
     def time(self) -> float:
-        return self.plant.time
+        return self.plant.time + self._owed
 
     def advance(self, seconds: float) -> float:
         if self.clock != "sim":
             raise RequestError("'advance' needs --clock sim; this emulator runs on wall time")
-        return self._advance_plant(seconds)
+        if not self.defer_advance:
+            return self._advance_plant(seconds)
+        self._owed += seconds
+        if self._owed < DEFER_LIMIT_S:
+            return self.plant.time + self._owed
+        return self.catch_up()
+
+    def catch_up(self) -> float:
+        """Step the plant through the simulated time it owes (deferred ``advance``s);
+        returns the plant's time."""
+        owed, self._owed = self._owed, 0.0
+        if owed > 0.0:
+            return self._advance_plant(owed)
+        return self.plant.time
 
     def _advance_plant(self, seconds: float) -> float:
         """Advance the plant, stopping at every model deadline (e.g. an instrument's own
@@ -441,6 +482,7 @@ class Emulator:
         return model
 
     def fault(self, instrument: str, kind: str, params: dict[str, Any]) -> None:
+        self.catch_up()
         model = self._model(instrument)
         problem = fault_problem(instrument, kind, params, model.extra_faults)
         if problem is not None:
@@ -455,6 +497,7 @@ class Emulator:
         log.info("fault %s on %s: %s", kind, instrument, params)
 
     def clear(self, instrument: str | None) -> None:
+        self.catch_up()
         keys = list(self.models) if instrument is None else [self._model(instrument).key]
         for key in keys:
             self.faults[key].clear()
@@ -468,9 +511,11 @@ class Emulator:
         return {"mode": "none"} if timing is None else timing.describe()
 
     def reseed(self, seed: int) -> None:
+        self.catch_up()
         self.plant.reseed(seed)
 
     def set_value(self, unit: str, field: str, value: Any) -> None:
+        self.catch_up()
         models = [m for m in self.models.values() if m.ctx.unit.id == unit]
         if not models:
             units = ", ".join(u.id for u in self.bench.units)
@@ -482,6 +527,7 @@ class Emulator:
             raise RequestError(f"unit {unit}: {exc}") from None
 
     def make_safe(self, reason: str) -> None:
+        self.catch_up()
         log.warning("making every output safe: %s", reason)
         self.plant.make_safe(at_once=True)
         for model in self.models.values():
@@ -489,6 +535,7 @@ class Emulator:
         self.safe_reason = reason
 
     def status(self) -> dict[str, Any]:
+        self.catch_up()
         snapshot = self.plant.snapshot()
         ports = [
             _port_status(name, state, self._owner.get(name))

@@ -36,7 +36,7 @@ from typing import IO, Literal
 
 from instruments.emulation.client import ControlClient
 from instruments.emulation.description import BenchDescription
-from instruments.emulation.emulator import EmulatedInstrument, Emulator, EmulatorInfo
+from instruments.emulation.emulator import AdvanceMode, EmulatedInstrument, Emulator, EmulatorInfo
 from instruments.emulation.timing import TimingMode
 from instruments.emulation.transport import BackgroundLoop
 from instruments.errors import CommunicationError, ConfigError
@@ -120,8 +120,16 @@ class EmulatorThread:
         speed: float = 1.0,
         serial: Literal["tcp", "pty"] | None = None,
         timing: TimingMode | None = None,
+        advance: AdvanceMode = "deferred",
     ) -> None:
-        self.emulator = Emulator(bench, clock=clock, speed=speed, serial=serial, timing=timing)
+        self.emulator = Emulator(
+            bench,
+            clock=clock,
+            speed=speed,
+            serial=serial,
+            timing=timing,
+            defer_advance=advance == "deferred",
+        )
         self._loop = BackgroundLoop(name=f"emulator {bench.name}").start()
         try:
             self.info = self._loop.run(self.emulator.start())
@@ -165,6 +173,7 @@ def start_emulator(
     lifeline: bool = True,
     apis: bool = False,
     timing: TimingMode | None = None,
+    advance: AdvanceMode = "deferred",
 ) -> EmulatorProcess:
     """Start ``hil emulate BENCH --json`` in its own session and wait for its resources line.
 
@@ -172,9 +181,10 @@ def start_emulator(
     temporary file). ``lifeline``: the child exits, outputs safe, when this process dies.
     ``apis``: ``--apis`` too; the HTTP services are then in ``info.services``.
     ``timing``: ``hil emulate --timing`` (None: the bench file's, else by clock).
+    ``advance``: ``hil emulate --advance`` (sim clock: deferred or eager plant stepping).
     """
     command = [sys.executable, "-m", "hil.cli", "emulate", str(bench), "--json", "--clock", clock]
-    command += ["--speed", str(speed)]
+    command += ["--speed", str(speed), "--advance", advance]
     if apis:
         command += ["--apis"]
     if serial is not None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from instruments.emulation.timing import InstrumentTiming
-from instruments.emulation.transport import Faults, binary_corruptor
+from instruments.emulation.transport import ActivityHooks, Faults, binary_corruptor, call_hook
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,10 @@ class UdpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         timing: InstrumentTiming | None = None,
+        hooks: ActivityHooks | None = None,
     ) -> None:
         self.handler = handler
+        self.hooks = hooks if hooks is not None else ActivityHooks()
         #: The instrument's timing (``timing = "real"``), or None: replies leave at once.
         self.timing = timing
         self.instrument = instrument
@@ -98,6 +100,8 @@ class UdpServer:
     def received(self, data: bytes, peer: Address) -> None:
         if self.faults.disconnected:
             return
+        if self.hooks.on_receive is not None:
+            call_hook(self.hooks.on_receive, self.instrument, len(data))
         answers: list[tuple[bytes, Address]] = []
 
         def handle(datagram: bytes) -> list[bytes]:
