@@ -115,11 +115,7 @@ def _values(reading: Reading) -> tuple[float, float, float]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(
-    steps=st.lists(
-        st.tuples(st.floats(0.05, 40.0), st.booleans()), min_size=1, max_size=8
-    )
-)
+@given(steps=st.lists(st.tuples(st.floats(0.05, 40.0), st.booleans()), min_size=1, max_size=8))
 def test_deferred_reads_what_eager_reads(steps: list[tuple[float, bool]]) -> None:
     """The same waits and reads on both emulators read the same: a bus held at 350 V with
     1.5 A pushed into it, read after random waits (some waits read nothing, so the deferred
