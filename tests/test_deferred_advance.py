@@ -23,6 +23,7 @@ from hil.units.bench import Bench
 from instruments.emulation.busy_poll import BusyPollSelector, event_loop_factory
 from instruments.emulation.emulator import DEFER_LIMIT_S, AdvanceMode
 from instruments.emulation.process import EmulatorThread
+from instruments.emulation.transport import InputWatch
 
 #: Units driven in the comparison: E001 holds the bus, E002 discharges into it.
 REFERENCE, PUSHER = "E001", "E002"
@@ -167,3 +168,34 @@ def test_a_zero_window_is_the_plain_loop() -> None:
     finally:
         plain.close()
         polling.close()
+
+
+class _Reading:
+    """A stand-in connection for :class:`InputWatch`: its descriptor, or -1 when paused."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def input_fd(self) -> int:
+        return self.fd
+
+
+def test_input_watch_sees_waiting_input_and_survives_a_reused_descriptor() -> None:
+    left, right = socket.socketpair()
+    watch = InputWatch()
+    try:
+        first, second = _Reading(left.fileno()), _Reading(left.fileno())
+        watch.add(left.fileno(), first)  # type: ignore[arg-type]
+        assert not watch.waiting()
+        right.sendall(b"x")
+        assert watch.waiting()
+        first.fd = -1  # paused: the loop would not read it, so it does not count
+        assert not watch.waiting()
+        watch.add(left.fileno(), second)  # type: ignore[arg-type]
+        watch.remove(left.fileno(), first)  # type: ignore[arg-type]
+        assert watch.waiting()  # the newer connection on that descriptor stays watched
+        watch.remove(left.fileno(), second)  # type: ignore[arg-type]
+        assert not watch.waiting()
+    finally:
+        left.close()
+        right.close()

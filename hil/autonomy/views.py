@@ -58,6 +58,15 @@ class UnitViews:
         """The agent's unit data: a cached reading, or a fresh one; None if it is silent
         (the agent is then excluded)."""
         now = self.clock.now()
+        cached = self._cached(agent, now)
+        if cached is not None:
+            return cached
+        self._refresh([agent], now)
+        return agent.reading if agent.excluded is None else None
+
+    def _cached(self, agent: Agent, now: float) -> Reading | None:
+        """The agent's reading if it is younger than ``data_acquisition_period`` at ``now``
+        (its own, or the engine's last tick's, whichever is newer); else None."""
         ticked = self.engine.last_readings.get(agent.unit_id)
         if ticked is not None and (agent.read_at is None or ticked.t > agent.read_at):
             agent.reading, agent.read_at = ticked, ticked.t
@@ -67,13 +76,29 @@ class UnitViews:
             and now - agent.read_at < self.policy.data_acquisition_period
         ):
             return agent.reading
-        try:
-            reading = self.bench.units[agent.unit_id].read()
-        except HilError as exc:
-            self.exclude(agent, f"{type(exc).__name__}: {exc}")
-            return None
-        agent.reading, agent.read_at = reading, now
-        return reading
+        return None
+
+    def _refresh(self, agents: list[Agent], now: float) -> None:
+        """Read the units of ``agents`` (at once, as a snapshot does) and cache what they
+        answer; an agent whose unit fails with a ``HilError`` is excluded, in agent order."""
+        readings: dict[str, Reading] = {}
+        failures: dict[str, Exception] = {}
+        if len(agents) == 1:
+            uid = agents[0].unit_id
+            try:
+                readings[uid] = self.bench.units[uid].read()
+            except HilError as exc:
+                failures[uid] = exc
+        else:
+            readings, failures = self.bench.read_units(a.unit_id for a in agents)
+        for agent in agents:
+            failure = failures.get(agent.unit_id)
+            if failure is None:
+                agent.reading, agent.read_at = readings[agent.unit_id], now
+            elif isinstance(failure, HilError):
+                self.exclude(agent, f"{type(failure).__name__}: {failure}")
+            else:
+                raise failure
 
     def deals_of(self) -> dict[str, tuple[int, Direction | None]]:
         """Unit → (number of running exchanges it is in, their direction)."""
@@ -112,12 +137,18 @@ class UnitViews:
         )
 
     def views(self, only: Iterable[str] | None = None) -> dict[str, UnitView]:
-        """The views of the agents still in negotiation (of ``only`` these units)."""
+        """The views of the agents still in negotiation (of ``only`` these units); the
+        units whose data is stale are read together, not one after the other."""
         deals = self.deals_of()
         wanted = set(self.agents) if only is None else set(only)
+        agents = [a for a in self.agents.values() if a.excluded is None and a.unit_id in wanted]
+        now = self.clock.now()
+        stale = [agent for agent in agents if self._cached(agent, now) is None]
+        if stale:
+            self._refresh(stale, now)
         views = {}
-        for agent in self.agents.values():
-            if agent.excluded is not None or agent.unit_id not in wanted:
+        for agent in agents:
+            if agent.excluded is not None:
                 continue
             view = self.view(agent, deals)
             if view is not None:

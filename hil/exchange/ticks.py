@@ -80,12 +80,9 @@ class Ticker:
             snap = ctx.bench.snapshot()
             t, readings, errors = snap.t, dict(snap.readings), dict(snap.errors)
         else:
-            t, readings, errors = ctx.clock.now(), {}, {}
-            for uid in watched:
-                try:
-                    readings[uid] = ctx.units[uid].read()
-                except Exception as exc:
-                    errors[uid] = f"{type(exc).__name__}: {exc}"
+            t = ctx.clock.now()
+            readings, failures = ctx.bench.read_units(watched)
+            errors = {uid: f"{type(exc).__name__}: {exc}" for uid, exc in failures.items()}
         self.last_tick = t
         self.last_readings.update(readings)
         expected = ctx.bus.expectations(list(ctx.units))

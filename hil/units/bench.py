@@ -25,7 +25,7 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -418,10 +418,17 @@ class Bench:
         jobs = {uid: functools.partial(action, unit) for uid, unit in units.items()}
         return self._workers.run_all(jobs)
 
+    def read_units(
+        self, unit_ids: Iterable[str]
+    ) -> tuple[dict[str, Reading], dict[str, Exception]]:
+        """Read ``unit_ids`` concurrently: readings and failures by unit."""
+        units = {uid: self.unit(uid) for uid in unit_ids}
+        return self._on_all(lambda unit: unit.read(), units)
+
     def snapshot(self) -> Snapshot:
         """Read every unit concurrently; one timestamped record (errors per unit)."""
         t = self.clock.now()
-        readings, failures = self._on_all(lambda unit: unit.read(), self.units)
+        readings, failures = self.read_units(self.units)
         errors = {uid: f"{type(exc).__name__}: {exc}" for uid, exc in failures.items()}
         for uid, message in errors.items():
             log.warning("snapshot: unit %s did not read: %s", uid, message)
