@@ -205,3 +205,27 @@ def test_a_community_needs_battery_units(rig: Rig, engine: ExchangeEngine) -> No
         Community(engine, OIST, POLICY, units=["X9"])
     with pytest.raises(Exception, match="no conditions for unit E002"):
         Community(engine, Conditions(["E001"], OIST), POLICY, units=["E001", "E002"])
+
+
+def test_stale_units_are_read_together_and_a_silent_one_is_excluded(
+    rig: Rig, engine: ExchangeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A negotiation needs every agent's data: the units whose cached reading has aged past
+    ``data_acquisition_period`` are read in one concurrent call, not one after the other."""
+    community = Community(engine, OIST, POLICY, seed=4, units=HOUSES)
+    rig.control.fault("E003.converter", "disconnect", seconds=600.0)
+    rig.clock.sleep(POLICY.data_acquisition_period + 1.0)  # no tick: every cache is stale
+    calls: list[list[str]] = []
+    read_units = rig.bench.read_units
+
+    def spy(unit_ids: Any) -> Any:
+        calls.append(list(unit_ids))
+        return read_units(calls[-1])
+
+    monkeypatch.setattr(rig.bench, "read_units", spy)
+    views = community.unit_views.views()
+    assert calls == [HOUSES]
+    assert sorted(views) == ["E001", "E002", "E004"]
+    assert list(community.excluded) == ["E003"]
+    assert community.unit_views.views() == views  # now cached: nothing is read again
+    assert calls == [HOUSES]
