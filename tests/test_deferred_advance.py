@@ -16,7 +16,6 @@ from emulated_rig import DRIVER_OPTIONS, EMULATED_BENCH, TIMEOUT_S
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil.clock import SimClock
 from hil.config.benchfile import load_bench_file
 from hil.controller import Reading
 from hil.units.bench import Bench
@@ -34,12 +33,10 @@ def driven(advance: AdvanceMode) -> Iterator[tuple[EmulatorThread, Bench]]:
     """The emulated bench with E001 holding 350 V and E002 pushing 1.5 A."""
     config = load_bench_file(EMULATED_BENCH)
     with EmulatorThread(config, advance=advance) as emulator:
-        control = emulator.control
-        control.reseed(7)
-        bench = Bench.open(
+        emulator.control.reseed(7)
+        bench = Bench.on_emulator(
             config,
-            resources=emulator.resources,
-            clock=SimClock(control.advance, start=control.time()),
+            emulator,
             timeout_s=TIMEOUT_S,
             identify=False,
             driver_options=DRIVER_OPTIONS,
