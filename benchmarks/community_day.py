@@ -24,15 +24,36 @@ import argparse
 import time
 from pathlib import Path
 
-from fixtures.community import CommunityRunner
+from fixtures.community import CommunityDay, CommunityRunner
 from fixtures.twin import Twin
 from hil.config.benchfile import load_bench_file
 from hil.exchange.engine import ExchangeEngine
 from hil.units.bench import Bench
+from instruments.emulation.emulator import AdvanceMode
 from instruments.emulation.process import start_emulator
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "benches" / "community-19.toml"
 DAY_S = 24 * 3600.0
+
+
+def timed_day(
+    path: Path, seconds: float, *, timeout_s: float, advance: AdvanceMode = "deferred"
+) -> tuple[CommunityDay, float]:
+    """The community of bench file ``path`` run for ``seconds`` on its own sim-clock
+    emulator, and the wall time of the run alone (not the emulator's start, not closing)."""
+    config = load_bench_file(path)
+    with start_emulator(path, clock="sim", advance=advance) as emulator:
+        bench = Bench.on_emulator(config, emulator, timeout_s=timeout_s, identify=False)
+        try:
+            engine = ExchangeEngine(bench)
+            runner = CommunityRunner(bench, engine, None, Twin(emulator.control, config))
+            start = time.perf_counter()
+            day = runner(seconds)
+            wall = time.perf_counter() - start
+            engine.close()
+        finally:
+            bench.close()
+    return day, wall
 
 
 def main() -> None:
@@ -41,19 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.hours * 3600.0
 
-    config = load_bench_file(BENCH)
-    with start_emulator(BENCH, clock="sim") as emulator:
-        bench = Bench.on_emulator(config, emulator, timeout_s=2.0, identify=False)
-        try:
-            engine = ExchangeEngine(bench)
-            twin = Twin(emulator.control, config)
-            runner = CommunityRunner(bench, engine, None, twin)
-            start = time.perf_counter()
-            day = runner(seconds)
-            wall = time.perf_counter() - start
-            engine.close()
-        finally:
-            bench.close()
+    day, wall = timed_day(BENCH, seconds, timeout_s=2.0)
     if day.report.trips:
         raise SystemExit(f"the community tripped: {day.report.trips}")
     span = "day" if seconds == DAY_S else f"{args.hours:g}h"

@@ -28,17 +28,11 @@ import argparse
 import math
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from fixtures.community import CommunityRunner
-from fixtures.twin import Twin
+from benchmarks.community_day import timed_day
 from hil.cli.bench import write_community
-from hil.config.benchfile import load_bench_file
-from hil.exchange.engine import ExchangeEngine
-from hil.units.bench import Bench
 from instruments.emulation.emulator import AdvanceMode
-from instruments.emulation.process import start_emulator
 
 DAY_S = 24 * 3600.0
 SIZES = (19, 50, 100)
@@ -49,18 +43,7 @@ def run_day(
 ) -> dict[str, float]:
     """One community day of ``houses`` houses; its wall time and outcome per house."""
     path, _ = write_community(houses, folder / f"community-{houses}.toml", force=True)
-    config = load_bench_file(path)
-    with start_emulator(path, clock="sim", advance=advance) as emulator:
-        bench = Bench.on_emulator(config, emulator, timeout_s=5.0, identify=False)
-        try:
-            engine = ExchangeEngine(bench)
-            runner = CommunityRunner(bench, engine, None, Twin(emulator.control, config))
-            start = time.perf_counter()
-            day = runner(seconds)
-            wall = time.perf_counter() - start
-            engine.close()
-        finally:
-            bench.close()
+    day, wall = timed_day(path, seconds, timeout_s=5.0, advance=advance)
     if day.report.trips:
         raise SystemExit(f"the {houses}-house community tripped: {day.report.trips}")
     with_, alone = day.totals()
