@@ -141,8 +141,12 @@ def measure_read(rounds: int, count: int) -> list[tuple[str, float, str]]:
     ]
 
 
-def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
-    emulator, bench = _open(BENCH_19)
+def _snapshot_and_sequential(
+    rounds: int, count: int, timing: Literal["real", "none"] | None = None
+) -> tuple[int, Timing, Timing]:
+    """The 19-unit bench's snapshot against the same reads one after the other, each warmed
+    up once first: the unit count and both samples."""
+    emulator, bench = _open(BENCH_19, timing=timing)
     units = list(bench.units.values())
 
     def sequential() -> None:
@@ -156,7 +160,11 @@ def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
     finally:
         bench.close()
         emulator.stop()
-    n = len(units)
+    return len(units), snap, seq
+
+
+def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
+    n, snap, seq = _snapshot_and_sequential(rounds, count)
     return [
         (f"snapshot_{n}_units_ms", snap.wall_us / 1000, "ms"),
         (f"sequential_{n}_units_ms", seq.wall_us / 1000, "ms"),
@@ -170,19 +178,7 @@ def measure_snapshot(rounds: int, count: int) -> list[tuple[str, float, str]]:
 
 def measure_snapshot_realistic(rounds: int, count: int) -> list[tuple[str, float, str]]:
     """Snapshot against sequential reads with real instrument timing in the emulator."""
-    emulator, bench = _open(BENCH_19, timing="real")
-    units = list(bench.units.values())
-
-    def sequential() -> None:
-        for unit in units:
-            unit.read()
-
-    try:
-        bench.snapshot()
-        snap, seq = _alternate(bench.snapshot, sequential, rounds, count, emulator.process.pid)
-    finally:
-        bench.close()
-        emulator.stop()
+    _, snap, seq = _snapshot_and_sequential(rounds, count, timing="real")
     return [
         ("snapshot_realistic_ms", snap.wall_us / 1000, "ms"),
         ("sequential_realistic_ms", seq.wall_us / 1000, "ms"),
