@@ -248,10 +248,7 @@ class ApisHttp:
 
     def field_range(self, name: str) -> tuple[float, float]:
         """APIS's accepted range of ``name`` (the EZA-2500's; unbounded sides infinite)."""
-        spec = FIELDS[name]
-        low = spec.minimum if spec.minimum is not None else float("-inf")
-        high = spec.maximum if spec.maximum is not None else float("inf")
-        return low, high
+        return FIELDS[name].accepted
 
     # -- setting ---------------------------------------------------------------------------
     def set_mode(self, mode: Mode) -> None:

@@ -388,9 +388,7 @@ class Eza2500:
     # checks -----------------------------------------------------------------------------
 
     def _check(self, field: str, value: float, maximum: float | None = None) -> float:
-        spec = FIELDS[field]
-        low = spec.minimum if spec.minimum is not None else float("-inf")
-        high = spec.maximum if spec.maximum is not None else float("inf")
+        low, high = FIELDS[field].accepted
         if maximum is not None:
             high = min(high, maximum)
         unit = {
@@ -488,10 +486,7 @@ class Eza2500:
 
     def field_range(self, name: str) -> tuple[float, float]:
         """APIS's accepted range of field ``name`` (unbounded sides are infinite)."""
-        spec = FIELDS[name]
-        low = spec.minimum if spec.minimum is not None else float("-inf")
-        high = spec.maximum if spec.maximum is not None else float("inf")
-        return low, high
+        return FIELDS[name].accepted
 
     def clear_alarms(self) -> None:
         """Command 0x12 write (two zero bytes)."""

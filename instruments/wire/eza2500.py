@@ -118,6 +118,13 @@ class FieldSpec:
     maximum: float | None = None
 
     @property
+    def accepted(self) -> tuple[float, float]:
+        """APIS's accepted range, (low, high); an unbounded side is infinite."""
+        low = self.minimum if self.minimum is not None else float("-inf")
+        high = self.maximum if self.maximum is not None else float("inf")
+        return low, high
+
+    @property
     def lsb(self) -> float:
         """Physical value of one raw count."""
         return self.rating / (1 << self.q)
