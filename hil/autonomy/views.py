@@ -81,16 +81,7 @@ class UnitViews:
     def _refresh(self, agents: list[Agent], now: float) -> None:
         """Read the units of ``agents`` (at once, as a snapshot does) and cache what they
         answer; an agent whose unit fails with a ``HilError`` is excluded, in agent order."""
-        readings: dict[str, Reading] = {}
-        failures: dict[str, Exception] = {}
-        if len(agents) == 1:
-            uid = agents[0].unit_id
-            try:
-                readings[uid] = self.bench.units[uid].read()
-            except HilError as exc:
-                failures[uid] = exc
-        else:
-            readings, failures = self.bench.read_units(a.unit_id for a in agents)
+        readings, failures = self.bench.read_units(a.unit_id for a in agents)
         for agent in agents:
             failure = failures.get(agent.unit_id)
             if failure is None:
