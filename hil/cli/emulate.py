@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             control_port=args.control_port,
             serial="tcp" if labgrid is not None else args.serial,
             timing=args.timing,
-            defer_advance=args.advance == "deferred",
+            advance=args.advance,
         )
     except HilError as exc:
         print(f"hil emulate: {exc}", file=sys.stderr)

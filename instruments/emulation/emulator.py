@@ -284,7 +284,7 @@ class Emulator:
         serial: SerialMode | None = None,
         control_host: str = "127.0.0.1",
         timing: TimingMode | None = None,
-        defer_advance: bool = True,
+        advance: AdvanceMode = "deferred",
     ) -> None:
         if clock not in ("sim", "wall"):
             raise ConfigError(f"clock must be 'sim' or 'wall', got {clock!r}")
@@ -313,7 +313,7 @@ class Emulator:
             if self.timing_mode(model.ctx.unit.id, timing) == "real"
         }
         #: Whether ``advance`` is deferred (sim clock only; see the module doc).
-        self.defer_advance = defer_advance and clock == "sim"
+        self.defer_advance = advance == "deferred" and clock == "sim"
         #: Simulated seconds told to clients and not yet stepped by the plant.
         self._owed = 0.0
         self.safe_reason = ""

@@ -123,12 +123,7 @@ class EmulatorThread:
         advance: AdvanceMode = "deferred",
     ) -> None:
         self.emulator = Emulator(
-            bench,
-            clock=clock,
-            speed=speed,
-            serial=serial,
-            timing=timing,
-            defer_advance=advance == "deferred",
+            bench, clock=clock, speed=speed, serial=serial, timing=timing, advance=advance
         )
         self._loop = BackgroundLoop(name=f"emulator {bench.name}").start()
         try:
