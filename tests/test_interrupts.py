@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from emulated_rig import EMULATED_BENCH, ROOT
+from child_process import ChildProcess, until
+from emulated_rig import EMULATED_BENCH
 
 from hil.records import read_records
 from instruments.emulation.process import EmulatorProcess, start_emulator
@@ -54,55 +51,13 @@ def marked_pids(mark: str) -> list[int]:
     return found
 
 
-def until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-class Child:
+class Child(ChildProcess):
     """``hil run`` or pytest in its own process group, its lines read by a thread."""
 
     def __init__(self, args: list[str], run_dir: Path) -> None:
         self.mark = uuid.uuid4().hex
         self.run_dir = run_dir
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", MARK: self.mark}
-        self.process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_line(self, text: str) -> str:
-        deadline = time.monotonic() + PATIENCE_S
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line with {text!r}: {self.lines[-5:]}") from None
-            if line is None:
-                raise AssertionError(f"exited before a line with {text!r}: {self.lines[-20:]}")
-            self.lines.append(line)
-            if text in line:
-                return line
+        super().__init__(args, {MARK: self.mark}, patience_s=PATIENCE_S)
 
     def wait_record(self, step: str) -> None:
         """Until the record holds a ``step`` line of that step (the engine reached it)."""
@@ -127,20 +82,6 @@ class Child:
             os.killpg(self.process.pid, signum)
         else:
             self.process.send_signal(signum)
-
-    def finish(self) -> int:
-        code = self.process.wait(PATIENCE_S)
-        while (line := self._queue.get(timeout=PATIENCE_S)) is not None:
-            self.lines.append(line)
-        return code
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from child_process import until
 from emulated_rig import EMULATED_BENCH, ROOT
 
 from instruments.emulation.client import ControlClient
@@ -36,16 +34,6 @@ PERSON = (
     "stdout=subprocess.PIPE, start_new_session=True); "
     "print(p.pid, p.stdout.readline().decode().strip(), flush=True); sys.stdin.read()"
 )
-
-
-def until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def gone(pid: int) -> bool:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from child_process import until
 
 from hil.errors import ConfigError
 from hil.live.client import EventStream
@@ -21,16 +20,6 @@ from hil.live.server import LiveApp, LiveServer, parse_address
 from hil.recorder import MemoryRecorder
 
 PATIENCE_S = 30.0
-
-
-def until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 class Live:
