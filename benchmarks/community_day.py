@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures.community import CommunityDay, CommunityRunner
 from fixtures.twin import Twin
+from hil.clock import SimClock
 from hil.config.benchfile import load_bench_file
 from hil.exchange.engine import ExchangeEngine
 from hil.units.bench import Bench
@@ -36,24 +38,40 @@ BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "benches" / "commu
 DAY_S = 24 * 3600.0
 
 
+@dataclass(frozen=True)
+class TimedDay:
+    """A community run, the wall time of the run alone (not the emulator's start, not
+    closing), and the work it asked for: units read and simulated-clock sleeps."""
+
+    day: CommunityDay
+    wall_s: float
+    units_read: int
+    clock_sleeps: int
+
+
 def timed_day(
     path: Path, seconds: float, *, timeout_s: float, advance: AdvanceMode = "deferred"
-) -> tuple[CommunityDay, float]:
+) -> TimedDay:
     """The community of bench file ``path`` run for ``seconds`` on its own sim-clock
-    emulator, and the wall time of the run alone (not the emulator's start, not closing)."""
+    emulator."""
     config = load_bench_file(path)
     with start_emulator(path, clock="sim", advance=advance) as emulator:
         bench = Bench.on_emulator(config, emulator, timeout_s=timeout_s, identify=False)
         try:
             engine = ExchangeEngine(bench)
             runner = CommunityRunner(bench, engine, None, Twin(emulator.control, config))
+            reads_before = bench.units_read
+            clock = bench.clock
+            sleeps_before = clock.sleeps if isinstance(clock, SimClock) else 0
             start = time.perf_counter()
             day = runner(seconds)
             wall = time.perf_counter() - start
+            sleeps = (clock.sleeps if isinstance(clock, SimClock) else 0) - sleeps_before
+            reads = bench.units_read - reads_before
             engine.close()
         finally:
             bench.close()
-    return day, wall
+    return TimedDay(day, wall, reads, sleeps)
 
 
 def main() -> None:
@@ -62,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.hours * 3600.0
 
-    day, wall = timed_day(BENCH, seconds, timeout_s=2.0)
+    timed = timed_day(BENCH, seconds, timeout_s=2.0)
+    day, wall = timed.day, timed.wall_s
     if day.report.trips:
         raise SystemExit(f"the community tripped: {day.report.trips}")
     span = "day" if seconds == DAY_S else f"{args.hours:g}h"

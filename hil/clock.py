@@ -25,6 +25,9 @@ class SimClock:
     def __init__(self, advance: Callable[[float], float], start: float = 0.0) -> None:
         self._advance = advance
         self._now = start
+        #: ``sleep`` calls so far: each is one ``advance`` (one control-channel round trip
+        #: on an emulator).
+        self.sleeps = 0
 
     def now(self) -> float:
         return self._now
@@ -33,3 +36,4 @@ class SimClock:
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds} s)")
         self._now = self._advance(seconds)
+        self.sleeps += 1

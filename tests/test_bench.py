@@ -305,7 +305,9 @@ def test_snapshot_reads_every_unit_at_once() -> None:
     clock = SimClock(lambda s: s, start=42.0)
     text = bench_text(scpi_only=True)
     with Bench.open(config(text), opener=scripts, identify=False, clock=clock) as bench:
+        assert bench.units_read == 0
         snapshot = bench.snapshot()
+        assert bench.units_read == 3
     assert isinstance(snapshot, Snapshot) and snapshot.complete, snapshot.errors
     assert snapshot.t == 42.0
     assert snapshot.readings["SUP1"].bus_current == 1.0
@@ -325,6 +327,7 @@ def test_one_failing_unit_does_not_spoil_the_snapshot() -> None:
     text = bench_text(scpi_only=True)
     with Bench.open(config(text), opener=scripts, identify=False) as bench:
         snapshot = bench.snapshot()
+        assert bench.units_read == 3  # asked of every unit, whether it answered or not
     assert set(snapshot.readings) == {"SUP1", "BID1"}
     assert set(snapshot.errors) == {"LOAD1"}
     assert "CommunicationError" in snapshot.errors["LOAD1"]

@@ -688,9 +688,11 @@ def test_simclock_drives_the_plant() -> None:
     plant = Plant([BUS], [vr()])
     clock = SimClock(plant.advance)
     clock.sleep(12.5)
+    clock.sleep(0.0)
     assert clock.now() == 12.5 == plant.time
     with pytest.raises(ValueError, match="negative"):
         clock.sleep(-1.0)
+    assert clock.sleeps == 2  # the refused sleep asked nothing of the plant
     with pytest.raises(ValueError, match="finite"):
         plant.advance(math.nan)
 

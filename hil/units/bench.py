@@ -291,6 +291,9 @@ class Bench:
         self.identities = identities
         self._workers = _UnitWorkers(len(self.units), name=f"bench-{config.name}")
         self._closed = False
+        #: Units read through :meth:`read_units` and :meth:`snapshot` since the bench
+        #: opened (the work a run asked of the instruments; benchmarks/community_scale.py).
+        self.units_read = 0
 
     # -- building --------------------------------------------------------------------
     @classmethod
@@ -423,6 +426,7 @@ class Bench:
     ) -> tuple[dict[str, Reading], dict[str, Exception]]:
         """Read ``unit_ids`` concurrently: readings and failures by unit."""
         units = {uid: self.unit(uid) for uid in unit_ids}
+        self.units_read += len(units)
         return self._on_all(lambda unit: unit.read(), units)
 
     def snapshot(self) -> Snapshot:
