@@ -1,7 +1,8 @@
-"""Waiting on other processes and threads in tests: :func:`until` a condition holds, and
-:class:`ChildProcess`, a run in its own process group whose output a thread reads line by
-line. Synchronisation is on conditions and output lines; the patience is a generous bound
-for things that take seconds at most, never a timing claim."""
+"""Waiting on other processes and threads in tests: :func:`until` a condition holds,
+:func:`until_safe` an emulator's every output is safe, and :class:`ChildProcess`, a run in
+its own process group whose output a thread reads line by line. Synchronisation is on
+conditions and output lines; the patience is a generous bound for things that take seconds
+at most, never a timing claim."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 
 from emulated_rig import ROOT
 
+from instruments.emulation.process import EmulatorProcess
+
 #: Default patience, seconds.
 PATIENCE_S = 60.0
 
@@ -30,6 +33,20 @@ def until(what: str, check: Callable[[], Any], patience_s: float = PATIENCE_S) -
             return value
         time.sleep(0.01)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+def until_safe(emulator: EmulatorProcess, patience_s: float = PATIENCE_S) -> dict[str, Any]:
+    """The emulator's status once every port is safe, or the last one after the patience.
+
+    Simulated time is advanced a little first: the plant solves its circuit again on its
+    next step, and nobody else advances it once a run's process is gone."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        emulator.control.advance(0.1)
+        status: dict[str, Any] = emulator.control.status()
+        if status["all_safe"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.01)
 
 
 class ChildProcess:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from child_process import ChildProcess, until
+from child_process import ChildProcess, until, until_safe
 from emulated_rig import EMULATED_BENCH
 
 from hil.records import read_records
@@ -129,20 +128,6 @@ def run_end(run_dir: Path) -> dict[str, Any]:
 
 def unsafe_ports(status: dict[str, Any]) -> list[str]:
     return [p["port"] for p in status["ports"] if not p["safe"]]
-
-
-def until_safe(emulator: EmulatorProcess) -> dict[str, Any]:
-    """The emulator's status once every port is safe, or the last one after the patience.
-
-    Simulated time is advanced a little first: the plant solves its circuit again on its
-    next step, and nobody else advances it once the run's process is gone."""
-    deadline = time.monotonic() + PATIENCE_S
-    while True:
-        emulator.control.advance(0.1)
-        status = emulator.control.status()
-        if status["all_safe"] or time.monotonic() > deadline:
-            return status
-        time.sleep(0.01)
 
 
 def assert_nothing_left(child: Child) -> None:

@@ -5,13 +5,13 @@ answered on the page, on the terminal, or refused with ``--no-prompts``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from child_process import until_safe
 from emulated_rig import EMULATED_BENCH
 from live_child import PATIENCE_S, LiveChild, events_until, open_stream
 
@@ -33,18 +33,6 @@ def witness() -> Iterator[EmulatorProcess]:
     true state can be read after the run is gone."""
     with start_emulator(EMULATED_BENCH) as emu:
         yield emu
-
-
-def until_safe(emulator: EmulatorProcess) -> dict[str, Any]:
-    """The emulator's status once every port is safe (simulated time advanced a little
-    first: the plant solves its circuit on its next step), or the last one."""
-    deadline = time.monotonic() + PATIENCE_S
-    while True:
-        emulator.control.advance(0.1)
-        status: dict[str, Any] = emulator.control.status()
-        if status["all_safe"] or time.monotonic() > deadline:
-            return status
-        time.sleep(0.01)
 
 
 def notes(run_dir: Path) -> list[dict[str, Any]]:

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from child_process import until
 from emulated_rig import EMULATED_BENCH, ROOT
 
 from hil.exchange import safety
@@ -39,16 +40,6 @@ def witness(emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
     yield emulator
     emulator.control.request("arm_watchdog", seconds=0)
     emulator.control.clear()
-
-
-def _until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + PATIENCE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def _controller(emulator: EmulatorProcess, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -96,7 +87,7 @@ def test_sigterm_runs_the_ordered_shutdown(witness: EmulatorProcess, tmp_path: P
     assert _bus_running(witness)
     child.send_signal(signal.SIGTERM)
     assert child.wait(PATIENCE_S) == 128 + signal.SIGTERM
-    _until("every output safe", lambda: witness.control.status()["all_safe"])
+    until("every output safe", lambda: witness.control.status()["all_safe"])
     lines = _shutdowns(tmp_path)
     begin = next(line for line in lines if line["event"] == "begin")
     assert "SIGTERM" in begin["reason"] and begin["reference"] == "E003"
@@ -110,7 +101,7 @@ def test_sigterm_runs_the_ordered_shutdown(witness: EmulatorProcess, tmp_path: P
 def test_exit_without_stopping_runs_the_shutdown(witness: EmulatorProcess, tmp_path: Path) -> None:
     child = _controller(witness, tmp_path, "--mode", "exit")
     assert child.wait(PATIENCE_S) == 0
-    _until("every output safe", lambda: witness.control.status()["all_safe"])
+    until("every output safe", lambda: witness.control.status()["all_safe"])
     begin = next(line for line in _shutdowns(tmp_path) if line["event"] == "begin")
     assert begin["reason"] == "process exit" and begin["reference"] == "E003"
 
@@ -118,7 +109,7 @@ def test_exit_without_stopping_runs_the_shutdown(witness: EmulatorProcess, tmp_p
 def test_second_signal_forces_safe_off(witness: EmulatorProcess, tmp_path: Path) -> None:
     child = _controller(witness, tmp_path, "--scram-delay", "600")
     child.send_signal(signal.SIGINT)
-    _until(
+    until(
         "the shutdown to wait before the reference",
         lambda: any("scramVoltage" in str(line.get("action")) for line in _shutdowns(tmp_path)),
     )
@@ -126,7 +117,7 @@ def test_second_signal_forces_safe_off(witness: EmulatorProcess, tmp_path: Path)
     assert child.wait(PATIENCE_S) == 128 + signal.SIGINT
     forced = [line for line in _shutdowns(tmp_path) if line["event"] == "forced"]
     assert forced and "second signal SIGINT" in forced[0]["reason"] and not forced[0]["failures"]
-    status = _until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
+    status = until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
     ports = {p["port"]: p for p in status["ports"]}
     assert ports["E003.converter"]["mode"] == "WAIT"
 
@@ -136,7 +127,7 @@ def test_sigkill_leaves_it_to_the_watchdog(witness: EmulatorProcess, tmp_path: P
     assert _bus_running(witness)
     child.kill()
     child.wait(PATIENCE_S)
-    status = _until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
+    status = until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
     assert "watchdog" in status["safe_reason"]
     assert not _shutdowns(tmp_path)  # nothing ran in the killed process: the watchdog did it
 
