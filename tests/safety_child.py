@@ -51,7 +51,7 @@ def main() -> int:
     bench.arm_all()
     recorder = RecordWriter(args.records)
     engine = ExchangeEngine(bench, recorder=recorder, authorize=False)
-    watchdog = EmulatorWatchdog.arm(args.control, args.watchdog)
+    watchdog = EmulatorWatchdog.arm(args.control, args.watchdog, recorder)
     guard_bench(bench, engine, watchdog=watchdog, recorder=recorder)
     try:
         engine.start(Exchange.between("E001", "E003", 1.0, duration=3600.0, name="held"))

@@ -228,6 +228,7 @@ def test_fault_at_any_step_scrams_ends_all_safe_and_named(
             injected.append(at)
 
     recorder = MemoryRecorder()
+    watchdog.recorder = recorder
     engine = rig.engine(recorder=recorder, on_step=inject)
     engine.on_unsafe = lambda report: watchdog.trip(f"unconfirmed {report.unconfirmed}")
     exc = _run(rig, engine, pair, step)
@@ -244,3 +245,5 @@ def test_fault_at_any_step_scrams_ends_all_safe_and_named(
     status = rig.status()
     assert status["all_safe"], [p["port"] for p in status["ports"] if not p["safe"]]
     assert _named(recorder, unit), recorder.text()[-2000:]
+    tripped = [e for e in recorder.of_type("safety_event") if e["kind"] == "watchdog"]
+    assert len(tripped) == int(watchdog.tripped), tripped  # a trip is in the record

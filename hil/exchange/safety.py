@@ -156,21 +156,25 @@ class EmulatorWatchdog:
     gone) it does so after ``period``.
     """
 
-    def __init__(self, control: ControlClient, period: float) -> None:
+    def __init__(
+        self, control: ControlClient, period: float, recorder: Recorder | None = None
+    ) -> None:
         if not period > 0:
             raise ValueError(f"watchdog period must be > 0 s, got {period!r}")
         self.control = control
         self.period = period
+        self.recorder = recorder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.tripped = False
 
     @classmethod
-    def arm(cls, address: str, period: float) -> EmulatorWatchdog:
-        """Connect to the emulator's control channel at ``address``, arm, start feeding."""
+    def arm(cls, address: str, period: float, recorder: Recorder | None = None) -> EmulatorWatchdog:
+        """Connect to the emulator's control channel at ``address``, arm, start feeding;
+        a trip is recorded to ``recorder``."""
         from instruments.emulation.client import ControlClient
 
-        dog = cls(ControlClient(address), period)
+        dog = cls(ControlClient(address), period, recorder)
         dog.start()
         return dog
 
@@ -189,8 +193,19 @@ class EmulatorWatchdog:
                 return
 
     def trip(self, reason: str = "") -> None:
-        """Stop feeding and close the connection: the emulator makes every output safe."""
-        log.error("emulator watchdog tripped on purpose%s", f": {reason}" if reason else "")
+        """Stop feeding and close the connection: the emulator makes every output safe.
+
+        The record gets a ``safety_event`` (kind ``watchdog``): this is how outputs the
+        ordered shutdown could not reach end safe."""
+        message = "emulator watchdog tripped on purpose" + (f": {reason}" if reason else "")
+        log.error("%s", message)
+        safe_write(
+            self.recorder,
+            "safety_event",
+            kind="watchdog",
+            level="error",
+            message=f"{message}; the emulator makes every output safe",
+        )
         self.tripped = True
         self._stop.set()
         self.control.close()
