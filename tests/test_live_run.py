@@ -77,7 +77,7 @@ def test_hil_run_live_streams_the_run_and_stop_ends_it_interrupted_and_safe(
     said = [n["message"] for n in notes(run_dir)]
     assert any(m.startswith("stop requested on the live page by ann") for m in said), said
     assert "session end: every unit made safe" in said
-    status = until_safe(witness)
+    status = until_safe(witness, PATIENCE_S)
     assert status["all_safe"], [p for p in status["ports"] if not p["safe"]]
 
 

@@ -124,7 +124,7 @@ def test_a_prompt_answered_on_the_page_is_recorded_with_who_and_when(live: Live)
     )
     asking.start()
     try:
-        (prompt,) = until("the prompt", lambda: live.http.get("/prompts").json())
+        (prompt,) = until("the prompt", lambda: live.http.get("/prompts").json(), PATIENCE_S)
         assert prompt["text"] == "Connect the battery to E003"
         assert prompt["choices"] == ["yes", "no"] and prompt["test"] == "t::x"
         assert (

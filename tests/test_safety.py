@@ -87,7 +87,7 @@ def test_sigterm_runs_the_ordered_shutdown(witness: EmulatorProcess, tmp_path: P
     assert _bus_running(witness)
     child.send_signal(signal.SIGTERM)
     assert child.wait(PATIENCE_S) == 128 + signal.SIGTERM
-    until("every output safe", lambda: witness.control.status()["all_safe"])
+    until("every output safe", lambda: witness.control.status()["all_safe"], PATIENCE_S)
     lines = _shutdowns(tmp_path)
     begin = next(line for line in lines if line["event"] == "begin")
     assert "SIGTERM" in begin["reason"] and begin["reference"] == "E003"
@@ -101,7 +101,7 @@ def test_sigterm_runs_the_ordered_shutdown(witness: EmulatorProcess, tmp_path: P
 def test_exit_without_stopping_runs_the_shutdown(witness: EmulatorProcess, tmp_path: Path) -> None:
     child = _controller(witness, tmp_path, "--mode", "exit")
     assert child.wait(PATIENCE_S) == 0
-    until("every output safe", lambda: witness.control.status()["all_safe"])
+    until("every output safe", lambda: witness.control.status()["all_safe"], PATIENCE_S)
     begin = next(line for line in _shutdowns(tmp_path) if line["event"] == "begin")
     assert begin["reason"] == "process exit" and begin["reference"] == "E003"
 
@@ -112,12 +112,17 @@ def test_second_signal_forces_safe_off(witness: EmulatorProcess, tmp_path: Path)
     until(
         "the shutdown to wait before the reference",
         lambda: any("scramVoltage" in str(line.get("action")) for line in _shutdowns(tmp_path)),
+        PATIENCE_S,
     )
     child.send_signal(signal.SIGINT)
     assert child.wait(PATIENCE_S) == 128 + signal.SIGINT
     forced = [line for line in _shutdowns(tmp_path) if line["event"] == "forced"]
     assert forced and "second signal SIGINT" in forced[0]["reason"] and not forced[0]["failures"]
-    status = until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
+    status = until(
+        "every output safe",
+        lambda: (s := witness.control.status())["all_safe"] and s,
+        PATIENCE_S,
+    )
     ports = {p["port"]: p for p in status["ports"]}
     assert ports["E003.converter"]["mode"] == "WAIT"
 
@@ -127,7 +132,11 @@ def test_sigkill_leaves_it_to_the_watchdog(witness: EmulatorProcess, tmp_path: P
     assert _bus_running(witness)
     child.kill()
     child.wait(PATIENCE_S)
-    status = until("every output safe", lambda: (s := witness.control.status())["all_safe"] and s)
+    status = until(
+        "every output safe",
+        lambda: (s := witness.control.status())["all_safe"] and s,
+        PATIENCE_S,
+    )
     assert "watchdog" in status["safe_reason"]
     assert not _shutdowns(tmp_path)  # nothing ran in the killed process: the watchdog did it
 
