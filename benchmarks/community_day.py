@@ -60,14 +60,13 @@ def timed_day(
         try:
             engine = ExchangeEngine(bench)
             runner = CommunityRunner(bench, engine, None, Twin(emulator.control, config))
-            reads_before = bench.units_read
             clock = bench.clock
-            sleeps_before = clock.sleeps if isinstance(clock, SimClock) else 0
+            assert isinstance(clock, SimClock)  # Bench.on_emulator's
+            reads_before, sleeps_before = bench.units_read, clock.sleeps
             start = time.perf_counter()
             day = runner(seconds)
             wall = time.perf_counter() - start
-            sleeps = (clock.sleeps if isinstance(clock, SimClock) else 0) - sleeps_before
-            reads = bench.units_read - reads_before
+            reads, sleeps = bench.units_read - reads_before, clock.sleeps - sleeps_before
             engine.close()
         finally:
             bench.close()
