@@ -76,13 +76,8 @@ class Ticker:
         """Read, supervise, count energy, sample; a supervisor error is a ``SafetyTrip``."""
         ctx = self.ctx
         watched = self.watched()
-        if watched is None:
-            snap = ctx.bench.snapshot()
-            t, readings, errors = snap.t, dict(snap.readings), dict(snap.errors)
-        else:
-            t = ctx.clock.now()
-            readings, failures = ctx.bench.read_units(watched)
-            errors = {uid: f"{type(exc).__name__}: {exc}" for uid, exc in failures.items()}
+        snap = ctx.bench.snapshot(watched)
+        t, readings, errors = snap.t, dict(snap.readings), dict(snap.errors)
         self.last_tick = t
         self.last_readings.update(readings)
         expected = ctx.bus.expectations(list(ctx.units))

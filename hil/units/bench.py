@@ -429,10 +429,11 @@ class Bench:
         self.units_read += len(units)
         return self._on_all(lambda unit: unit.read(), units)
 
-    def snapshot(self) -> Snapshot:
-        """Read every unit concurrently; one timestamped record (errors per unit)."""
+    def snapshot(self, unit_ids: Iterable[str] | None = None) -> Snapshot:
+        """Read every unit (or ``unit_ids``) concurrently; one timestamped record (errors
+        per unit)."""
         t = self.clock.now()
-        readings, failures = self.read_units(self.units)
+        readings, failures = self.read_units(self.units if unit_ids is None else unit_ids)
         errors = {uid: f"{type(exc).__name__}: {exc}" for uid, exc in failures.items()}
         for uid, message in errors.items():
             log.warning("snapshot: unit %s did not read: %s", uid, message)
